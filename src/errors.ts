@@ -1,0 +1,60 @@
+/**
+ * The one error hierarchy of the sidecar. Every error carries a stable `code` that callers branch
+ * on (never on message text) and, where it faces HTTP, the status to answer with. `cause` is
+ * always passed through so logs show the root.
+ */
+
+export const ErrorCodes = {
+  CONFIG: 'ASKR_ERR_CONFIG',
+  FCGI_PROTOCOL: 'ASKR_ERR_FCGI_PROTOCOL',
+  FCGI_CONNECT: 'ASKR_ERR_FCGI_CONNECT',
+  FCGI_CONNECTION_CLOSED: 'ASKR_ERR_FCGI_CONNECTION_CLOSED',
+  FCGI_TIMEOUT: 'ASKR_ERR_FCGI_TIMEOUT',
+  FCGI_POOL_EXHAUSTED: 'ASKR_ERR_FCGI_POOL_EXHAUSTED',
+  FCGI_POOL_CLOSED: 'ASKR_ERR_FCGI_POOL_CLOSED',
+  FCGI_ABORTED: 'ASKR_ERR_FCGI_ABORTED',
+  UPSTREAM_RESPONSE: 'ASKR_ERR_UPSTREAM_RESPONSE',
+  BODY_TOO_LARGE: 'ASKR_ERR_BODY_TOO_LARGE',
+  BAD_REQUEST: 'ASKR_ERR_BAD_REQUEST',
+  FPM_START: 'ASKR_ERR_FPM_START',
+  SSE_ENCODE: 'ASKR_ERR_SSE_ENCODE',
+  LIMIT: 'ASKR_ERR_LIMIT',
+  DATAGRAM: 'ASKR_ERR_DATAGRAM',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface SidecarErrorOptions {
+  cause?: unknown;
+  /** HTTP status this error should be answered with, when it reaches a client. */
+  status?: number;
+}
+
+export class SidecarError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options: SidecarErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SidecarError';
+    this.code = code;
+    this.status = options.status ?? 500;
+  }
+}
+
+/** A configuration problem: names the source (file, env var or flag), the key, the value and what is allowed. */
+export class ConfigError extends SidecarError {
+  constructor(message: string, options: SidecarErrorOptions = {}) {
+    super(ErrorCodes.CONFIG, message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+export function isSidecarError(err: unknown): err is SidecarError {
+  return err instanceof SidecarError;
+}
+
+/** Narrow an unknown thrown value to an Error, for logging. */
+export function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
