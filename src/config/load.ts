@@ -197,6 +197,11 @@ export function loadConfig(options: LoadOptions = {}): SidecarConfig {
           `${file}: top-level key "${section}" must be a [section]; allowed sections: ${Object.keys(schema).join(', ')}`,
         );
       }
+      if (!(section in schema)) {
+        throw new ConfigError(
+          `${file}: unknown section [${section}]; allowed sections: ${Object.keys(schema).join(', ')}`,
+        );
+      }
       for (const [key, raw] of Object.entries(table)) {
         apply(values, section, key, raw, file, false);
       }
