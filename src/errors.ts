@@ -20,6 +20,7 @@ export const ErrorCodes = {
   SSE_ENCODE: 'ASKR_ERR_SSE_ENCODE',
   LIMIT: 'ASKR_ERR_LIMIT',
   DATAGRAM: 'ASKR_ERR_DATAGRAM',
+  STATIC_FILE: 'ASKR_ERR_STATIC_FILE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
