@@ -1,0 +1,237 @@
+/**
+ * Replay state of the hub: event ids, one bounded history per channel, and tombstones that
+ * remember what a deleted channel had evicted. Invariants: entries are in ascending seq order;
+ * `evictedMaxSeq` only grows; a client is told askr:lost whenever an event it never saw may have
+ * been evicted (false positives are possible after the tombstone TTL, false negatives are not).
+ */
+
+/** One stored event, already encoded for its channel (the bytes replay writes). */
+export interface HistoryEntry {
+  readonly seq: number;
+  /** Publish time (hub clock, ms), for the age bound. */
+  readonly time: number;
+  readonly publisherId: string | undefined;
+  /** Index of this channel in the publish's channel list: a replay spanning several channels
+   * keeps the copy with the lowest rank, as live delivery does. */
+  readonly rank: number;
+  readonly frame: Buffer;
+}
+
+/** `<epoch>-<seq>`: orders events across channels within one hub instance. */
+export function formatEventId(epoch: string, seq: number): string {
+  return `${epoch}-${seq}`;
+}
+
+const SEQ_RE = /^\d{1,15}$/;
+
+/**
+ * Parses a Last-Event-ID: `<epoch>-<seq>` optionally followed by `@anything` (the channel tag).
+ * The epoch may itself contain '-' (the last one separates the seq). Returns null when malformed.
+ */
+export function parseEventId(value: string): { epoch: string; seq: number } | null {
+  const at = value.indexOf('@');
+  const head = at === -1 ? value : value.slice(0, at);
+  const dash = head.lastIndexOf('-');
+  if (dash <= 0) return null;
+  const digits = head.slice(dash + 1);
+  if (!SEQ_RE.test(digits)) return null;
+  return { epoch: head.slice(0, dash), seq: Number(digits) };
+}
+
+/**
+ * A channel's history: a queue bounded by count and age. The array is used as a deque with a
+ * head index (compacted when half of it is dead) so eviction is O(1) amortized.
+ */
+export class EventHistory {
+  #items: (HistoryEntry | undefined)[] = [];
+  #head = 0;
+  /** publisherId -> seq, only for entries still held (idempotent publish retries). */
+  #byPublisherId: Map<string, number> | undefined;
+  /** Highest seq ever evicted (or published while history was off) on this channel. */
+  evictedMaxSeq: number;
+
+  constructor(evictedMaxSeq = 0) {
+    this.evictedMaxSeq = evictedMaxSeq;
+  }
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /** Appends, evicting the oldest entries beyond `maxSize`; maxSize 0 keeps nothing. */
+  push(entry: HistoryEntry, maxSize: number): void {
+    if (maxSize <= 0) {
+      this.evictedMaxSeq = Math.max(this.evictedMaxSeq, entry.seq);
+      return;
+    }
+    this.trimTo(maxSize - 1);
+    this.#items.push(entry);
+    if (entry.publisherId !== undefined) {
+      this.#byPublisherId ??= new Map();
+      this.#byPublisherId.set(entry.publisherId, entry.seq);
+    }
+  }
+
+  /** Evicts the oldest entries until at most `maxSize` remain. */
+  trimTo(maxSize: number): void {
+    while (this.size > Math.max(0, maxSize)) this.#evictOldest();
+  }
+
+  /** Evicts entries that are `maxAgeMs` old or older at `now`. */
+  evictExpired(now: number, maxAgeMs: number): void {
+    for (;;) {
+      const oldest = this.#items[this.#head];
+      if (oldest === undefined || now - oldest.time < maxAgeMs) return;
+      this.#evictOldest();
+    }
+  }
+
+  hasPublisherId(publisherId: string): boolean {
+    return this.#byPublisherId?.has(publisherId) ?? false;
+  }
+
+  /** Entries with seq > `afterSeq`, oldest first (binary search: entries are seq-ordered). */
+  since(afterSeq: number): HistoryEntry[] {
+    let lo = this.#head;
+    let hi = this.#items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#items[mid]?.seq ?? 0) <= afterSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.#items.slice(lo) as HistoryEntry[];
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#items[this.#head];
+    if (oldest === undefined) return;
+    this.#items[this.#head] = undefined;
+    this.#head++;
+    this.evictedMaxSeq = Math.max(this.evictedMaxSeq, oldest.seq);
+    if (
+      oldest.publisherId !== undefined &&
+      this.#byPublisherId?.get(oldest.publisherId) === oldest.seq
+    ) {
+      this.#byPublisherId.delete(oldest.publisherId);
+    }
+    if (this.#head === this.#items.length) {
+      // Empty: drop the storage, an idle channel should cost nothing.
+      this.#items = [];
+      this.#head = 0;
+      this.#byPublisherId = undefined;
+    } else if (this.#head >= 32 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}
+
+interface Tombstone {
+  evictedMaxSeq: number;
+  buriedAt: number;
+}
+
+/**
+ * What deleted channels had evicted. A channel with no subscribers and an empty history is
+ * deleted (so unused channel names cost no memory), but a client may come back with a
+ * Last-Event-ID older than an event that channel evicted; the tombstone answers that for
+ * `ttlMs`. Expired (or over `maxEntries`) tombstones fold into `floor`, a conservative bound
+ * for every channel without state: any seq at or below it might have been lost.
+ *
+ * A client that reconnects within `ttlMs` of its disconnect always finds its channels' state or
+ * tombstones (a channel it was subscribed to is deleted no earlier than that disconnect).
+ */
+export class ChannelTombstones {
+  readonly #ttlMs: number;
+  readonly #maxEntries: number;
+  // Map iteration order is insertion order; bury() re-inserts, so the oldest come first.
+  readonly #byChannel = new Map<string, Tombstone>();
+  #floor = 0;
+
+  constructor(ttlMs: number, maxEntries: number) {
+    this.#ttlMs = ttlMs;
+    this.#maxEntries = maxEntries;
+  }
+
+  get size(): number {
+    return this.#byChannel.size;
+  }
+
+  /** Highest evicted seq among forgotten channels. */
+  get floor(): number {
+    return this.#floor;
+  }
+
+  /** Records that `channel` (now without state) has evicted up to `evictedMaxSeq`. */
+  bury(channel: string, evictedMaxSeq: number, now: number): void {
+    const previous = this.#byChannel.get(channel);
+    if (previous !== undefined) this.#byChannel.delete(channel);
+    const seq = Math.max(evictedMaxSeq, previous?.evictedMaxSeq ?? 0);
+    this.#byChannel.set(channel, { evictedMaxSeq: seq, buriedAt: now });
+    if (this.#byChannel.size > this.#maxEntries) this.#foldOldest();
+  }
+
+  /** The evicted bound of a channel whose state is being re-created; removes its tombstone. */
+  exhume(channel: string): number {
+    const tomb = this.#byChannel.get(channel);
+    if (tomb === undefined) return this.#floor;
+    this.#byChannel.delete(channel);
+    return tomb.evictedMaxSeq;
+  }
+
+  /** Folds tombstones older than the TTL into the floor. */
+  expire(now: number): void {
+    for (const tomb of this.#byChannel.values()) {
+      if (now - tomb.buriedAt < this.#ttlMs) return;
+      this.#foldOldest();
+    }
+  }
+
+  #foldOldest(): void {
+    for (const [channel, tomb] of this.#byChannel) {
+      this.#floor = Math.max(this.#floor, tomb.evictedMaxSeq);
+      this.#byChannel.delete(channel);
+      return;
+    }
+  }
+}
+
+/** What a reconnecting stream gets: the entries to replay and whether a gap must be reported. */
+export interface ReplayPlan {
+  entries: HistoryEntry[];
+  /** True when an event after `afterSeq` was evicted, or did not fit in `budgetBytes`. */
+  tooOld: boolean;
+}
+
+/**
+ * Plans the replay of every event with seq > `afterSeq` held by `histories` (the stream's
+ * channels, in its order), seq-ordered, each event once (the copy of lowest publish rank, as
+ * live delivery picks it). When the whole replay exceeds `budgetBytes` (what the subscriber
+ * queue may still hold), only the newest entries that fit are kept and the gap is reported.
+ */
+export function planReplay(
+  histories: readonly EventHistory[],
+  afterSeq: number,
+  budgetBytes: number,
+): ReplayPlan {
+  let tooOld = false;
+  const picked = new Map<number, HistoryEntry>();
+  for (const history of histories) {
+    if (history.evictedMaxSeq > afterSeq) tooOld = true;
+    for (const entry of history.since(afterSeq)) {
+      const seen = picked.get(entry.seq);
+      if (seen === undefined || entry.rank < seen.rank) picked.set(entry.seq, entry);
+    }
+  }
+  const entries = [...picked.values()];
+  if (histories.length > 1) entries.sort((a, b) => a.seq - b.seq);
+  let first = entries.length;
+  let bytes = 0;
+  for (; first > 0; first--) {
+    const size = entries[first - 1]?.frame.length ?? 0;
+    if (bytes + size > budgetBytes) break;
+    bytes += size;
+  }
+  if (first === 0) return { entries, tooOld };
+  return { entries: entries.slice(first), tooOld: true };
+}

@@ -1,0 +1,460 @@
+// Hub state under a controlled clock: fake sinks (the SseSink contract, emitting 'close' on the
+// next tick like a ServerResponse) and vitest fake intervals for the heartbeat and sweep timers.
+// Covers what is slow or racy to reach over sockets: memory after channel churn, history age,
+// lifetime/idle expiry, tombstones of deleted channels, replay budget, drain, reconfigure,
+// validation errors, and the rate-limited slow-consumer log.
+import { EventEmitter } from 'node:events';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError, ErrorCodes, SidecarError } from '../errors.ts';
+import { Hub, type HubOptions, type SseSink } from './hub.ts';
+import { PING_FRAME } from './sse-encoder.ts';
+
+class FakeSink extends EventEmitter implements SseSink {
+  readonly chunks: Buffer[] = [];
+  ended = false;
+  destroyed = false;
+  /** When true, written bytes stay queued (a client that does not read). */
+  stalled = false;
+  writableLength = 0;
+  throwOnWrite = false;
+
+  write(chunk: Buffer): boolean {
+    if (this.throwOnWrite) throw new Error('boom');
+    if (this.ended) throw new Error('write after end');
+    this.chunks.push(chunk);
+    if (this.stalled) this.writableLength += chunk.length;
+    return !this.stalled;
+  }
+  end(): void {
+    this.ended = true;
+    process.nextTick(() => this.emit('close'));
+  }
+  destroy(): void {
+    this.destroyed = true;
+    process.nextTick(() => this.emit('close'));
+  }
+  /** The client went away. */
+  hangUp(): void {
+    this.destroyed = true;
+    this.emit('close');
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString();
+  }
+  /** Events as [id, data] pairs, parsed loosely (enough for frames this hub writes). */
+  events(): { id: string; event: string; data: string }[] {
+    return this.text()
+      .split('\n\n')
+      .filter((block) => block.includes('data:'))
+      .map((block) => {
+        const field = (name: string): string =>
+          block
+            .split('\n')
+            .filter((l) => l.startsWith(`${name}:`))
+            .map((l) => l.slice(name.length + 1).replace(/^ /, ''))
+            .join('\n');
+        return { id: field('id'), event: field('event'), data: field('data') };
+      });
+  }
+}
+
+let clock = 0;
+let logLines: Record<string, unknown>[] = [];
+const hubs: Hub[] = [];
+
+function makeHub(options: Partial<HubOptions> = {}): Hub {
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logLines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      callback();
+    },
+  });
+  const hub = new Hub({
+    historySize: 100,
+    historyMaxAgeMs: 60_000,
+    subscriberQueueBytes: 1 << 20,
+    heartbeatIntervalMs: 15_000,
+    maxLifetimeMs: 0,
+    idleTimeoutMs: 0,
+    retryMs: 3000,
+    maxConnections: 1000,
+    maxConnectionsPerIp: 1000,
+    sweepIntervalMs: 1000,
+    epoch: 'ep0',
+    logger: pino({ level: 'debug' }, destination),
+    now: () => clock,
+    ...options,
+  });
+  hubs.push(hub);
+  return hub;
+}
+
+/** Advances the hub clock and the fake timers together. */
+function advance(ms: number): void {
+  clock += ms;
+  vi.advanceTimersByTime(ms);
+}
+
+function subscribe(
+  hub: Hub,
+  channels: string[],
+  extra: { lastEventId?: string; ip?: string } = {},
+) {
+  const sink = new FakeSink();
+  const handle = hub.subscribe({
+    sink,
+    channels,
+    lastEventId: extra.lastEventId ?? null,
+    clientIp: extra.ip ?? '10.0.0.1',
+    kind: 'events',
+  });
+  return { sink, handle };
+}
+
+const pub = (hub: Hub, channels: string[], text: string, extra: { publisherId?: string } = {}) =>
+  hub.publish({ channels, data: Buffer.from(text), ingress: 'internal', ...extra });
+
+beforeEach(() => {
+  clock = 1_000_000;
+  logLines = [];
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+});
+afterEach(() => {
+  for (const hub of hubs.splice(0)) hub.closeAll(0);
+  vi.useRealTimers();
+});
+
+describe('fan-out', () => {
+  it('writes the same Buffer to every subscriber of a channel', () => {
+    const hub = makeHub();
+    const a = subscribe(hub, ['c']);
+    const b = subscribe(hub, ['c']);
+    pub(hub, ['c'], 'x');
+    expect(a.sink.chunks.at(-1)).toBe(b.sink.chunks.at(-1));
+    expect(a.sink.chunks.at(-1)?.toString()).toBe('id: ep0-1@c\ndata: x\n\n');
+  });
+
+  it('reports hooks: publish, deliver, subscribers changed', () => {
+    const calls: string[] = [];
+    const hub = makeHub({
+      hooks: {
+        onPublish: (ingress, n) => calls.push(`publish ${ingress} ${n}`),
+        onDeliver: (n, lag) => calls.push(`deliver ${n} ${lag >= 0}`),
+        onSubscribersChanged: () => calls.push('changed'),
+      },
+    });
+    const { handle } = subscribe(hub, ['a']);
+    hub.publish({ channels: ['a', 'b', 'a'], data: Buffer.from('x'), ingress: 'http' });
+    handle.close();
+    expect(calls).toEqual(['changed', 'publish http 2', 'deliver 1 true', 'changed']);
+  });
+
+  it('ends a stream through its handle and frees the per-IP slot', () => {
+    const hub = makeHub({ maxConnectionsPerIp: 1 });
+    const { sink, handle } = subscribe(hub, ['a'], { ip: '10.0.0.9' });
+    expect(hub.admissionProblem('10.0.0.9')).toBe(
+      'too many streams from 10.0.0.9: 1 (sse.max_connections_per_ip)',
+    );
+    expect(hub.admissionProblem('10.0.0.8')).toBeNull();
+    handle.close();
+    expect(sink.ended).toBe(true);
+    expect(hub.admissionProblem('10.0.0.9')).toBeNull();
+    expect(hub.stats()).toEqual({ connections: 0, channels: 0, byKind: { hold: 0, events: 0 } });
+  });
+
+  it('writes initial bytes after retry: and before replay (holds)', () => {
+    const hub = makeHub();
+    pub(hub, ['h'], 'missed');
+    const sink = new FakeSink();
+    hub.subscribe({
+      sink,
+      channels: ['h'],
+      lastEventId: 'ep0-0',
+      clientIp: '1.2.3.4',
+      kind: 'hold',
+      initial: Buffer.from('data: from php\n\n'),
+    });
+    expect(sink.text()).toBe('retry: 3000\n\ndata: from php\n\nid: ep0-1@h\ndata: missed\n\n');
+    expect(hub.stats().byKind).toEqual({ hold: 1, events: 0 });
+  });
+
+  it('drops a stream whose sink throws, without throwing out of publish', () => {
+    const hub = makeHub();
+    const bad = subscribe(hub, ['a']);
+    const good = subscribe(hub, ['a']);
+    bad.sink.throwOnWrite = true;
+    expect(pub(hub, ['a'], 'x').subscribers).toBe(1);
+    expect(bad.sink.destroyed).toBe(true);
+    expect(good.sink.events()).toHaveLength(1);
+    expect(hub.stats().connections).toBe(1);
+  });
+});
+
+describe('validation', () => {
+  const expectError = (fn: () => unknown, code: string): void => {
+    let caught: unknown;
+    try {
+      fn();
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(SidecarError);
+    expect((caught as SidecarError).code).toBe(code);
+    expect((caught as SidecarError).status).toBe(400);
+  };
+
+  it('rejects CR/LF in the event name, bad channel names and empty channel lists', () => {
+    const hub = makeHub();
+    const data = Buffer.from('x');
+    expectError(
+      () => hub.publish({ channels: ['a'], data, event: 'x\nid: 1', ingress: 'http' }),
+      ErrorCodes.SSE_ENCODE,
+    );
+    expectError(
+      () => hub.publish({ channels: ['a\nb'], data, ingress: 'http' }),
+      ErrorCodes.BAD_REQUEST,
+    );
+    expectError(
+      () => hub.publish({ channels: ['a@b'], data, ingress: 'http' }),
+      ErrorCodes.BAD_REQUEST,
+    );
+    expectError(() => hub.publish({ channels: [], data, ingress: 'http' }), ErrorCodes.BAD_REQUEST);
+    expectError(() => subscribe(hub, []), ErrorCodes.BAD_REQUEST);
+    expectError(() => subscribe(hub, ['ok', 'not ok']), ErrorCodes.BAD_REQUEST);
+    expect(hub.stats().connections).toBe(0);
+  });
+
+  it('rejects a bad epoch and negative options', () => {
+    expect(() => makeHub({ epoch: 'a@b' })).toThrow(ConfigError);
+    expect(() => makeHub({ historySize: -1 })).toThrow(ConfigError);
+    const hub = makeHub();
+    expect(() => hub.reconfigure({ retryMs: Number.NaN })).toThrow(ConfigError);
+  });
+
+  it('generates an 8-character base36 epoch by default', () => {
+    const options: HubOptions = {
+      historySize: 1,
+      historyMaxAgeMs: 0,
+      subscriberQueueBytes: 1,
+      heartbeatIntervalMs: 0,
+      maxLifetimeMs: 0,
+      idleTimeoutMs: 0,
+      retryMs: 0,
+      maxConnections: 1,
+      maxConnectionsPerIp: 1,
+      logger: pino({ level: 'silent' }),
+    };
+    const hub = new Hub(options);
+    hubs.push(hub);
+    expect(hub.epoch).toMatch(/^[0-9a-z]{8}$/);
+    const other = new Hub(options);
+    hubs.push(other);
+    expect(other.epoch).not.toBe(hub.epoch);
+  });
+});
+
+describe('memory', () => {
+  it('10,000 subscribe/unsubscribe cycles on distinct channels leave no channel behind', () => {
+    const hub = makeHub({ historySize: 10, historyMaxAgeMs: 5000 });
+    for (let i = 0; i < 10_000; i++) {
+      const { sink } = subscribe(hub, [`user.${i}`]);
+      if (i % 2 === 0) pub(hub, [`user.${i}`], 'hello');
+      sink.hangUp();
+    }
+    // Channels that got an event keep it for replay until it ages out.
+    expect(hub.stats()).toMatchObject({ connections: 0, channels: 5000 });
+    advance(5000);
+    expect(hub.stats()).toMatchObject({ connections: 0, channels: 0 });
+  });
+
+  it('a channel nobody listens to and without history is not kept', () => {
+    const hub = makeHub({ historySize: 0 });
+    pub(hub, ['nobody'], 'x');
+    expect(hub.stats().channels).toBe(0);
+  });
+});
+
+describe('history and replay', () => {
+  it('evicts by age on the sweep timer, and a reconnect then gets askr:lost', () => {
+    const hub = makeHub({ historyMaxAgeMs: 2000 });
+    pub(hub, ['a'], '1');
+    advance(1000);
+    pub(hub, ['a'], '2');
+    advance(1000); // event 1 is 2000 ms old: evicted
+    const { sink } = subscribe(hub, ['a'], { lastEventId: 'ep0-0@a' });
+    expect(sink.events()).toEqual([
+      { id: 'ep0-2', event: 'askr:lost', data: '{"reason":"too_old","lastEventId":"ep0-0@a"}' },
+      { id: 'ep0-2@a', event: '', data: '2' },
+    ]);
+  });
+
+  it('replays across channels in seq order without duplicates', () => {
+    const hub = makeHub();
+    pub(hub, ['a'], '1');
+    pub(hub, ['b', 'a'], '2');
+    pub(hub, ['c'], 'not mine');
+    pub(hub, ['a', 'b'], '4');
+    const { sink } = subscribe(hub, ['a', 'b'], { lastEventId: 'ep0-1@a' });
+    expect(sink.events().map((e) => `${e.id} ${e.data}`)).toEqual(['ep0-2@b 2', 'ep0-4@a 4']);
+  });
+
+  it('reports unknown_id for garbage and for a seq this hub never issued', () => {
+    const lost: string[] = [];
+    const hub = makeHub({ hooks: { onLost: (r) => lost.push(r) } });
+    pub(hub, ['a'], '1');
+    subscribe(hub, ['a'], { lastEventId: 'garbage' });
+    subscribe(hub, ['a'], { lastEventId: 'ep0-99' });
+    subscribe(hub, ['a'], { lastEventId: 'other-1' });
+    expect(lost).toEqual(['unknown_id', 'unknown_id', 'epoch']);
+  });
+
+  it('history_size 0: a reconnect after a missed event is told, one without a miss is not', () => {
+    const lost: string[] = [];
+    const hub = makeHub({ historySize: 0, hooks: { onLost: (r) => lost.push(r) } });
+    const { sink } = subscribe(hub, ['a']);
+    pub(hub, ['a'], '1');
+    sink.hangUp();
+    subscribe(hub, ['a'], { lastEventId: 'ep0-1@a' }).sink.hangUp();
+    expect(lost).toEqual([]);
+    pub(hub, ['a'], '2');
+    subscribe(hub, ['a'], { lastEventId: 'ep0-1@a' });
+    expect(lost).toEqual(['too_old']);
+  });
+
+  it('a quiet channel deleted between two connections does not cause a false askr:lost', () => {
+    const lost: string[] = [];
+    const hub = makeHub({ historyMaxAgeMs: 1000, hooks: { onLost: (r) => lost.push(r) } });
+    const first = subscribe(hub, ['quiet']);
+    pub(hub, ['quiet'], 'only event');
+    pub(hub, ['busy'], 'x');
+    advance(5000); // both histories age out; 'busy' is deleted, 'quiet' kept by its subscriber
+    first.sink.hangUp(); // 'quiet' deleted now
+    subscribe(hub, ['quiet', 'never-used'], { lastEventId: 'ep0-1@quiet' });
+    expect(lost).toEqual([]);
+  });
+
+  it('a deleted channel still reports what it evicted (tombstone), and after the TTL the floor does', () => {
+    const lost: string[] = [];
+    const hub = makeHub({ historyMaxAgeMs: 1000, hooks: { onLost: (r) => lost.push(r) } });
+    pub(hub, ['a'], '1');
+    pub(hub, ['a'], '2');
+    advance(2000); // history empty, nobody subscribed: 'a' is deleted
+    expect(hub.stats().channels).toBe(0);
+    subscribe(hub, ['a'], { lastEventId: 'ep0-1@a' }).sink.hangUp();
+    expect(lost).toEqual(['too_old']);
+    advance(11 * 60_000); // tombstone folded into the floor
+    subscribe(hub, ['a'], { lastEventId: 'ep0-1@a' }).sink.hangUp();
+    subscribe(hub, ['z'], { lastEventId: 'ep0-2' }).sink.hangUp();
+    expect(lost).toEqual(['too_old', 'too_old']);
+  });
+
+  it('bounds the replay by the subscriber queue: the newest that fit, after askr:lost', () => {
+    const hub = makeHub({ subscriberQueueBytes: 200 });
+    for (let i = 1; i <= 20; i++) pub(hub, ['a'], 'x'.repeat(30));
+    const { sink } = subscribe(hub, ['a'], { lastEventId: 'ep0-0' });
+    const events = sink.events();
+    expect(events[0]?.event).toBe('askr:lost');
+    expect(events.slice(1).map((e) => e.id)).toEqual(['ep0-18@a', 'ep0-19@a', 'ep0-20@a']);
+    expect(sink.destroyed).toBe(false);
+  });
+
+  it('shrinking history_size by reconfigure trims every channel', () => {
+    const hub = makeHub();
+    for (let i = 1; i <= 10; i++) pub(hub, ['a'], String(i));
+    hub.reconfigure({ historySize: 2 });
+    const { sink } = subscribe(hub, ['a'], { lastEventId: 'ep0-5' });
+    expect(sink.events().map((e) => e.data)).toEqual([
+      '{"reason":"too_old","lastEventId":"ep0-5"}',
+      '9',
+      '10',
+    ]);
+  });
+});
+
+describe('timers', () => {
+  it('one heartbeat timer writes the shared PING_FRAME to every stream', () => {
+    const hub = makeHub({ heartbeatIntervalMs: 100 });
+    const a = subscribe(hub, ['a']);
+    const b = subscribe(hub, ['b']);
+    advance(100);
+    expect(a.sink.chunks.at(-1)).toBe(PING_FRAME);
+    expect(b.sink.chunks.at(-1)).toBe(PING_FRAME);
+    hub.reconfigure({ heartbeatIntervalMs: 1000 });
+    advance(500);
+    expect(a.sink.chunks.filter((c) => c === PING_FRAME)).toHaveLength(1);
+  });
+
+  it('ends a stream at max lifetime with a final retry: hint', () => {
+    const hub = makeHub({ maxLifetimeMs: 5000, retryMs: 250 });
+    const { sink } = subscribe(hub, ['a']);
+    advance(4000);
+    pub(hub, ['a'], 'x');
+    expect(sink.ended).toBe(false);
+    advance(1000);
+    expect(sink.ended).toBe(true);
+    expect(sink.chunks.at(-1)?.toString()).toBe('retry: 250\n\n');
+    expect(hub.stats().connections).toBe(0);
+  });
+
+  it('ends a stream that got no event for idle_timeout; events (not pings) reset it', () => {
+    const hub = makeHub({ idleTimeoutMs: 3000, heartbeatIntervalMs: 500 });
+    const { sink } = subscribe(hub, ['a']);
+    advance(2000);
+    pub(hub, ['a'], 'x');
+    advance(2000);
+    expect(sink.ended).toBe(false);
+    advance(1000);
+    expect(sink.ended).toBe(true);
+  });
+
+  it('slow consumers: destroyed, counted, logged at most once per 10 s with a count', () => {
+    let slow = 0;
+    const hub = makeHub({ subscriberQueueBytes: 100, hooks: { onSlowConsumer: () => slow++ } });
+    const sinks = [1, 2, 3].map(() => subscribe(hub, ['a']).sink);
+    const fast = subscribe(hub, ['a']).sink;
+    for (const sink of sinks) sink.stalled = true;
+    const first = pub(hub, ['a'], 'y'.repeat(200));
+    expect(first.subscribers).toBe(1);
+    expect(slow).toBe(3);
+    expect(sinks.every((s) => s.destroyed)).toBe(true);
+    expect(fast.destroyed).toBe(false);
+    const warns = () => logLines.filter((l) => l['level'] === 40);
+    expect(warns().map((l) => l['disconnected'])).toEqual([1]);
+    const later = subscribe(hub, ['a']).sink;
+    later.stalled = true;
+    pub(hub, ['a'], 'y'.repeat(200));
+    expect(warns()).toHaveLength(1);
+    advance(10_000); // the sweep flushes the pending count
+    expect(warns().map((l) => l['disconnected'])).toEqual([1, 3]);
+  });
+
+  it('never throws out of a timer', () => {
+    const hub = makeHub({ heartbeatIntervalMs: 100 });
+    const { sink } = subscribe(hub, ['a']);
+    sink.throwOnWrite = true;
+    expect(() => advance(100)).not.toThrow();
+    expect(hub.stats().connections).toBe(0);
+  });
+});
+
+describe('closeAll (drain)', () => {
+  it('writes the retry hint to every stream, ends them, refuses and ends later ones', () => {
+    const hub = makeHub({ heartbeatIntervalMs: 100 });
+    const a = subscribe(hub, ['a']);
+    const b = subscribe(hub, ['b']);
+    hub.closeAll(5000);
+    for (const { sink } of [a, b]) {
+      expect(sink.ended).toBe(true);
+      expect(sink.chunks.at(-1)?.toString()).toBe('retry: 5000\n\n');
+    }
+    expect(hub.admissionProblem('10.0.0.1')).toBe('the sidecar is shutting down');
+    const late = subscribe(hub, ['a']);
+    expect(late.sink.ended).toBe(true);
+    expect(late.sink.text()).toBe('retry: 5000\n\n');
+    advance(1000); // timers are stopped: no ping after the end
+    expect(a.sink.chunks.includes(PING_FRAME)).toBe(false);
+    expect(hub.stats().connections).toBe(0);
+  });
+});
