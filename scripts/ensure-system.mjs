@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// Ensures the system programs a mode needs are installed: `node scripts/ensure-system.mjs <mode>`.
+// Checks files only (fast, silent) when everything is present; otherwise, as root with apt-get,
+// installs Debian's packages (one `apt-get update`, one install), else exits 1 naming the command.
+// Plain JS without dependencies: it runs under the system Node (20) before `npm install` is useful.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import process from 'node:process';
+
+/**
+ * Debian package -> what proves it is installed, and the modes that need it. Add rows here.
+ * `bin`: a program name searched in PATH and the sbin dirs; `file`: an absolute path;
+ * `match`: a file-name pattern searched in the same dirs (versioned binaries).
+ */
+const PACKAGES = [
+  {
+    pkg: 'php-fpm',
+    match: /^php-fpm(\d+\.\d+)?$/,
+    shows: 'php-fpm8.x',
+    modes: ['php', 'test', 'bench'],
+  },
+  { pkg: 'php-cli', bin: 'php', modes: ['php', 'test', 'bench'] },
+  { pkg: 'redis-server', bin: 'redis-server', modes: ['test', 'bench'] },
+  { pkg: 'chromium', bin: 'chromium', modes: ['test', 'bench'] },
+  { pkg: 'prometheus', bin: 'promtool', modes: ['test', 'bench'] },
+  { pkg: 'nginx-light', file: '/usr/sbin/nginx', modes: ['bench'] },
+  {
+    pkg: 'libnginx-mod-nchan',
+    file: '/usr/lib/nginx/modules/ngx_nchan_module.so',
+    modes: ['bench'],
+  },
+  { pkg: 'wrk', bin: 'wrk', modes: ['bench'] },
+];
+
+const MODES = [...new Set(PACKAGES.flatMap((p) => p.modes))];
+
+function searchDirs() {
+  const fromPath = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
+  return [
+    ...new Set([
+      ...fromPath,
+      '/usr/local/sbin',
+      '/usr/local/bin',
+      '/usr/sbin',
+      '/usr/bin',
+      '/sbin',
+      '/bin',
+    ]),
+  ];
+}
+
+function isExecutable(file) {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function isPresent(entry, dirs) {
+  if (entry.file !== undefined) return fs.existsSync(entry.file);
+  for (const dir of dirs) {
+    if (entry.bin !== undefined && isExecutable(path.join(dir, entry.bin))) return true;
+    if (entry.match !== undefined) {
+      let names = [];
+      try {
+        names = fs.readdirSync(dir);
+      } catch {
+        continue; // a PATH entry that does not exist
+      }
+      if (names.some((n) => entry.match.test(n) && isExecutable(path.join(dir, n)))) return true;
+    }
+  }
+  return false;
+}
+
+function what(entry) {
+  return entry.file ?? entry.bin ?? entry.shows;
+}
+
+function run(cmd, args) {
+  const res = spawnSync(cmd, args, {
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (res.status !== 0) {
+    const output = `${res.stdout ?? ''}${res.stderr ?? ''}`
+      .trim()
+      .split('\n')
+      .slice(-30)
+      .join('\n');
+    console.error(
+      `ensure-system: "${cmd} ${args.join(' ')}" failed (${res.error?.message ?? `exit ${res.status}`}):`,
+    );
+    console.error(output);
+    process.exit(1);
+  }
+}
+
+const mode = process.argv[2];
+if (!MODES.includes(mode)) {
+  console.error(`usage: node scripts/ensure-system.mjs <${MODES.join('|')}>`);
+  process.exit(2);
+}
+
+const dirs = searchDirs();
+const missing = PACKAGES.filter((p) => p.modes.includes(mode) && !isPresent(p, dirs));
+if (missing.length === 0) process.exit(0);
+
+const names = missing.map((p) => p.pkg);
+const canInstall = process.getuid?.() === 0 && isExecutable('/usr/bin/apt-get');
+if (!canInstall) {
+  for (const p of missing)
+    console.error(`ensure-system: missing ${what(p)} (Debian package ${p.pkg})`);
+  console.error(
+    `ensure-system: "${mode}" needs them. Install with:\n` +
+      `  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${names.join(' ')}`,
+  );
+  process.exit(1);
+}
+
+for (const p of missing) console.log(`ensure-system: installing ${p.pkg} (for ${what(p)})`);
+run('apt-get', ['update', '-qq']);
+run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...names]);
+
+const still = missing.filter((p) => !isPresent(p, searchDirs()));
+if (still.length > 0) {
+  for (const p of still) {
+    console.error(`ensure-system: ${p.pkg} was installed but ${what(p)} is still missing`);
+  }
+  process.exit(1);
+}
