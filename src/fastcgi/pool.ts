@@ -1,0 +1,434 @@
+/**
+ * Pool of FastCGI connections to one PHP-FPM address, with keep-alive reuse, a cap, a bounded
+ * wait queue, one retry on a fresh socket when a reused one turns out dead, and idle expiry.
+ * Invariants: open (connected + connecting) never exceeds maxConnections except transiently
+ * after reconfigure() lowers it; a socket is reused only after END_REQUEST/REQUEST_COMPLETE and
+ * never after an abort; nothing here knows HTTP.
+ *
+ *   request ─▶ idle socket? ─yes─▶ run ─END_REQUEST─▶ waiter? ─yes─▶ hand over
+ *                 │no                                    │no
+ *                 ├─ open < cap ─▶ connect ─▶ run         └─▶ idle (closed after idleTimeoutMs)
+ *                 └─ queue (bounded, timed) ─▶ 503 when full or expired
+ */
+import type { Readable } from 'node:stream';
+import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
+import { parseFcgiAddress } from './address.ts';
+import { BeginRequestFlags, FCGI_REQUEST_ID, Role } from './constants.ts';
+import { FcgiConnection } from './connection.ts';
+import type { Exchange } from './exchange.ts';
+import { encodeBeginRequest, encodeParams } from './record-codec.ts';
+
+export interface FcgiPoolOptions {
+  /** "unix:/abs/path", "host:port" or "[v6]:port". */
+  address: string;
+  /** Cap of open sockets (set it to FPM's pm.max_children). */
+  maxConnections: number;
+  /** Waiters allowed when all sockets are busy; beyond that a request is rejected at once. */
+  queueSize: number;
+  /** A waiter gives up after this long (503). */
+  queueTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** An idle pooled socket is closed after this long. */
+  idleTimeoutMs: number;
+  hooks?: FcgiPoolHooks;
+}
+
+/** Observability callbacks (metrics). They must not throw. */
+export interface FcgiPoolHooks {
+  /** A connect failed (refused, ENOENT, ...); a connect timeout calls onTimeout('connect'). */
+  onConnectError?(err: Error): void;
+  /** A reused socket was dead before any byte arrived; the request is replayed once. */
+  onRetry?(): void;
+  onTimeout?(kind: 'connect' | 'send' | 'read' | 'queue'): void;
+  /** Called for every acquired connection (0 when none waited). */
+  onQueueWait?(waitMs: number): void;
+}
+
+export interface FcgiRequestInit {
+  /** CGI params, sent in order. Strings are sent as UTF-8, Buffers byte for byte. */
+  params: ReadonlyArray<readonly [string, string | Buffer]>;
+  /**
+   * FCGI_STDIN. The caller sets CONTENT_LENGTH in params. Streams are sent with backpressure;
+   * on failure a stream is left paused, never destroyed (the caller owns it).
+   */
+  body?: Buffer | NodeJS.ReadableStream | null;
+  /** Max time between successful writes to FPM while the request is being sent. */
+  sendTimeoutMs: number;
+  /** Max time between reads from FPM once the request is sent; paused while stdout is unread. */
+  readTimeoutMs: number;
+  /** Aborted: the socket is destroyed (never pooled), the call fails with FCGI_ABORTED (499). */
+  signal?: AbortSignal;
+  /** FCGI_STDERR content (PHP errors). Must not throw. */
+  onStderr?(chunk: Buffer): void;
+}
+
+export interface FcgiCall {
+  /** FCGI_STDOUT bytes (CGI headers + body, unparsed). Unread, it pauses the FPM socket. Ends at
+   * END_REQUEST; destroyed with the SidecarError when the connection fails. */
+  stdout: Readable;
+  /** END_REQUEST; rejects with a SidecarError if the connection breaks or times out first. */
+  done: Promise<{ appStatus: number; protocolStatus: number }>;
+  /** Destroy the connection now (client went away). */
+  abort(): void;
+  queueWaitMs: number;
+}
+
+interface Waiter {
+  readonly grant: (connection: Promise<FcgiConnection>) => void;
+  readonly fail: (err: SidecarError) => void;
+}
+
+type Tunables = Omit<FcgiPoolOptions, 'address' | 'hooks'>;
+
+const TUNABLE_KEYS = [
+  'maxConnections',
+  'queueSize',
+  'queueTimeoutMs',
+  'connectTimeoutMs',
+  'idleTimeoutMs',
+] as const satisfies ReadonlyArray<keyof Tunables>;
+
+function validate(options: Tunables): void {
+  const check = (name: keyof Tunables, min: number): void => {
+    const value = options[name];
+    if (!Number.isInteger(value) || value < min) {
+      throw new ConfigError(`FcgiPool ${name} = ${String(value)}: expected an integer >= ${min}`);
+    }
+  };
+  check('maxConnections', 1);
+  check('queueSize', 0);
+  check('queueTimeoutMs', 1);
+  check('connectTimeoutMs', 1);
+  check('idleTimeoutMs', 1);
+}
+
+const HEAD_BEGIN = encodeBeginRequest(
+  FCGI_REQUEST_ID,
+  Role.FCGI_RESPONDER,
+  BeginRequestFlags.FCGI_KEEP_CONN,
+);
+
+function abortedError(): SidecarError {
+  return new SidecarError(ErrorCodes.FCGI_ABORTED, 'FastCGI request aborted by the client', {
+    status: 499,
+  });
+}
+
+export class FcgiPool {
+  readonly #address: string;
+  readonly #hooks: FcgiPoolHooks;
+  #options: Tunables;
+  readonly #all = new Set<FcgiConnection>();
+  /** LIFO: the most recently used socket is reused first, so the others can expire. */
+  readonly #idle: FcgiConnection[] = [];
+  readonly #idleTimers = new Map<FcgiConnection, NodeJS.Timeout>();
+  #connecting = 0;
+  readonly #queue: Waiter[] = [];
+  #closing = false;
+  readonly #closeResolvers: Array<() => void> = [];
+
+  /** Throws ConfigError on a malformed address or option. */
+  constructor(options: FcgiPoolOptions) {
+    parseFcgiAddress(options.address);
+    this.#address = options.address;
+    this.#hooks = options.hooks ?? {};
+    this.#options = {
+      maxConnections: options.maxConnections,
+      queueSize: options.queueSize,
+      queueTimeoutMs: options.queueTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+    };
+    validate(this.#options);
+  }
+
+  /**
+   * Send one request. Resolves at the first STDOUT bytes (or END_REQUEST if the script printed
+   * nothing). Rejects with SidecarError: FCGI_POOL_EXHAUSTED 503 (queue full or wait expired),
+   * FCGI_POOL_CLOSED 503, FCGI_CONNECT 502, FCGI_CONNECTION_CLOSED 502, FCGI_TIMEOUT 504,
+   * FCGI_PROTOCOL 502, FCGI_ABORTED 499, LIMIT 431 (one param over 65528 bytes).
+   */
+  async request(init: FcgiRequestInit): Promise<FcgiCall> {
+    if (this.#closing) throw this.#closedError();
+    if (init.signal?.aborted) throw abortedError();
+    const head = Buffer.concat([HEAD_BEGIN, encodeParams(FCGI_REQUEST_ID, init.params)]);
+    const { connection, waitMs } = await this.#acquire(init.signal);
+    this.#hooks.onQueueWait?.(waitMs);
+    return this.#run(connection, head, init, waitMs);
+  }
+
+  stats(): { open: number; busy: number; idle: number; queued: number } {
+    const open = this.#all.size + this.#connecting;
+    return {
+      open,
+      busy: open - this.#idle.length,
+      idle: this.#idle.length,
+      queued: this.#queue.length,
+    };
+  }
+
+  /**
+   * Stop accepting, reject waiters (FCGI_POOL_CLOSED), close idle sockets; busy ones close when
+   * their request ends. Resolves when all sockets are closed.
+   */
+  close(): Promise<void> {
+    this.#closing = true;
+    for (const waiter of this.#queue.splice(0)) waiter.fail(this.#closedError());
+    for (const connection of [...this.#idle]) connection.destroy();
+    return new Promise((resolve) => {
+      this.#closeResolvers.push(resolve);
+      this.#checkClosed();
+    });
+  }
+
+  /** Update cap, queue and timeouts at run time; throws ConfigError on a bad value. */
+  reconfigure(options: Partial<Tunables>): void {
+    const next: Tunables = { ...this.#options };
+    for (const key of TUNABLE_KEYS) {
+      const value = options[key];
+      if (value !== undefined) next[key] = value;
+    }
+    validate(next);
+    const idleChanged = next.idleTimeoutMs !== this.#options.idleTimeoutMs;
+    this.#options = next;
+    // Over the (lowered) cap: shed idle sockets now, busy ones as they finish (see #release).
+    while (this.#idle.length > 0 && this.stats().open > next.maxConnections) {
+      this.#idle[0]?.destroy();
+    }
+    if (idleChanged) for (const connection of this.#idle) this.#armIdleTimer(connection);
+    this.#dispatch();
+  }
+
+  #closedError(): SidecarError {
+    return new SidecarError(ErrorCodes.FCGI_POOL_CLOSED, 'FastCGI pool is shutting down', {
+      status: 503,
+    });
+  }
+
+  #acquire(
+    signal: AbortSignal | undefined,
+  ): Promise<{ connection: FcgiConnection; waitMs: number }> {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) {
+      this.#takeIdle(idle);
+      return Promise.resolve({ connection: idle, waitMs: 0 });
+    }
+    const { maxConnections, queueSize, queueTimeoutMs } = this.#options;
+    if (this.stats().open < maxConnections) {
+      return this.#openFresh().then((connection) => ({ connection, waitMs: 0 }));
+    }
+    if (this.#queue.length >= queueSize) {
+      return Promise.reject(
+        new SidecarError(
+          ErrorCodes.FCGI_POOL_EXHAUSTED,
+          `all ${maxConnections} FastCGI connections busy; queue full (${queueSize} waiting)`,
+          { status: 503 },
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const enqueuedAt = performance.now();
+      const leave = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const index = this.#queue.indexOf(waiter);
+        if (index >= 0) this.#queue.splice(index, 1);
+      };
+      const onAbort = (): void => {
+        leave();
+        reject(abortedError());
+      };
+      const timer = setTimeout(() => {
+        leave();
+        this.#hooks.onTimeout?.('queue');
+        reject(
+          new SidecarError(
+            ErrorCodes.FCGI_POOL_EXHAUSTED,
+            `all ${this.#options.maxConnections} FastCGI connections busy; waited ${queueTimeoutMs} ms`,
+            { status: 503 },
+          ),
+        );
+      }, queueTimeoutMs);
+      const waiter: Waiter = {
+        grant: (connection) => {
+          leave();
+          const waitMs = Math.round(performance.now() - enqueuedAt);
+          connection.then((c) => resolve({ connection: c, waitMs }), reject);
+        },
+        fail: (err) => {
+          leave();
+          reject(err);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#queue.push(waiter);
+    });
+  }
+
+  /** Connect a new socket in a free slot (the caller checked the cap). */
+  async #openFresh(): Promise<FcgiConnection> {
+    this.#connecting += 1;
+    let connection: FcgiConnection;
+    try {
+      connection = await FcgiConnection.connect(this.#address, this.#options.connectTimeoutMs);
+    } catch (err) {
+      this.#connecting -= 1;
+      const error = err as SidecarError;
+      if (error.code === ErrorCodes.FCGI_TIMEOUT) this.#hooks.onTimeout?.('connect');
+      else this.#hooks.onConnectError?.(error);
+      this.#dispatch();
+      this.#checkClosed();
+      throw error;
+    }
+    this.#connecting -= 1;
+    this.#all.add(connection);
+    connection.onClose = (c) => this.#onConnectionClose(c);
+    return connection;
+  }
+
+  #run(
+    first: FcgiConnection,
+    head: Buffer,
+    init: FcgiRequestInit,
+    queueWaitMs: number,
+  ): Promise<FcgiCall> {
+    return new Promise((resolve, reject) => {
+      let settleDone!: (result: { appStatus: number; protocolStatus: number }) => void;
+      let failDone!: (err: SidecarError) => void;
+      const done = new Promise<{ appStatus: number; protocolStatus: number }>((res, rej) => {
+        settleDone = res;
+        failDone = rej;
+      });
+      // An unobserved rejection must never crash the process; callers that care await `done`.
+      done.catch(() => undefined);
+      const signal = init.signal;
+      let exchange: Exchange | null = null;
+      let started = false;
+      const onAbort = (): void => exchange?.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settled = (): void => signal?.removeEventListener('abort', onAbort);
+
+      const attempt = (connection: FcgiConnection, allowRetry: boolean): void => {
+        if (signal?.aborted) {
+          // Aborted while we were connecting: the socket is unused and fine to pool.
+          settled();
+          this.#release(connection, true);
+          reject(abortedError());
+          return;
+        }
+        exchange = connection.startExchange(
+          {
+            head,
+            body: init.body,
+            sendTimeoutMs: init.sendTimeoutMs,
+            readTimeoutMs: init.readTimeoutMs,
+            onStderr: (chunk) => init.onStderr?.(chunk),
+            onTimeout: (kind) => this.#hooks.onTimeout?.(kind),
+          },
+          {
+            onStart: () => {
+              started = true;
+              const current = exchange as Exchange;
+              resolve({
+                stdout: current.stdout,
+                done,
+                abort: () => current.abort(),
+                queueWaitMs,
+              });
+            },
+            onEnd: (result, reusable) => {
+              settled();
+              this.#release(connection, reusable);
+              settleDone(result);
+            },
+            onError: (err, retryable) => {
+              if (!started && retryable) {
+                // A reused socket was dead before FPM saw anything of ours (worker recycled by
+                // pm.max_requests, FPM restarted): replay once on a fresh socket, which takes
+                // the dead one's slot synchronously so no waiter can grab it meanwhile.
+                this.#hooks.onRetry?.();
+                this.#openFresh().then(
+                  (fresh) => attempt(fresh, false),
+                  (connectErr: unknown) => {
+                    settled();
+                    reject(toError(connectErr));
+                  },
+                );
+                return;
+              }
+              settled();
+              if (started) failDone(err);
+              else reject(err);
+            },
+          },
+          allowRetry,
+        );
+      };
+      attempt(first, true);
+    });
+  }
+
+  #takeIdle(connection: FcgiConnection): void {
+    const timer = this.#idleTimers.get(connection);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#idleTimers.delete(connection);
+    connection.socket.ref();
+  }
+
+  /** A request ended on this socket: hand it to a waiter, park it, or close it. */
+  #release(connection: FcgiConnection, reusable: boolean): void {
+    if (connection.closed) return;
+    if (!reusable || this.#closing || this.stats().open > this.#options.maxConnections) {
+      connection.destroy();
+      return;
+    }
+    const waiter = this.#queue.shift();
+    if (waiter !== undefined) {
+      waiter.grant(Promise.resolve(connection));
+      return;
+    }
+    this.#idle.push(connection);
+    // An idle pool must not keep the process alive on its own.
+    connection.socket.unref();
+    this.#armIdleTimer(connection);
+  }
+
+  #armIdleTimer(connection: FcgiConnection): void {
+    const previous = this.#idleTimers.get(connection);
+    if (previous !== undefined) clearTimeout(previous);
+    const timer = setTimeout(() => connection.destroy(), this.#options.idleTimeoutMs);
+    timer.unref();
+    this.#idleTimers.set(connection, timer);
+  }
+
+  #onConnectionClose(connection: FcgiConnection): void {
+    this.#all.delete(connection);
+    const index = this.#idle.indexOf(connection);
+    if (index >= 0) this.#idle.splice(index, 1);
+    const timer = this.#idleTimers.get(connection);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#idleTimers.delete(connection);
+    this.#dispatch();
+    this.#checkClosed();
+  }
+
+  /** Serve waiters from free capacity (a slot freed by a close, a failed connect, a raised cap). */
+  #dispatch(): void {
+    if (this.#closing) return;
+    while (this.#queue.length > 0) {
+      const idle = this.#idle.pop();
+      if (idle !== undefined) {
+        this.#takeIdle(idle);
+        this.#queue.shift()?.grant(Promise.resolve(idle));
+        continue;
+      }
+      if (this.stats().open >= this.#options.maxConnections) return;
+      this.#queue.shift()?.grant(this.#openFresh());
+    }
+  }
+
+  #checkClosed(): void {
+    if (!this.#closing || this.#all.size > 0 || this.#connecting > 0) return;
+    for (const resolve of this.#closeResolvers.splice(0)) resolve();
+  }
+}
