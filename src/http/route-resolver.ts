@@ -1,0 +1,275 @@
+/**
+ * Maps a request-target to what serves it: a static file, a PHP script, or an error (Laravel's
+ * nginx recipe `try_files $uri $uri/ /index.php?$query_string`, DESIGN.md §3 "Routing").
+ * Invariants: the path is decoded exactly once; a route never names a file whose realpath is
+ * outside the root; PHP sources are never served as static files; PATH_INFO is split only at an
+ * ASCII `.php/` whose prefix is an existing regular file (CVE-2019-11043 family).
+ */
+import type { Stats } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { extname } from 'node:path';
+
+export interface RouteOptions {
+  /** Absolute document root, already realpath'd by the caller. */
+  root: string;
+  /** Front controller, relative to the root ('index.php'). */
+  index: string;
+  /** Run an existing `*.php` named in the URL (and split PATH_INFO); off for Laravel-style apps. */
+  phpScripts: boolean;
+  /** Serve existing non-PHP files directly; off sends them to the front controller. */
+  staticEnabled: boolean;
+}
+
+export type Route =
+  | { kind: 'static'; filePath: string; stat: Stats }
+  | {
+      kind: 'php';
+      scriptName: string;
+      scriptFilename: string;
+      pathInfo: string;
+      documentUri: string;
+    }
+  | { kind: 'error'; status: 400 | 403 | 404; reason: string };
+
+export interface ResolvedRoute {
+  route: Route;
+  /** Decoded, normalized path; for a 400 the raw (undecoded) path, for logs only. */
+  path: string;
+  /** Raw query string, without '?'. */
+  query: string;
+}
+
+/**
+ * Extensions that PHP may execute or whose source must stay private. Only an exact lowercase
+ * `.php` is ever run (php-fpm's security.limit_extensions default); `X.PHP`, `.phtml`, `.phar`...
+ * answer 404: serving them would leak source, running them is not what FPM allows.
+ */
+const PHP_SOURCE_EXTS = new Set([
+  '.php',
+  '.phtml',
+  '.pht',
+  '.phar',
+  '.phps',
+  '.php3',
+  '.php4',
+  '.php5',
+  '.php6',
+  '.php7',
+  '.php8',
+]);
+
+/** Absolute-form request-target ("http://host/path"), which RFC 9112 §3.2.2 says servers accept. */
+const ABSOLUTE_FORM_RE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+const HEX_RE = /^[0-9A-Fa-f]{2}$/;
+/** C0 controls and DEL: NUL/CR/LF are the injection vectors (CVE-2019-11043), none is legitimate. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+const error = (status: 400 | 403 | 404, reason: string): Route => ({
+  kind: 'error',
+  status,
+  reason,
+});
+
+/**
+ * Percent-decodes once into bytes, then UTF-8 (fatal: overlong forms such as %C0%AE and invalid
+ * sequences are rejected rather than guessed). Returns undefined on any malformed input.
+ * Raw bytes outside printable ASCII never reach here from node's parser; refuse them anyway.
+ */
+function decodePath(raw: string): string | undefined {
+  if (!raw.includes('%')) {
+    for (let i = 0; i < raw.length; i++) {
+      const c = raw.charCodeAt(i);
+      if (c <= 0x20 || c >= 0x7f) return undefined;
+    }
+    return raw;
+  }
+  const bytes = new Uint8Array(raw.length);
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 0x25 /* % */) {
+      const hex = raw.slice(i + 1, i + 3);
+      if (!HEX_RE.test(hex)) return undefined;
+      bytes[n++] = parseInt(hex, 16);
+      i += 2;
+    } else if (c <= 0x20 || c >= 0x7f) {
+      return undefined;
+    } else {
+      bytes[n++] = c;
+    }
+  }
+  try {
+    return utf8.decode(bytes.subarray(0, n));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * nginx-style normalization (ngx_http_parse_complex_uri with merge_slashes on): duplicate
+ * slashes merge, `.` disappears, `..` pops a segment. Runs after decoding, so `%2e%2e` and `%2f`
+ * count as `..` and `/`. Returns undefined when `..` would climb above the root.
+ * Backslashes are ordinary characters on Linux and are left alone.
+ */
+function normalizePath(decoded: string): string | undefined {
+  const out: string[] = [];
+  const parts = decoded.split('/');
+  let trailingSlash = false;
+  for (const part of parts) {
+    trailingSlash = false;
+    if (part === '' || part === '.') {
+      trailingSlash = true;
+    } else if (part === '..') {
+      if (out.pop() === undefined) return undefined;
+      trailingSlash = true;
+    } else {
+      out.push(part);
+    }
+  }
+  if (out.length === 0) return '/';
+  return '/' + out.join('/') + (trailingSlash ? '/' : '');
+}
+
+type Lookup = { kind: 'file' | 'dir'; real: string; stat: Stats } | { kind: 'absent' | 'outside' };
+
+/** Errors that mean "no such file here" for try_files (nginx treats the same set as a miss). */
+const MISS_CODES = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EACCES']);
+
+/**
+ * realpath + stat of root+path. 'outside' when the realpath leaves the root (a symlink pointing
+ * out); sockets, FIFOs and devices count as absent. Unexpected errors (EIO, EMFILE) propagate.
+ */
+async function lookup(root: string, path: string): Promise<Lookup> {
+  let real: string;
+  let st: Stats;
+  try {
+    real = await realpath(joinRoot(root, path));
+    if (!isUnder(root, real)) return { kind: 'outside' };
+    st = await stat(real);
+  } catch (err) {
+    if (MISS_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return { kind: 'absent' };
+    throw err;
+  }
+  if (st.isFile()) return { kind: 'file', real, stat: st };
+  if (st.isDirectory()) return { kind: 'dir', real, stat: st };
+  return { kind: 'absent' };
+}
+
+function joinRoot(root: string, path: string): string {
+  return root.endsWith('/') ? root + path.slice(1) : root + path;
+}
+
+function isUnder(root: string, real: string): boolean {
+  return real === root || real.startsWith(root.endsWith('/') ? root : root + '/');
+}
+
+/** 'script': ends in exactly `.php`; 'source': another PHP extension in any case. */
+function phpKind(name: string): 'script' | 'source' | 'none' {
+  if (name.endsWith('.php')) return 'script';
+  return PHP_SOURCE_EXTS.has(extname(name).toLowerCase()) ? 'source' : 'none';
+}
+
+function phpRoute(root: string, scriptName: string, pathInfo: string, documentUri: string): Route {
+  return {
+    kind: 'php',
+    scriptName,
+    scriptFilename: joinRoot(root, scriptName),
+    pathInfo,
+    documentUri,
+  };
+}
+
+/**
+ * Resolves a request-target (as received: origin-form path with optional `?query`, or
+ * absolute-form). Never throws for client input: malformed targets give an error route.
+ * Rejects (with the fs error) only on unexpected file-system failures such as EIO or EMFILE.
+ *
+ * Decisions beyond nginx's recipe, all in the safe direction:
+ * - any segment starting with '.' is 404 whether or not it exists (no existence oracle for
+ *   `.env`, `.git`), except a first segment `.well-known`;
+ * - an existing `*.php` with phpScripts off goes to the front controller (as a missing one does),
+ *   so the answer does not reveal which scripts exist and the source is never sent;
+ * - an existing file with another PHP extension (`.PHP`, `.phtml`, `.phar`, `.php5`...), or whose
+ *   realpath has one (a symlink `a.txt -> b.php`), is 404;
+ * - a directory runs its `index` only with phpScripts on; otherwise the front controller (no
+ *   autoindex, no 301 to add the slash);
+ * - a missing front controller still routes to PHP: FPM answers "Primary script unknown" (404),
+ *   as behind nginx.
+ */
+export async function resolveRoute(
+  rawTarget: string,
+  options: RouteOptions,
+): Promise<ResolvedRoute> {
+  let target = rawTarget;
+  const hash = target.indexOf('#');
+  if (hash !== -1) target = target.slice(0, hash); // a fragment is never part of the resource
+  const qmark = target.indexOf('?');
+  const query = qmark === -1 ? '' : target.slice(qmark + 1);
+  let rawPath = qmark === -1 ? target : target.slice(0, qmark);
+  const absolute = ABSOLUTE_FORM_RE.exec(rawPath);
+  if (absolute !== null) rawPath = rawPath.slice(absolute[0].length) || '/';
+
+  if (!rawPath.startsWith('/'))
+    return { route: error(400, 'request-target is not a path'), path: rawPath, query };
+  const decoded = decodePath(rawPath);
+  if (decoded === undefined) {
+    return { route: error(400, 'invalid percent-encoding or UTF-8 in path'), path: rawPath, query };
+  }
+  // Checked after decoding: %00 / %0a / %0d are how NUL, LF and CR get in (CVE-2019-11043).
+  if (CONTROL_RE.test(decoded))
+    return { route: error(400, 'control character in path'), path: rawPath, query };
+  const path = normalizePath(decoded);
+  if (path === undefined)
+    return { route: error(400, 'path climbs above the document root'), path: rawPath, query };
+
+  return { route: await routePath(path, options), path, query };
+}
+
+async function routePath(path: string, options: RouteOptions): Promise<Route> {
+  const { root, phpScripts } = options;
+  const index = options.index.replace(/^\/+/, '');
+  const frontController = phpRoute(root, '/' + index, '', '/' + index);
+
+  const segments = path.split('/');
+  for (let i = 1; i < segments.length; i++) {
+    // Laravel's recipe: location ~ /\.(?!well-known).* { deny all; }. Only the first segment may
+    // be .well-known; /.well-known/.git is still hidden.
+    if (segments[i]?.startsWith('.') && !(i === 1 && segments[i] === '.well-known')) {
+      return error(404, 'dotfile');
+    }
+  }
+
+  const found = await lookup(root, path);
+  if (found.kind === 'outside') return error(404, 'symlink leaves the document root');
+  if (found.kind === 'file') {
+    const kind = phpKind(path);
+    if (kind === 'script') return phpScripts ? phpRoute(root, path, '', path) : frontController;
+    if (kind === 'source' || phpKind(found.real) !== 'none') return error(404, 'PHP source');
+    return options.staticEnabled
+      ? { kind: 'static', filePath: found.real, stat: found.stat }
+      : frontController;
+  }
+  if (found.kind === 'dir') {
+    if (!phpScripts) return frontController;
+    const scriptName = (path.endsWith('/') ? path : path + '/') + index;
+    const dirIndex = await lookup(root, scriptName);
+    if (dirIndex.kind === 'outside') return error(404, 'symlink leaves the document root');
+    return dirIndex.kind === 'file' ? phpRoute(root, scriptName, '', scriptName) : frontController;
+  }
+
+  if (phpScripts) {
+    // PATH_INFO: candidates are the prefixes ending at each ".php" followed by "/", left to right.
+    // At most one can be a regular file (a file has no children), and the walk stops at the first
+    // prefix that is not a directory, so a path full of ".php/" costs one stat per real directory.
+    for (let at = path.indexOf('.php/'); at !== -1; at = path.indexOf('.php/', at + 1)) {
+      const scriptName = path.slice(0, at + 4);
+      const candidate = await lookup(root, scriptName);
+      if (candidate.kind === 'outside') return error(404, 'symlink leaves the document root');
+      if (candidate.kind === 'file') return phpRoute(root, scriptName, path.slice(at + 4), path);
+      if (candidate.kind !== 'dir') break;
+    }
+  }
+  return frontController;
+}
