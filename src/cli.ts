@@ -1,0 +1,168 @@
+/**
+ * The `askr-sidecar` command: `serve`, `check-config`, `--help`, `--version`. Parses flags, loads
+ * the config (exit 2 with the precise message on a bad one), starts the sidecar and handles
+ * signals: SIGTERM/SIGINT drain then exit 0 (a second one exits at once), SIGHUP reloads.
+ */
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { loadConfig } from './config/load.ts';
+import type { SidecarConfig } from './config/schema.ts';
+import { isSidecarError, toError } from './errors.ts';
+import { startSidecar } from './main.ts';
+import { createLogger } from './observability/logger.ts';
+import { VERSION } from './version.ts';
+
+const HELP = `askr-sidecar ${VERSION}: HTTP front server for PHP-FPM with Server-Sent Events
+
+Usage:
+  askr-sidecar serve [--config FILE] [--listen HOST:PORT] [--root DIR] [--fpm ADDRESS]
+  askr-sidecar check-config [--config FILE]
+  askr-sidecar --help | --version
+
+Commands:
+  serve          Start the server (the default command).
+  check-config   Validate the configuration (file, ASKR_* environment, flags) and exit.
+
+Options:
+  -c, --config FILE     TOML config file (default: ./sidecar.toml when it exists, else built-in defaults)
+  -l, --listen ADDR     HTTP listen address, e.g. 0.0.0.0:8080 or unix:/run/askr/http.sock  [server.listen]
+  -r, --root DIR        Document root  [server.root]
+  -f, --fpm ADDRESS     PHP-FPM address, e.g. unix:/run/php/php-fpm.sock or 127.0.0.1:9000;
+                        omit to start and supervise a private php-fpm  [fastcgi.address]
+      --log-level LVL   fatal|error|warn|info|debug|trace|silent  [log.level]
+  -h, --help            Show this help
+  -v, --version         Show the version
+
+Every key of sidecar.toml can also be set with ASKR_<SECTION>_<KEY>, e.g. ASKR_SERVER_LISTEN.
+Precedence: flags > environment > config file > defaults.
+`;
+
+interface Parsed {
+  command: 'serve' | 'check-config' | 'help' | 'version';
+  configFile: string | undefined;
+  overrides: Record<string, unknown>;
+}
+
+export function parseCli(argv: string[]): Parsed {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      listen: { type: 'string', short: 'l' },
+      root: { type: 'string', short: 'r' },
+      fpm: { type: 'string', short: 'f' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+  if (values.help === true) return { command: 'help', configFile: undefined, overrides: {} };
+  if (values.version === true) return { command: 'version', configFile: undefined, overrides: {} };
+  const command = positionals[0] ?? 'serve';
+  if (command !== 'serve' && command !== 'check-config') {
+    throw new UsageError(`unknown command "${command}"; expected "serve" or "check-config"`);
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1] ?? ''}"`);
+  const overrides: Record<string, unknown> = {};
+  if (values.listen !== undefined) overrides['server.listen'] = values.listen;
+  if (values.root !== undefined) overrides['server.root'] = values.root;
+  if (values.fpm !== undefined) overrides['fastcgi.address'] = values.fpm;
+  if (values['log-level'] !== undefined) overrides['log.level'] = values['log-level'];
+  let configFile = values.config;
+  if (configFile === undefined && existsSync('sidecar.toml')) configFile = 'sidecar.toml';
+  return { command, configFile, overrides };
+}
+
+class UsageError extends Error {}
+
+function load(parsed: Parsed): SidecarConfig {
+  return loadConfig({
+    ...(parsed.configFile === undefined ? {} : { file: parsed.configFile }),
+    env: process.env,
+    overrides: parsed.overrides,
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed: Parsed;
+  try {
+    parsed = parseCli(argv);
+  } catch (err) {
+    process.stderr.write(`askr-sidecar: ${toError(err).message}\nRun "askr-sidecar --help" for usage.\n`);
+    return 2;
+  }
+  if (parsed.command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (parsed.command === 'version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  let config: SidecarConfig;
+  try {
+    config = load(parsed);
+  } catch (err) {
+    process.stderr.write(`askr-sidecar: invalid configuration: ${toError(err).message}\n`);
+    return 2;
+  }
+  if (parsed.command === 'check-config') {
+    process.stdout.write(`configuration OK (${config.source})\n`);
+    return 0;
+  }
+  return serve(parsed, config);
+}
+
+async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
+  const logger = createLogger(config.log.level);
+  let sidecar;
+  try {
+    sidecar = await startSidecar(config, logger);
+  } catch (err) {
+    const e = toError(err);
+    logger.fatal({ code: isSidecarError(err) ? err.code : undefined, err: e.message }, 'cannot start');
+    logger.flush();
+    process.stderr.write(`askr-sidecar: cannot start: ${e.message}\n`);
+    return 1;
+  }
+  const started = sidecar;
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        logger.flush();
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal, inFlight: started.http.inFlight() }, 'draining');
+      started.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err: toError(err) }, 'error during shutdown');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      try {
+        const next = load(parsed);
+        const needRestart = started.reload(next);
+        logger.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some keys need a restart');
+      } catch (err) {
+        logger.error({ err: toError(err).message }, 'config reload failed; keeping the running config');
+      }
+    });
+  });
+}
+
+/** Runs the CLI and sets the exit code; a stray handle cannot keep a finished process alive. */
+export async function run(argv: string[]): Promise<void> {
+  const exitCode = await main(argv);
+  process.exitCode = exitCode;
+  setTimeout(() => process.exit(exitCode), 100).unref();
+}

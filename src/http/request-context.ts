@@ -1,0 +1,69 @@
+/**
+ * Per-request state shared by the handlers: the request id, the timing the access log reports and
+ * the route kind that labels metrics. Created by the server for every request.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+
+export type RouteKind = 'static' | 'php' | 'sse' | 'publish' | 'internal' | 'error';
+
+export interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  readonly log: Logger;
+  readonly startedAt: bigint;
+  /** Client address after trusted-proxy evaluation, and whether the client used HTTPS. */
+  clientAddress: string;
+  https: boolean;
+  kind: RouteKind;
+  /** Milliseconds from sending to FPM until the CGI head arrived; null when FPM was not asked. */
+  upstreamMs: number | null;
+  /** Status to log when it differs from res.statusCode (499 for client aborts). */
+  logStatus: number | null;
+  /** Short reason for an error answer, for the access log. */
+  error: string | null;
+}
+
+export function elapsedMs(since: bigint): number {
+  return Number(process.hrtime.bigint() - since) / 1e6;
+}
+
+/** Answers with a plain-text error body unless headers already went out (then the socket is cut). */
+export function sendError(ctx: RequestContext, status: number, message: string, headers: Record<string, string> = {}): void {
+  const { res } = ctx;
+  ctx.error = message;
+  if (res.headersSent) {
+    ctx.logStatus ??= status;
+    res.destroy();
+    return;
+  }
+  const body = `${status} ${statusLine(status)}\n${message}\nrequest id: ${ctx.requestId}\n`;
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': ctx.requestId,
+    ...headers,
+  });
+  res.end(ctx.req.method === 'HEAD' ? undefined : body);
+}
+
+function statusLine(status: number): string {
+  const texts: Record<number, string> = {
+    400: 'Bad Request',
+    403: 'Forbidden',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    408: 'Request Timeout',
+    413: 'Content Too Large',
+    414: 'URI Too Long',
+    429: 'Too Many Requests',
+    431: 'Request Header Fields Too Large',
+    500: 'Internal Server Error',
+    502: 'Bad Gateway',
+    503: 'Service Unavailable',
+    504: 'Gateway Timeout',
+  };
+  return texts[status] ?? 'Error';
+}

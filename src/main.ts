@@ -1,0 +1,240 @@
+/**
+ * Wiring only: config -> logger -> (managed php-fpm) -> FastCGI pool -> HTTP server -> signals.
+ * `startSidecar` is what the CLI and the integration tests call; it owns every resource it starts
+ * and `close()` releases them in reverse order.
+ */
+import { realpathSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { schema, type SidecarConfig } from './config/schema.ts';
+import { ConfigError } from './errors.ts';
+import { FcgiPool } from './fastcgi/pool.ts';
+import { startManagedFpm, type ManagedFpm } from './fpm/managed-fpm.ts';
+import { createHttpServer, type HttpServer } from './http/server.ts';
+import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts';
+import { VERSION } from './version.ts';
+import { Hub } from './sse/hub.ts';
+import { createEventsRoute } from './sse/events-endpoint.ts';
+import { createHoldInterceptor } from './sse/hold-interceptor.ts';
+import { createPublishRoute } from './broadcast/http-publish.ts';
+import { startDatagramIngress, type DatagramIngress } from './broadcast/datagram-ingress.ts';
+import type { ExtraRoute } from './http/server.ts';
+
+export interface Sidecar {
+  /** "http://127.0.0.1:PORT" (or the unix path) the server listens on. */
+  readonly url: string;
+  readonly port: number;
+  readonly pool: FcgiPool;
+  readonly http: HttpServer;
+  readonly fpm: ManagedFpm | null;
+  readonly hub: Hub;
+  readonly ingress: DatagramIngress | null;
+  /** Drain (bounded by server.shutdown_timeout) and release everything. */
+  close(): Promise<void>;
+  /** Applies a re-read config (SIGHUP); returns the keys that need a restart to change. */
+  reload(next: SidecarConfig): string[];
+}
+
+export interface StartOptions {
+  /** Called when the managed php-fpm was restarted by the supervisor. */
+  onFpmRestart?(): void;
+}
+
+export async function startSidecar(initial: SidecarConfig, logger: Logger, options: StartOptions = {}): Promise<Sidecar> {
+  let config = initial;
+  try {
+    config.server.root = realpathSync(config.server.root);
+  } catch (err) {
+    throw new ConfigError(`server.root = ${JSON.stringify(config.server.root)}: the document root does not exist`, { cause: err });
+  }
+  let trust: ProxyTrust = parseTrustedProxies(config.server.trusted_proxies);
+
+  let fpm: ManagedFpm | null = null;
+  let address = config.fastcgi.address;
+  if (address === '') {
+    const runDir = await mkdtemp(join(tmpdir(), 'askr-fpm-'));
+    fpm = await startManagedFpm({
+      binary: config.fpm.binary,
+      runDir,
+      maxChildren: config.fpm.max_children,
+      maxRequests: config.fpm.max_requests,
+      requestTerminateTimeoutMs: config.fpm.request_terminate_timeout,
+      ini: config.fpm.ini,
+      // The PHP shim finds the datagram socket through ASKR_SOCKET (CLI scripts run by PHP too).
+      env: config.broadcast.socket === '' ? config.fpm.env : { ASKR_SOCKET: config.broadcast.socket, ...config.fpm.env },
+      restartBackoffMaxMs: config.fpm.restart_backoff_max,
+      logger,
+      ...(options.onFpmRestart ? { onRestart: options.onFpmRestart } : {}),
+    });
+    address = fpm.address;
+    logger.info({ address, fpmPid: fpm.pid(), maxChildren: config.fpm.max_children }, 'using the managed php-fpm');
+  }
+
+  const poolSize = config.fastcgi.pool_size > 0 ? config.fastcgi.pool_size : fpm ? config.fpm.max_children : 16;
+  const pool = new FcgiPool({
+    address,
+    maxConnections: poolSize,
+    queueSize: config.fastcgi.queue_size,
+    queueTimeoutMs: config.fastcgi.queue_timeout,
+    connectTimeoutMs: config.fastcgi.connect_timeout,
+    idleTimeoutMs: config.fastcgi.idle_timeout,
+  });
+
+  const hub = new Hub({
+    historySize: config.sse.history_size,
+    historyMaxAgeMs: config.sse.history_max_age,
+    subscriberQueueBytes: config.sse.subscriber_queue_size,
+    heartbeatIntervalMs: config.sse.heartbeat_interval,
+    maxLifetimeMs: config.sse.max_lifetime,
+    idleTimeoutMs: config.sse.idle_timeout,
+    retryMs: config.sse.retry,
+    maxConnections: config.sse.max_connections,
+    maxConnectionsPerIp: config.sse.max_connections_per_ip,
+    logger,
+  });
+
+  // Started after php-fpm: the socket library cannot set FD_CLOEXEC, so children spawned later
+  // inherit it (see datagram-ingress.ts).
+  let ingress: DatagramIngress | null = null;
+  if (config.broadcast.socket !== '') {
+    ingress = await startDatagramIngress({
+      path: config.broadcast.socket,
+      mode: Number.parseInt(config.broadcast.socket_mode, 8),
+      group: config.broadcast.socket_group,
+      limits: {
+        maxDatagramBytes: config.broadcast.max_datagram_size,
+        maxChannelNameLength: config.sse.max_channel_name_length,
+        maxChannels: config.sse.max_channels_per_connection,
+      },
+      logger,
+      onMessage: (m) => {
+        hub.publish({
+          channels: m.channels,
+          data: m.data,
+          ...(m.event === undefined ? {} : { event: m.event }),
+          ...(m.id === undefined ? {} : { publisherId: m.id }),
+          close: m.close,
+          ingress: 'datagram',
+        });
+      },
+    });
+  }
+
+  const serverInfo = { documentRoot: config.server.root, serverName: config.server.server_name, serverSoftware: `askr-sidecar/${VERSION}` };
+  const routes = (): ReadonlyMap<string, ExtraRoute> => {
+    const c = config;
+    return new Map<string, ExtraRoute>([
+      [c.sse.events_path, eventsRoute],
+      [c.sse.publish_path, publishRoute],
+    ]);
+  };
+  const eventsRoute = createEventsRoute({ hub, pool, config: () => config, serverInfo });
+  const publishRoute = createPublishRoute({ hub, config: () => config });
+  let routeMap = routes();
+
+  const http = createHttpServer({
+    config: () => config,
+    logger,
+    trust: () => trust,
+    extraRoutes: () => routeMap,
+    php: {
+      pool,
+      config: () => config,
+      serverInfo,
+      interceptor: createHoldInterceptor({ hub, config: () => config }),
+    },
+  });
+
+  const { url, port } = await listen(http, config.server.listen);
+  logger.info({ url, root: config.server.root, fpm: address, poolSize }, 'askr-sidecar listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    port,
+    pool,
+    http,
+    fpm,
+    hub,
+    ingress,
+    reload(next: SidecarConfig): string[] {
+      const needRestart = restartOnlyChanges(config, next);
+      next.server.root = config.server.root;
+      trust = parseTrustedProxies(next.server.trusted_proxies);
+      config = next;
+      logger.level = next.log.level;
+      pool.reconfigure({
+        ...(next.fastcgi.pool_size > 0 ? { maxConnections: next.fastcgi.pool_size } : {}),
+        queueSize: next.fastcgi.queue_size,
+        queueTimeoutMs: next.fastcgi.queue_timeout,
+        connectTimeoutMs: next.fastcgi.connect_timeout,
+        idleTimeoutMs: next.fastcgi.idle_timeout,
+      });
+      http.server.maxConnections = next.server.max_connections;
+      routeMap = routes();
+      hub.reconfigure({
+        historySize: next.sse.history_size,
+        historyMaxAgeMs: next.sse.history_max_age,
+        subscriberQueueBytes: next.sse.subscriber_queue_size,
+        heartbeatIntervalMs: next.sse.heartbeat_interval,
+        maxLifetimeMs: next.sse.max_lifetime,
+        idleTimeoutMs: next.sse.idle_timeout,
+        retryMs: next.sse.retry,
+        maxConnections: next.sse.max_connections,
+        maxConnectionsPerIp: next.sse.max_connections_per_ip,
+      });
+      return needRestart;
+    },
+    close(): Promise<void> {
+      closing ??= (async () => {
+        // Streams first: they get a retry: hint and reconnect (to the next instance) with Last-Event-ID.
+        const draining = http.drain(config.server.shutdown_timeout);
+        hub.closeAll(config.sse.retry);
+        if (ingress) await ingress.close();
+        const clean = await draining;
+        if (!clean) logger.warn({ inFlight: http.inFlight() }, 'shutdown timeout: closing remaining connections');
+        http.server.closeAllConnections();
+        await pool.close();
+        if (fpm) await fpm.stop();
+        logger.info('askr-sidecar stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Keys marked `restart` in the schema whose value differs between two configs. */
+function restartOnlyChanges(a: SidecarConfig, b: SidecarConfig): string[] {
+  const out: string[] = [];
+  for (const [section, fields] of Object.entries(schema)) {
+    for (const [key, field] of Object.entries(fields as Record<string, { restart?: boolean }>)) {
+      if (field.restart !== true) continue;
+      const av = (a as unknown as Record<string, Record<string, unknown>>)[section]?.[key];
+      const bv = (b as unknown as Record<string, Record<string, unknown>>)[section]?.[key];
+      if (JSON.stringify(av) !== JSON.stringify(bv) && !(section === 'server' && key === 'root')) out.push(`${section}.${key}`);
+    }
+  }
+  return out;
+}
+
+async function listen(http: HttpServer, address: string): Promise<{ url: string; port: number }> {
+  const server = http.server;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    if (address.startsWith('unix:')) {
+      server.listen(address.slice(5), () => resolve());
+    } else {
+      const idx = address.lastIndexOf(':');
+      const host = address.slice(0, idx).replace(/^\[|\]$/g, '') || '0.0.0.0';
+      server.listen(Number(address.slice(idx + 1)), host, () => resolve());
+    }
+  });
+  const info = server.address();
+  if (typeof info === 'string' || info === null) return { url: `unix:${address.slice(5)}`, port: 0 };
+  const a = info as AddressInfo;
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return { url: `http://${host}:${a.port}`, port: a.port };
+}

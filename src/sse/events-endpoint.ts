@@ -1,0 +1,62 @@
+/**
+ * GET {sse.events_path}?channel=NAME (repeatable): the Askr-compatible events endpoint. Public
+ * channels are subscribed at once; private-/presence- channels only after the app's auth route
+ * allows each of them. Every refusal says which rule refused it.
+ */
+import { randomBytes } from 'node:crypto';
+import { isPrivateChannel } from '../broadcast/channel-name.ts';
+import { sendError, type RequestContext } from '../http/request-context.ts';
+import type { ExtraRoute } from '../http/server.ts';
+import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
+import type { Hub } from './hub.ts';
+import { channelListProblem, corsHeaders, lastEventIdOf, SSE_HEADERS } from './stream-response.ts';
+
+export interface EventsEndpointDeps extends ChannelAuthDeps {
+  hub: Hub;
+  onRejected?(reason: string): void;
+}
+
+export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
+  return async (ctx: RequestContext, url: URL): Promise<void> => {
+    const { req, res } = ctx;
+    const config = deps.config();
+    ctx.kind = 'sse';
+    const cors = corsHeaders(req, config.sse.allowed_origins);
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET', 'access-control-allow-headers': 'Last-Event-ID, Authorization', 'access-control-max-age': '600' });
+      res.end();
+      return;
+    }
+    if (req.method !== 'GET') {
+      sendError(ctx, 405, 'the events endpoint accepts GET only', { allow: 'GET, OPTIONS' });
+      return;
+    }
+    const channels = [...new Set(url.searchParams.getAll('channel').flatMap((c) => c.split(',')).map((c) => c.trim()).filter((c) => c !== ''))];
+    const problem = channelListProblem(channels, config);
+    if (problem !== null) {
+      deps.onRejected?.('bad_channel');
+      sendError(ctx, 400, problem, cors);
+      return;
+    }
+    const admission = deps.hub.admissionProblem(ctx.clientAddress);
+    if (admission !== null) {
+      deps.onRejected?.('stream_limit');
+      sendError(ctx, 429, admission, { ...cors, 'retry-after': '5' });
+      return;
+    }
+    const socketId = `${randomBytes(4).readUInt32BE()}.${randomBytes(4).readUInt32BE()}`;
+    for (const channel of channels.filter(isPrivateChannel)) {
+      const result = await authorizeChannel(ctx, channel, socketId, deps);
+      if (!result.allowed) {
+        deps.onRejected?.(result.status === 403 ? 'auth_denied' : 'auth_failed');
+        sendError(ctx, result.status, result.reason, cors);
+        return;
+      }
+    }
+    if (res.destroyed) return;
+    res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
+    req.socket.setNoDelay(true);
+    req.socket.setKeepAlive(true, 60_000);
+    deps.hub.subscribe({ sink: res, channels, lastEventId: lastEventIdOf(req, url), clientIp: ctx.clientAddress, kind: 'events' });
+  };
+}

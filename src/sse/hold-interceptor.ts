@@ -1,0 +1,149 @@
+/**
+ * Turns PHP responses into streams. A hold (`X-Askr-Subscribe: a, b`, or GRIP's `Grip-Hold: stream`
+ * with `Grip-Channel`) ends the FastCGI request as soon as PHP returns (the worker is free) and
+ * keeps the client subscribed in the hub, PHP's body first. `Accept: text/event-stream` without a
+ * hold is passthrough: PHP's output streams unbuffered, and the worker stays busy (counted).
+ */
+import type { FcgiCall } from '../fastcgi/pool.ts';
+import type { SidecarConfig } from '../config/schema.ts';
+import type { CgiHead } from '../http/cgi-response.ts';
+import { isInstructionHeader, pump, type ResponseInterceptor } from '../http/php-handler.ts';
+import { sendError, type RequestContext } from '../http/request-context.ts';
+import type { Hub } from './hub.ts';
+import { channelListProblem, lastEventIdOf, splitChannelHeader, SSE_HEADERS } from './stream-response.ts';
+
+export interface HoldDeps {
+  hub: Hub;
+  config: () => SidecarConfig;
+  onPassthrough?(delta: 1 | -1): void;
+  onRejected?(reason: string): void;
+}
+
+function header(head: CgiHead, lowerName: string): string | undefined {
+  const values = head.headers.filter(([n]) => n.toLowerCase() === lowerName).map(([, v]) => v);
+  return values.length === 0 ? undefined : values.join(', ');
+}
+
+/** PHP's headers minus instructions and the ones the stream head replaces. */
+function keptHeaders(head: CgiHead): string[] {
+  const out: string[] = [];
+  for (const [name, value] of head.headers) {
+    const lower = name.toLowerCase();
+    if (isInstructionHeader(name) || lower === 'content-type' || lower === 'cache-control' || lower === 'content-length') continue;
+    out.push(name, value);
+  }
+  return out;
+}
+
+function streamHead(head: CgiHead, ctx: RequestContext): string[] {
+  const out = keptHeaders(head);
+  for (const [k, v] of Object.entries(SSE_HEADERS)) out.push(k, v);
+  out.push('X-Request-Id', ctx.requestId);
+  return out;
+}
+
+export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
+  return {
+    async intercept(ctx, head, rest, call, body): Promise<boolean> {
+      const subscribe = header(head, 'x-askr-subscribe');
+      const gripHold = header(head, 'grip-hold');
+      if (subscribe !== undefined || gripHold !== undefined) {
+        if (gripHold !== undefined && gripHold.trim().toLowerCase() !== 'stream') {
+          // GRIP "response" (long-polling) holds are not supported: answer PHP's response as is.
+          ctx.log.warn({ requestId: ctx.requestId, gripHold }, 'Grip-Hold mode not supported (only "stream"); sending the response unheld');
+          return false;
+        }
+        await hold(ctx, head, rest, call, body, subscribe ?? header(head, 'grip-channel') ?? '', gripHold !== undefined, deps);
+        return true;
+      }
+      const accept = ctx.req.headers.accept ?? '';
+      if (!accept.includes('text/event-stream')) return false;
+      await passthrough(ctx, head, rest, call, body, deps);
+      return true;
+    },
+  };
+}
+
+async function hold(
+  ctx: RequestContext,
+  head: CgiHead,
+  rest: Buffer,
+  call: FcgiCall,
+  body: AsyncIterator<Buffer>,
+  channelList: string,
+  grip: boolean,
+  deps: HoldDeps,
+): Promise<void> {
+  const config = deps.config();
+  ctx.kind = 'sse';
+  // PHP's body becomes the first frames; it is bounded like any subscriber queue.
+  const limit = config.sse.subscriber_queue_size;
+  const parts: Buffer[] = [rest];
+  let size = rest.length;
+  for (;;) {
+    const next = await body.next();
+    if (next.done === true) break;
+    size += next.value.length;
+    if (size > limit) {
+      call.abort();
+      sendError(ctx, 502, `the body of a held response exceeds ${limit} bytes (sse.subscriber_queue_size)`);
+      return;
+    }
+    parts.push(next.value);
+  }
+  await call.done; // END_REQUEST: the FPM worker is free from here on.
+  const channels = splitChannelHeader(channelList);
+  const problem = channels.length === 0 ? `${grip ? 'Grip-Hold' : 'X-Askr-Subscribe'} names no channel` : channelListProblem(channels, config);
+  if (problem !== null) {
+    deps.onRejected?.('bad_hold');
+    ctx.log.error({ requestId: ctx.requestId, channels: channelList }, `invalid hold from PHP: ${problem}`);
+    sendError(ctx, 500, `the application asked for an invalid stream: ${problem}`);
+    return;
+  }
+  const admission = deps.hub.admissionProblem(ctx.clientAddress);
+  if (admission !== null) {
+    deps.onRejected?.('stream_limit');
+    sendError(ctx, 429, admission, { 'retry-after': '5' });
+    return;
+  }
+  if (ctx.res.destroyed) return;
+  const status = head.status >= 200 && head.status < 300 ? head.status : 200;
+  ctx.res.writeHead(status, streamHead(head, ctx));
+  ctx.req.socket.setNoDelay(true);
+  ctx.req.socket.setKeepAlive(true, 60_000);
+  const url = new URL(ctx.req.url ?? '/', 'http://sidecar.invalid');
+  deps.hub.subscribe({
+    sink: ctx.res,
+    channels,
+    lastEventId: lastEventIdOf(ctx.req, url),
+    clientIp: ctx.clientAddress,
+    kind: 'hold',
+    initial: Buffer.concat(parts, size),
+  });
+}
+
+async function passthrough(
+  ctx: RequestContext,
+  head: CgiHead,
+  rest: Buffer,
+  call: FcgiCall,
+  body: AsyncIterator<Buffer>,
+  deps: HoldDeps,
+): Promise<void> {
+  ctx.kind = 'sse';
+  const headers =
+    head.status === 200
+      ? streamHead(head, ctx)
+      : [...head.headers.filter(([n]) => !isInstructionHeader(n)).flat(), 'X-Request-Id', ctx.requestId];
+  ctx.req.socket.setNoDelay(true);
+  ctx.res.writeHead(head.status, head.statusText ?? undefined, headers);
+  ctx.res.flushHeaders();
+  deps.onPassthrough?.(1);
+  try {
+    await pump(ctx, rest, body);
+    await call.done;
+    ctx.res.end();
+  } finally {
+    deps.onPassthrough?.(-1);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The `askr-sidecar` command as users run it, in a child process: --help/--version, check-config
+ * messages, the managed-FPM mode (no --fpm: it starts, serves the app, and stops its php-fpm), and
+ * graceful shutdown (SIGTERM lets an in-flight PHP request finish, then exits 0).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
+import { request } from 'undici';
+import { APP_ROOT } from './helpers/sidecar.ts';
+
+const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
+
+function run(args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, ...env, ASKR_BROADCAST_SOCKET: '', ASKR_METRICS_ENABLED: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+async function output(child: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+/** Waits for the "listening" log line and returns the URL it names. */
+async function listening(child: ChildProcess): Promise<string> {
+  let buffered = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line; output: ${buffered}`)), 20_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once('exit', () => reject(new Error(`exited early: ${buffered}`)));
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('askr-sidecar CLI', () => {
+  it('--version and --help', async () => {
+    const v = await output(run(['--version']));
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    const h = await output(run(['--help']));
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('askr-sidecar serve');
+    expect(h.stdout).toContain('check-config');
+  });
+
+  it('check-config accepts the shipped sidecar.toml', async () => {
+    const r = await output(run(['check-config', '--config', fileURLToPath(new URL('../sidecar.toml', import.meta.url))]));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('configuration OK');
+  });
+
+  it.each([
+    ['[server]\nlisten = 8080\n', /server\.listen = 8080: expected a string/],
+    ['[server]\nlisten = "nowhere"\n', /server\.listen = "nowhere": expected "HOST:PORT"/],
+    ['[server]\nmax_body_size = "8 parsecs"\n', /server\.max_body_size = "8 parsecs": expected a size string/],
+    ['[fastcgi]\nread_timeout = "soon"\n', /fastcgi\.read_timeout = "soon": expected a duration string/],
+    ['[server]\nlisten_addr = "x"\n', /unknown key "listen_addr" in \[server\]; allowed keys: listen, root/],
+    ['[servr]\n', /unknown section \[servr\]/],
+    ['[log]\nlevel = "loud"\n', /log\.level = "loud": expected one of "fatal"/],
+    ['[server]\nlisten = "127.0.0.1:80\n', /:2:\d+: TOML syntax error/],
+  ])('check-config rejects %j precisely', async (toml, message) => {
+    const dir = await mkdtemp(join(tmpdir(), 'askr-cfg-'));
+    const file = join(dir, 'sidecar.toml');
+    await writeFile(file, toml);
+    const r = await output(run(['check-config', '--config', file]));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(file);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('an env override with a bad value names the variable', async () => {
+    const r = await output(run(['check-config'], { ASKR_FASTCGI_POOL_SIZE: 'many' }));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('environment ASKR_FASTCGI_POOL_SIZE: fastcgi.pool_size = "many": expected an integer');
+  });
+
+  it('SIGTERM drains: the in-flight PHP request finishes, new connections are refused, exit 0', async () => {
+    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT, '--fpm', inject('fpmAddress')]);
+    const exited = output(child);
+    const url = await listening(child);
+    const slow = request(`${url}/slow?ms=800`);
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGTERM');
+    const res = await slow;
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('slow done\n');
+    await expect(request(`${url}/status/200`)).rejects.toThrow();
+    const { code, stdout } = await exited;
+    expect(code).toBe(0);
+    expect(stdout).toContain('askr-sidecar stopped');
+  });
+
+  it('a second signal exits at once', async () => {
+    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT, '--fpm', inject('fpmAddress')]);
+    const exited = output(child);
+    const url = await listening(child);
+    const slow = request(`${url}/slow?ms=5000`).catch((err: unknown) => err);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGINT');
+    const { code } = await exited;
+    expect(code).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    await slow;
+  });
+
+  it('with no FPM address it starts, supervises and stops its own php-fpm', async () => {
+    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT], { ASKR_FPM_MAX_CHILDREN: '2' });
+    const exited = output(child);
+    const url = await listening(child);
+    const res = await request(`${url}/dump`);
+    const body = JSON.parse(await res.body.text()) as { server: Record<string, string> };
+    expect(res.statusCode).toBe(200);
+    expect(body.server['SCRIPT_FILENAME']).toBe(`${APP_ROOT}/index.php`);
+    child.kill('SIGTERM');
+    const { code, stdout } = await exited;
+    expect(code).toBe(0);
+    const started = stdout.split('\n').find((l) => l.includes('"fpmPid"'));
+    const fpmPid = Number(/"fpmPid":(\d+)/.exec(started ?? '')?.[1]);
+    expect(fpmPid).toBeGreaterThan(0);
+    expect(pidAlive(fpmPid), `php-fpm ${fpmPid} still running`).toBe(false);
+  });
+});
