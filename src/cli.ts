@@ -90,7 +90,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseCli(argv);
   } catch (err) {
-    process.stderr.write(`askr-sidecar: ${toError(err).message}\nRun "askr-sidecar --help" for usage.\n`);
+    process.stderr.write(
+      `askr-sidecar: ${toError(err).message}\nRun "askr-sidecar --help" for usage.\n`,
+    );
     return 2;
   }
   if (parsed.command === 'help') {
@@ -122,7 +124,10 @@ async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
     sidecar = await startSidecar(config, logger);
   } catch (err) {
     const e = toError(err);
-    logger.fatal({ code: isSidecarError(err) ? err.code : undefined, err: e.message }, 'cannot start');
+    logger.fatal(
+      { code: isSidecarError(err) ? err.code : undefined, err: e.message },
+      'cannot start',
+    );
     logger.flush();
     process.stderr.write(`askr-sidecar: cannot start: ${e.message}\n`);
     return 1;
@@ -152,9 +157,17 @@ async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
       try {
         const next = load(parsed);
         const needRestart = started.reload(next);
-        logger.info({ needRestart }, needRestart.length === 0 ? 'config reloaded' : 'config reloaded; some keys need a restart');
+        logger.info(
+          { needRestart },
+          needRestart.length === 0
+            ? 'config reloaded'
+            : 'config reloaded; some keys need a restart',
+        );
       } catch (err) {
-        logger.error({ err: toError(err).message }, 'config reload failed; keeping the running config');
+        logger.error(
+          { err: toError(err).message },
+          'config reload failed; keeping the running config',
+        );
       }
     });
   });

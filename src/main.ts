@@ -7,7 +7,6 @@ import { realpathSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { schema, type SidecarConfig } from './config/schema.ts';
 import { ConfigError } from './errors.ts';
@@ -43,12 +42,19 @@ export interface StartOptions {
   onFpmRestart?(): void;
 }
 
-export async function startSidecar(initial: SidecarConfig, logger: Logger, options: StartOptions = {}): Promise<Sidecar> {
+export async function startSidecar(
+  initial: SidecarConfig,
+  logger: Logger,
+  options: StartOptions = {},
+): Promise<Sidecar> {
   let config = initial;
   try {
     config.server.root = realpathSync(config.server.root);
   } catch (err) {
-    throw new ConfigError(`server.root = ${JSON.stringify(config.server.root)}: the document root does not exist`, { cause: err });
+    throw new ConfigError(
+      `server.root = ${JSON.stringify(config.server.root)}: the document root does not exist`,
+      { cause: err },
+    );
   }
   let trust: ProxyTrust = parseTrustedProxies(config.server.trusted_proxies);
 
@@ -64,16 +70,23 @@ export async function startSidecar(initial: SidecarConfig, logger: Logger, optio
       requestTerminateTimeoutMs: config.fpm.request_terminate_timeout,
       ini: config.fpm.ini,
       // The PHP shim finds the datagram socket through ASKR_SOCKET (CLI scripts run by PHP too).
-      env: config.broadcast.socket === '' ? config.fpm.env : { ASKR_SOCKET: config.broadcast.socket, ...config.fpm.env },
+      env:
+        config.broadcast.socket === ''
+          ? config.fpm.env
+          : { ASKR_SOCKET: config.broadcast.socket, ...config.fpm.env },
       restartBackoffMaxMs: config.fpm.restart_backoff_max,
       logger,
-      ...(options.onFpmRestart ? { onRestart: options.onFpmRestart } : {}),
+      ...(options.onFpmRestart ? { onRestart: () => options.onFpmRestart?.() } : {}),
     });
     address = fpm.address;
-    logger.info({ address, fpmPid: fpm.pid(), maxChildren: config.fpm.max_children }, 'using the managed php-fpm');
+    logger.info(
+      { address, fpmPid: fpm.pid(), maxChildren: config.fpm.max_children },
+      'using the managed php-fpm',
+    );
   }
 
-  const poolSize = config.fastcgi.pool_size > 0 ? config.fastcgi.pool_size : fpm ? config.fpm.max_children : 16;
+  const poolSize =
+    config.fastcgi.pool_size > 0 ? config.fastcgi.pool_size : fpm ? config.fpm.max_children : 16;
   const pool = new FcgiPool({
     address,
     maxConnections: poolSize,
@@ -123,7 +136,11 @@ export async function startSidecar(initial: SidecarConfig, logger: Logger, optio
     });
   }
 
-  const serverInfo = { documentRoot: config.server.root, serverName: config.server.server_name, serverSoftware: `askr-sidecar/${VERSION}` };
+  const serverInfo = {
+    documentRoot: config.server.root,
+    serverName: config.server.server_name,
+    serverSoftware: `askr-sidecar/${VERSION}`,
+  };
   const routes = (): ReadonlyMap<string, ExtraRoute> => {
     const c = config;
     return new Map<string, ExtraRoute>([
@@ -195,7 +212,11 @@ export async function startSidecar(initial: SidecarConfig, logger: Logger, optio
         hub.closeAll(config.sse.retry);
         if (ingress) await ingress.close();
         const clean = await draining;
-        if (!clean) logger.warn({ inFlight: http.inFlight() }, 'shutdown timeout: closing remaining connections');
+        if (!clean)
+          logger.warn(
+            { inFlight: http.inFlight() },
+            'shutdown timeout: closing remaining connections',
+          );
         http.server.closeAllConnections();
         await pool.close();
         if (fpm) await fpm.stop();
@@ -214,7 +235,8 @@ function restartOnlyChanges(a: SidecarConfig, b: SidecarConfig): string[] {
       if (field.restart !== true) continue;
       const av = (a as unknown as Record<string, Record<string, unknown>>)[section]?.[key];
       const bv = (b as unknown as Record<string, Record<string, unknown>>)[section]?.[key];
-      if (JSON.stringify(av) !== JSON.stringify(bv) && !(section === 'server' && key === 'root')) out.push(`${section}.${key}`);
+      if (JSON.stringify(av) !== JSON.stringify(bv) && !(section === 'server' && key === 'root'))
+        out.push(`${section}.${key}`);
     }
   }
   return out;
@@ -233,8 +255,9 @@ async function listen(http: HttpServer, address: string): Promise<{ url: string;
     }
   });
   const info = server.address();
-  if (typeof info === 'string' || info === null) return { url: `unix:${address.slice(5)}`, port: 0 };
-  const a = info as AddressInfo;
+  if (typeof info === 'string' || info === null)
+    return { url: `unix:${address.slice(5)}`, port: 0 };
+  const a = info;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return { url: `http://${host}:${a.port}`, port: a.port };
 }

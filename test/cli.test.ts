@@ -22,7 +22,9 @@ function run(args: string[], env: Record<string, string> = {}): ChildProcess {
   });
 }
 
-async function output(child: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function output(
+  child: ChildProcess,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -35,7 +37,10 @@ async function output(child: ChildProcess): Promise<{ code: number | null; stdou
 async function listening(child: ChildProcess): Promise<string> {
   let buffered = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line; output: ${buffered}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`no listening line; output: ${buffered}`)),
+      20_000,
+    );
     child.stdout?.on('data', (d: Buffer) => {
       buffered += d.toString();
       const m = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
@@ -69,7 +74,9 @@ describe('askr-sidecar CLI', () => {
   });
 
   it('check-config accepts the shipped sidecar.toml', async () => {
-    const r = await output(run(['check-config', '--config', fileURLToPath(new URL('../sidecar.toml', import.meta.url))]));
+    const r = await output(
+      run(['check-config', '--config', fileURLToPath(new URL('../sidecar.toml', import.meta.url))]),
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('configuration OK');
@@ -78,9 +85,18 @@ describe('askr-sidecar CLI', () => {
   it.each([
     ['[server]\nlisten = 8080\n', /server\.listen = 8080: expected a string/],
     ['[server]\nlisten = "nowhere"\n', /server\.listen = "nowhere": expected "HOST:PORT"/],
-    ['[server]\nmax_body_size = "8 parsecs"\n', /server\.max_body_size = "8 parsecs": expected a size string/],
-    ['[fastcgi]\nread_timeout = "soon"\n', /fastcgi\.read_timeout = "soon": expected a duration string/],
-    ['[server]\nlisten_addr = "x"\n', /unknown key "listen_addr" in \[server\]; allowed keys: listen, root/],
+    [
+      '[server]\nmax_body_size = "8 parsecs"\n',
+      /server\.max_body_size = "8 parsecs": expected a size string/,
+    ],
+    [
+      '[fastcgi]\nread_timeout = "soon"\n',
+      /fastcgi\.read_timeout = "soon": expected a duration string/,
+    ],
+    [
+      '[server]\nlisten_addr = "x"\n',
+      /unknown key "listen_addr" in \[server\]; allowed keys: listen, root/,
+    ],
     ['[servr]\n', /unknown section \[servr\]/],
     ['[log]\nlevel = "loud"\n', /log\.level = "loud": expected one of "fatal"/],
     ['[server]\nlisten = "127.0.0.1:80\n', /:2:\d+: TOML syntax error/],
@@ -97,11 +113,21 @@ describe('askr-sidecar CLI', () => {
   it('an env override with a bad value names the variable', async () => {
     const r = await output(run(['check-config'], { ASKR_FASTCGI_POOL_SIZE: 'many' }));
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('environment ASKR_FASTCGI_POOL_SIZE: fastcgi.pool_size = "many": expected an integer');
+    expect(r.stderr).toContain(
+      'environment ASKR_FASTCGI_POOL_SIZE: fastcgi.pool_size = "many": expected an integer',
+    );
   });
 
   it('SIGTERM drains: the in-flight PHP request finishes, new connections are refused, exit 0', async () => {
-    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT, '--fpm', inject('fpmAddress')]);
+    const child = run([
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--root',
+      APP_ROOT,
+      '--fpm',
+      inject('fpmAddress'),
+    ]);
     const exited = output(child);
     const url = await listening(child);
     const slow = request(`${url}/slow?ms=800`);
@@ -117,7 +143,15 @@ describe('askr-sidecar CLI', () => {
   });
 
   it('a second signal exits at once', async () => {
-    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT, '--fpm', inject('fpmAddress')]);
+    const child = run([
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--root',
+      APP_ROOT,
+      '--fpm',
+      inject('fpmAddress'),
+    ]);
     const exited = output(child);
     const url = await listening(child);
     const slow = request(`${url}/slow?ms=5000`).catch((err: unknown) => err);
@@ -133,7 +167,9 @@ describe('askr-sidecar CLI', () => {
   });
 
   it('with no FPM address it starts, supervises and stops its own php-fpm', async () => {
-    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT], { ASKR_FPM_MAX_CHILDREN: '2' });
+    const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT], {
+      ASKR_FPM_MAX_CHILDREN: '2',
+    });
     const exited = output(child);
     const url = await listening(child);
     const res = await request(`${url}/dump`);

@@ -21,13 +21,19 @@ interface Dump {
 
 let sidecar: TestSidecar;
 beforeAll(async () => {
-  sidecar = await startTestSidecar({ 'server.max_body_size': '16MiB', 'server.body_memory_size': '64KiB' });
+  sidecar = await startTestSidecar({
+    'server.max_body_size': '16MiB',
+    'server.body_memory_size': '64KiB',
+  });
 });
 afterAll(async () => {
   await sidecar.close();
 });
 
-async function dump(path: string, init: Parameters<typeof request>[1] = {}): Promise<{ status: number; body: Dump; headers: Record<string, unknown> }> {
+async function dump(
+  path: string,
+  init: Parameters<typeof request>[1] = {},
+): Promise<{ status: number; body: Dump; headers: Record<string, unknown> }> {
   const res = await request(`${sidecar.url}${path}`, init);
   const text = await res.body.text();
   expect(res.statusCode, text).toBe(200);
@@ -36,7 +42,9 @@ async function dump(path: string, init: Parameters<typeof request>[1] = {}): Pro
 
 describe('CGI params ($_SERVER)', () => {
   it('passes the nginx fastcgi.conf set for a simple GET', async () => {
-    const { body } = await dump('/dump?a=1&b=two', { headers: { 'user-agent': 'askr-test', host: 'example.test:8080' } });
+    const { body } = await dump('/dump?a=1&b=two', {
+      headers: { 'user-agent': 'askr-test', host: 'example.test:8080' },
+    });
     const s = body.server;
     expect(s['REQUEST_METHOD']).toBe('GET');
     expect(s['QUERY_STRING']).toBe('a=1&b=two');
@@ -76,7 +84,9 @@ describe('CGI params ($_SERVER)', () => {
   });
 
   it('joins repeated headers and passes cookies', async () => {
-    const { body } = await dump('/dump', { headers: ['x-multi', 'one', 'x-multi', 'two', 'cookie', 'a=1', 'cookie', 'b=2'] });
+    const { body } = await dump('/dump', {
+      headers: ['x-multi', 'one', 'x-multi', 'two', 'cookie', 'a=1', 'cookie', 'b=2'],
+    });
     expect(body.server['HTTP_X_MULTI']).toBe('one, two');
     expect(body.cookie).toEqual({ a: '1', b: '2' });
   });
@@ -111,36 +121,51 @@ describe('methods and bodies', () => {
 
   it('a binary body of several MiB reaches php://input byte for byte', async () => {
     const data = randomBytes(5 * 1024 * 1024);
-    const { body } = await dump('/dump', { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data });
+    const { body } = await dump('/dump', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: data,
+    });
     expect(body.input_length).toBe(data.length);
     expect(body.input_sha256).toBe(createHash('sha256').update(data).digest('hex'));
   });
 
   it('a chunked body is buffered (memory then temp file) and sent with CONTENT_LENGTH', async () => {
     const parts = [randomBytes(40_000), randomBytes(100_000), randomBytes(7)];
-    async function* gen(): AsyncGenerator<Buffer> {
+    function* gen(): Generator<Buffer> {
       for (const p of parts) yield p;
     }
-    const { body } = await dump('/dump', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Readable.from(gen()) });
+    const { body } = await dump('/dump', {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: Readable.from(gen()),
+    });
     const all = Buffer.concat(parts);
     expect(body.server['CONTENT_LENGTH']).toBe(String(all.length));
     expect(body.input_sha256).toBe(createHash('sha256').update(all).digest('hex'));
   });
 
   it('413 for a Content-Length over max_body_size, with a message naming the limit', async () => {
-    const res = await request(`${sidecar.url}/dump`, { method: 'POST', body: Buffer.alloc(17 * 1024 * 1024) });
+    const res = await request(`${sidecar.url}/dump`, {
+      method: 'POST',
+      body: Buffer.alloc(17 * 1024 * 1024),
+    });
     const text = await res.body.text();
     expect(res.statusCode).toBe(413);
     expect(text).toContain('server.max_body_size');
   });
 
   it('413 for a chunked body that grows over max_body_size', async () => {
-    async function* gen(): AsyncGenerator<Buffer> {
+    function* gen(): Generator<Buffer> {
       for (let i = 0; i < 20; i++) yield Buffer.alloc(1024 * 1024);
     }
-    const res = await request(`${sidecar.url}/dump`, { method: 'POST', body: Readable.from(gen()) }).catch((err: unknown) => toError(err));
+    const res = await request(`${sidecar.url}/dump`, {
+      method: 'POST',
+      body: Readable.from(gen()),
+    }).catch((err: unknown) => toError(err));
     // The server answers 413 and closes; undici may report the reset instead when still sending.
-    if (res instanceof Error) expect(String(res)).toMatch(/other side closed|ECONNRESET|EPIPE|socket/i);
+    if (res instanceof Error)
+      expect(String(res)).toMatch(/other side closed|ECONNRESET|EPIPE|socket/i);
     else {
       expect(res.statusCode).toBe(413);
       await res.body.text();
@@ -215,7 +240,9 @@ describe('response headers', () => {
     await res.body.text();
     const requestId = res.headers['x-request-id'];
     await new Promise((r) => setTimeout(r, 50));
-    const line = sidecar.logs.find((l) => typeof l['php'] === 'string' && (l['php'] as string).includes('askr-test-stderr-marker t1'));
+    const line = sidecar.logs.find(
+      (l) => typeof l['php'] === 'string' && l['php'].includes('askr-test-stderr-marker t1'),
+    );
     expect(line, JSON.stringify(sidecar.logs.slice(-5))).toBeDefined();
     expect(line?.['requestId']).toBe(requestId);
   });
@@ -227,7 +254,12 @@ describe('response headers', () => {
     await new Promise((r) => setTimeout(r, 50));
     const lines = sidecar.logs.filter((l) => l['msg'] === 'request' && l['requestId'] === id);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ method: 'GET', path: '/status/201?log=1', status: 201, kind: 'php' });
+    expect(lines[0]).toMatchObject({
+      method: 'GET',
+      path: '/status/201?log=1',
+      status: 201,
+      kind: 'php',
+    });
     expect(typeof lines[0]?.['durationMs']).toBe('number');
     expect(typeof lines[0]?.['upstreamMs']).toBe('number');
     expect(lines[0]?.['bytes']).toBeGreaterThan(0);

@@ -49,17 +49,25 @@ async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
 }
 
 async function phpCliPublish(code: string): Promise<string> {
-  const { stdout } = await run('php', ['-r', `require '${SHIM}'; ${code}`], { env: { ...process.env, ASKR_SOCKET: socketPath } });
+  const { stdout } = await run('php', ['-r', `require '${SHIM}'; ${code}`], {
+    env: { ...process.env, ASKR_SOCKET: socketPath },
+  });
   return stdout;
 }
 
-async function httpPublish(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+async function httpPublish(
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await request(`${s.url}/askr/publish`, {
     method: 'POST',
     headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+  const text = await res.body.text();
+  const json = (res.headers['content-type'] ?? '').toString().startsWith('application/json')
+    ? (JSON.parse(text) as Record<string, unknown>)
+    : { error: text };
+  return { status: res.statusCode, json };
 }
 
 describe('events endpoint', () => {
@@ -69,7 +77,9 @@ describe('events endpoint', () => {
       const got = new Promise<MessageEvent>((resolve) => (es.onmessage = resolve));
       await once(es, 'open');
       await until(() => s.hub.stats().connections >= 1);
-      expect(await phpCliPublish(`var_export(askr_broadcast('cli-orders', json_encode(['id' => 42])));`)).toBe('true');
+      expect(
+        await phpCliPublish(`var_export(askr_broadcast('cli-orders', json_encode(['id' => 42])));`),
+      ).toBe('true');
       const event = await got;
       expect(JSON.parse(event.data as string)).toEqual({ id: 42 });
       expect(event.lastEventId).toMatch(/^[A-Za-z0-9_.-]+-\d+@cli-orders$/);
@@ -104,13 +114,21 @@ describe('events endpoint', () => {
   it('HTTP publish: bearer token required, JSON and raw bodies', async () => {
     const st = await openStream(`${s.url}/askr/events?channel=http-ch`);
     await until(() => s.hub.stats().channels >= 1);
-    const denied = await request(`${s.url}/askr/publish`, { method: 'POST', headers: { authorization: 'Bearer wrong' }, body: '{}' });
+    const denied = await request(`${s.url}/askr/publish`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer wrong' },
+      body: '{}',
+    });
     expect(denied.statusCode).toBe(401);
     await denied.body.text();
     const ok = await httpPublish({ channel: 'http-ch', data: 'json-body', event: 'e1' });
     expect(ok.status).toBe(202);
     expect(ok.json['subscribers']).toBe(1);
-    const raw = await request(`${s.url}/askr/publish?channel=http-ch&event=e2`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: 'raw\r\nbody' });
+    const raw = await request(`${s.url}/askr/publish?channel=http-ch&event=e2`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: 'raw\r\nbody',
+    });
     expect(raw.statusCode).toBe(202);
     await raw.body.text();
     expect((await st.waitFor((f) => f.event === 'e1')).data).toBe('json-body');
@@ -122,7 +140,11 @@ describe('events endpoint', () => {
 
   it.each([
     ['/askr/events', 400, /no channel given/],
-    ['/askr/events?channel=a&channel=b&channel=c&channel=d&channel=e', 400, /5 channels requested; the limit is 4/],
+    [
+      '/askr/events?channel=a&channel=b&channel=c&channel=d&channel=e',
+      400,
+      /5 channels requested; the limit is 4/,
+    ],
     ['/askr/events?channel=bad%20name', 400, /character outside/],
     [`/askr/events?channel=${'x'.repeat(33)}`, 400, /33 bytes; the limit is 32/],
   ])('%s is refused with a message naming the limit', async (path, status, message) => {
@@ -132,10 +154,14 @@ describe('events endpoint', () => {
   });
 
   it('private channels: allowed for their owner, 403 for another user and for a guest', async () => {
-    const owner = await openStream(`${s.url}/askr/events?channel=private-user.42`, { cookie: 'user=42' });
+    const owner = await openStream(`${s.url}/askr/events?channel=private-user.42`, {
+      cookie: 'user=42',
+    });
     expect(owner.status).toBe(200);
     for (const cookie of ['user=7', '']) {
-      const res = await request(`${s.url}/askr/events?channel=private-user.42`, { headers: cookie === '' ? {} : { cookie } });
+      const res = await request(`${s.url}/askr/events?channel=private-user.42`, {
+        headers: cookie === '' ? {} : { cookie },
+      });
       expect(res.statusCode).toBe(403);
       expect(await res.body.text()).toContain('not authorized for channel "private-user.42"');
     }
@@ -145,11 +171,15 @@ describe('events endpoint', () => {
   });
 
   it('CORS: listed origins get credentials, others get "*" when allowed', async () => {
-    const listed = await openStream(`${s.url}/askr/events?channel=cors`, { origin: 'https://app.example' });
+    const listed = await openStream(`${s.url}/askr/events?channel=cors`, {
+      origin: 'https://app.example',
+    });
     expect(listed.headers['access-control-allow-origin']).toBe('https://app.example');
     expect(listed.headers['access-control-allow-credentials']).toBe('true');
     listed.close();
-    const other = await openStream(`${s.url}/askr/events?channel=cors`, { origin: 'https://other.example' });
+    const other = await openStream(`${s.url}/askr/events?channel=cors`, {
+      origin: 'https://other.example',
+    });
     expect(other.headers['access-control-allow-origin']).toBe('*');
     expect(other.headers['access-control-allow-credentials']).toBeUndefined();
     other.close();
@@ -163,20 +193,31 @@ describe('events endpoint', () => {
     first.close();
     await httpPublish({ channel: 'replay', data: 'e1' });
     await httpPublish({ channel: 'replay', data: 'e2' });
-    const again = await openStream(`${s.url}/askr/events?channel=replay`, { 'last-event-id': seen.id ?? '' });
+    const again = await openStream(`${s.url}/askr/events?channel=replay`, {
+      'last-event-id': seen.id ?? '',
+    });
     await again.waitFor((f) => f.data === 'e2');
-    expect(again.frames.filter((f) => f.data !== undefined).map((f) => f.data)).toEqual(['e1', 'e2']);
+    expect(again.frames.filter((f) => f.data !== undefined).map((f) => f.data)).toEqual([
+      'e1',
+      'e2',
+    ]);
     again.close();
 
     // history_size is 5: seven more events push the client's position out of the history.
     for (let i = 3; i < 10; i++) await httpPublish({ channel: 'replay', data: `e${i}` });
-    const late = await openStream(`${s.url}/askr/events?channel=replay&lastEventId=${encodeURIComponent(seen.id ?? '')}`);
+    const late = await openStream(
+      `${s.url}/askr/events?channel=replay&lastEventId=${encodeURIComponent(seen.id ?? '')}`,
+    );
     const lost = await late.waitFor((f) => f.event === 'askr:lost');
     expect(JSON.parse(lost.data ?? '{}')).toMatchObject({ reason: 'too_old' });
     late.close();
 
-    const otherEpoch = await openStream(`${s.url}/askr/events?channel=replay`, { 'last-event-id': 'someoneelse-5@replay' });
-    expect(JSON.parse((await otherEpoch.waitFor((f) => f.event === 'askr:lost')).data ?? '{}')).toMatchObject({ reason: 'epoch' });
+    const otherEpoch = await openStream(`${s.url}/askr/events?channel=replay`, {
+      'last-event-id': 'someoneelse-5@replay',
+    });
+    expect(
+      JSON.parse((await otherEpoch.waitFor((f) => f.event === 'askr:lost')).data ?? '{}'),
+    ).toMatchObject({ reason: 'epoch' });
     otherEpoch.close();
   });
 
@@ -190,7 +231,11 @@ describe('events endpoint', () => {
 
   it('clients that disconnect leave no subscriber behind', async () => {
     const before = s.hub.stats().connections;
-    const streams = await Promise.all(Array.from({ length: 20 }, (_, i) => openStream(`${s.url}/askr/events?channel=gone-${i % 3}`)));
+    const streams = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        openStream(`${s.url}/askr/events?channel=gone-${i % 3}`),
+      ),
+    );
     await until(() => s.hub.stats().connections === before + 20);
     for (const st of streams) st.close();
     await until(() => s.hub.stats().connections === before);
@@ -198,7 +243,10 @@ describe('events endpoint', () => {
   });
 
   it('a slow consumer is disconnected while a fast one keeps receiving everything', async () => {
-    const slowSidecar = await startTestSidecar({ 'sse.subscriber_queue_size': '64KiB', 'sse.publish_token': TOKEN });
+    const slowSidecar = await startTestSidecar({
+      'sse.subscriber_queue_size': '1MiB',
+      'sse.publish_token': TOKEN,
+    });
     try {
       const fast = await openStream(`${slowSidecar.url}/askr/events?channel=firehose`);
       const slow = connect(slowSidecar.port, '127.0.0.1');
@@ -206,14 +254,22 @@ describe('events endpoint', () => {
       slow.write('GET /askr/events?channel=firehose HTTP/1.1\r\nHost: x\r\n\r\n');
       slow.pause(); // never reads: the kernel buffers fill, then the sidecar's queue
       await until(() => slowSidecar.hub.stats().connections === 2);
-      const payload = 'x'.repeat(16 * 1024);
-      for (let i = 0; i < 200; i++) {
-        const r = await request(`${slowSidecar.url}/askr/publish?channel=firehose&event=n${i}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: payload });
-        await r.body.text();
+      // Loopback socket buffers absorb several MiB before the sidecar's own queue grows, so
+      // publish 32 MiB; the hub must drop the slow stream and never wait for it.
+      const payload = Buffer.alloc(64 * 1024, 'x');
+      for (let i = 0; i < 500; i++) {
+        slowSidecar.hub.publish({
+          channels: ['firehose'],
+          data: payload,
+          event: `n${i}`,
+          ingress: 'internal',
+        });
+        // A publisher that paces itself a little: a reading client keeps up, a stalled one cannot.
+        await new Promise((r) => setTimeout(r, 1));
       }
       await until(() => slowSidecar.hub.stats().connections === 1);
-      await fast.waitFor((f) => f.event === 'n199', 10_000);
-      expect(fast.frames.filter((f) => f.event?.startsWith('n')).length).toBe(200);
+      await fast.waitFor((f) => f.event === 'n499', 20_000);
+      expect(fast.frames.filter((f) => f.event?.startsWith('n')).length).toBe(500);
       fast.close();
       slow.destroy();
     } finally {

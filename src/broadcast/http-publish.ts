@@ -46,7 +46,8 @@ function parseJsonBody(body: Buffer): Parsed | string {
   } catch {
     return 'the body is not valid JSON (send raw data with ?channel=NAME instead)';
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return 'the JSON body must be an object';
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    return 'the JSON body must be an object';
   const o = doc as Record<string, unknown>;
   const channels: string[] = [];
   if (typeof o['channel'] === 'string') channels.push(o['channel']);
@@ -61,7 +62,8 @@ function parseJsonBody(body: Buffer): Parsed | string {
   for (const key of ['event', 'id'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'string') return `"${key}" must be a string`;
   }
-  if (o['close'] !== undefined && typeof o['close'] !== 'boolean') return '"close" must be true or false';
+  if (o['close'] !== undefined && typeof o['close'] !== 'boolean')
+    return '"close" must be true or false';
   return {
     channels: [...new Set(channels)],
     data: Buffer.from(data),
@@ -86,7 +88,9 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
     }
     if (!bearerMatches(req.headers.authorization, config.sse.publish_token)) {
       deps.onRejected?.('publish_unauthorized');
-      sendError(ctx, 401, 'missing or wrong bearer token', { 'www-authenticate': 'Bearer realm="askr-publish"' });
+      sendError(ctx, 401, 'missing or wrong bearer token', {
+        'www-authenticate': 'Bearer realm="askr-publish"',
+      });
       return;
     }
     const max = config.broadcast.max_datagram_size;
@@ -96,7 +100,9 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
       size += chunk.length;
       if (size > max) {
         deps.onRejected?.('publish_too_large');
-        sendError(ctx, 413, `publish body exceeds ${max} bytes (broadcast.max_datagram_size)`, { connection: 'close' });
+        sendError(ctx, 413, `publish body exceeds ${max} bytes (broadcast.max_datagram_size)`, {
+          connection: 'close',
+        });
         return;
       }
       chunks.push(chunk);
@@ -116,7 +122,8 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
     } else if ((req.headers['content-type'] ?? '').startsWith('application/json')) {
       parsed = parseJsonBody(body);
     } else {
-      parsed = 'name the channel with ?channel=NAME, or send a JSON body (Content-Type: application/json)';
+      parsed =
+        'name the channel with ?channel=NAME, or send a JSON body (Content-Type: application/json)';
     }
     if (typeof parsed === 'string') {
       deps.onRejected?.('publish_bad_request');
@@ -138,8 +145,17 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
         close: parsed.close,
         ingress: 'http',
       });
-      const reply = JSON.stringify({ id: result.id, subscribers: result.subscribers, closed: result.closed, duplicate: result.id === null && parsed.id !== undefined });
-      res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(reply), 'x-request-id': ctx.requestId });
+      const reply = JSON.stringify({
+        id: result.id,
+        subscribers: result.subscribers,
+        closed: result.closed,
+        duplicate: result.id === null && parsed.id !== undefined,
+      });
+      res.writeHead(202, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(reply),
+        'x-request-id': ctx.requestId,
+      });
       res.end(reply);
     } catch (err) {
       if (isSidecarError(err) && err.status === 400) {

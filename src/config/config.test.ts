@@ -25,7 +25,9 @@ describe('units', () => {
     ['2h', 7_200_000],
     ['1.5s', 1500],
   ])('duration %s = %i ms', (text, ms) => expect(parseDurationMs(text)).toBe(ms));
-  it.each(['', '5', 's', '5 parsecs', '-1s', '1s garbage'])('duration %j is rejected', (text) => expect(parseDurationMs(text)).toBeNull());
+  it.each(['', '5', 's', '5 parsecs', '-1s', '1s garbage'])('duration %j is rejected', (text) =>
+    expect(parseDurationMs(text)).toBeNull(),
+  );
   it.each([
     ['512', 512],
     ['64KiB', 65536],
@@ -33,7 +35,9 @@ describe('units', () => {
     ['1GiB', 1024 ** 3],
     ['1MB', 1_000_000],
   ])('size %s = %i bytes', (text, bytes) => expect(parseSizeBytes(text)).toBe(bytes));
-  it.each(['', 'MiB', '8 parsecs', '-1'])('size %j is rejected', (text) => expect(parseSizeBytes(text)).toBeNull());
+  it.each(['', 'MiB', '8 parsecs', '-1'])('size %j is rejected', (text) =>
+    expect(parseSizeBytes(text)).toBeNull(),
+  );
 });
 
 describe('loadConfig', () => {
@@ -46,10 +50,16 @@ describe('loadConfig', () => {
   });
 
   it('flags > env > file > defaults', () => {
-    const path = file('[server]\nlisten = "127.0.0.1:1111"\nindex = "app.php"\n[fastcgi]\npool_size = 3\n');
+    const path = file(
+      '[server]\nlisten = "127.0.0.1:1111"\nindex = "app.php"\n[fastcgi]\npool_size = 3\n',
+    );
     const c = loadConfig({
       file: path,
-      env: { ASKR_SERVER_LISTEN: '127.0.0.1:2222', ASKR_FASTCGI_POOL_SIZE: '5', ASKR_SOCKET: '/ignored' },
+      env: {
+        ASKR_SERVER_LISTEN: '127.0.0.1:2222',
+        ASKR_FASTCGI_POOL_SIZE: '5',
+        ASKR_SOCKET: '/ignored',
+      },
       overrides: { 'server.listen': '127.0.0.1:3333' },
     });
     expect(c.server.listen).toBe('127.0.0.1:3333');
@@ -63,7 +73,12 @@ describe('loadConfig', () => {
   });
 
   it('parses lists and tables from env', () => {
-    const c = loadConfig({ env: { ASKR_SERVER_TRUSTED_PROXIES: '10.0.0.0/8, ::1', ASKR_FPM_INI: 'memory_limit=256M,display_errors=0' } });
+    const c = loadConfig({
+      env: {
+        ASKR_SERVER_TRUSTED_PROXIES: '10.0.0.0/8, ::1',
+        ASKR_FPM_INI: 'memory_limit=256M,display_errors=0',
+      },
+    });
     expect(c.server.trusted_proxies).toEqual(['10.0.0.0/8', '::1']);
     expect(c.fpm.ini).toEqual({ memory_limit: '256M', display_errors: '0' });
   });
@@ -72,9 +87,18 @@ describe('loadConfig', () => {
     ['[server]\nport = 1\n', /: unknown key "port" in \[server\]; allowed keys: listen, /],
     ['[nope]\n', /unknown section \[nope\]; allowed sections: server, static, fastcgi/],
     ['[server]\nmax_connections = "10"\n', /server\.max_connections = "10": expected an integer/],
-    ['[server]\nmax_connections = 0\n', /server\.max_connections = 0: expected a value greater than 0/],
-    ['[broadcast]\nsocket_mode = "777x"\n', /broadcast\.socket_mode = "777x": expected an octal file mode/],
-    ['[sse]\nevents_path = "events"\n', /sse\.events_path = "events": expected a path starting with "\/"/],
+    [
+      '[server]\nmax_connections = 0\n',
+      /server\.max_connections = 0: expected a value greater than 0/,
+    ],
+    [
+      '[broadcast]\nsocket_mode = "777x"\n',
+      /broadcast\.socket_mode = "777x": expected an octal file mode/,
+    ],
+    [
+      '[sse]\nevents_path = "events"\n',
+      /sse\.events_path = "events": expected a path starting with "\/"/,
+    ],
     ['listen = "x"\n', /top-level key "listen" must be a \[section\]/],
     ['[server\n', /sidecar\.toml:1:\d+: TOML syntax error/],
   ])('rejects %j with a precise message', (text, message) => {
@@ -84,7 +108,9 @@ describe('loadConfig', () => {
   });
 
   it('a missing file is a clear error', () => {
-    expect(() => loadConfig({ file: '/nonexistent/sidecar.toml', env: {} })).toThrow(/cannot read the config file/);
+    expect(() => loadConfig({ file: '/nonexistent/sidecar.toml', env: {} })).toThrow(
+      /cannot read the config file/,
+    );
   });
 });
 
@@ -93,10 +119,15 @@ describe('generated files', () => {
     expect(readFileSync(new URL('../../sidecar.toml', import.meta.url), 'utf8')).toBe(renderToml());
   });
   it('docs/configuration.md is the rendered schema', () => {
-    expect(readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')).toBe(renderMarkdown());
+    expect(readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')).toBe(
+      renderMarkdown(),
+    );
   });
   it('the shipped sidecar.toml loads and equals the defaults', () => {
-    const shipped = loadConfig({ file: new URL('../../sidecar.toml', import.meta.url).pathname, env: {} });
+    const shipped = loadConfig({
+      file: new URL('../../sidecar.toml', import.meta.url).pathname,
+      env: {},
+    });
     const defaults = loadConfig({ env: {}, baseDir: new URL('../..', import.meta.url).pathname });
     expect({ ...shipped, source: '' }).toEqual({ ...defaults, source: '' });
   });

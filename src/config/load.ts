@@ -54,7 +54,11 @@ function allowed(field: Field): string {
 }
 
 /** Converts one raw value (from TOML, env or flags) to its resolved form, or returns an error text. */
-function convert(field: Field, raw: unknown, fromText: boolean): { value: unknown } | { error: string } {
+function convert(
+  field: Field,
+  raw: unknown,
+  fromText: boolean,
+): { value: unknown } | { error: string } {
   const bad = { error: `expected ${allowed(field)}` };
   switch (field.kind) {
     case 'string':
@@ -84,9 +88,16 @@ function convert(field: Field, raw: unknown, fromText: boolean): { value: unknow
       return typeof raw === 'string' && field.values.includes(raw) ? { value: raw } : bad;
     case 'string[]': {
       if (fromText && typeof raw === 'string') {
-        return { value: raw.split(',').map((s) => s.trim()).filter((s) => s !== '') };
+        return {
+          value: raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => s !== ''),
+        };
       }
-      return Array.isArray(raw) && raw.every((v) => typeof v === 'string') ? { value: [...raw] } : bad;
+      return Array.isArray(raw) && raw.every((v) => typeof v === 'string')
+        ? { value: [...raw] }
+        : bad;
     }
     case 'map': {
       if (fromText && typeof raw === 'string') {
@@ -169,7 +180,7 @@ function parseFile(file: string): Record<string, unknown> {
     });
   }
   try {
-    return parse(text) as Record<string, unknown>;
+    return parse(text);
   } catch (err) {
     if (err instanceof TomlError) {
       throw new ConfigError(

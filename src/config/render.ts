@@ -20,7 +20,10 @@ function typeName(field: Field): string {
 }
 
 const fields = (): Array<[string, Array<[string, Field]>]> =>
-  Object.entries(schema).map(([section, f]) => [section, Object.entries(f as Record<string, Field>)]);
+  Object.entries(schema).map(([section, f]) => [
+    section,
+    Object.entries(f as Record<string, Field>),
+  ]);
 
 export function renderToml(): string {
   const out = [
@@ -58,11 +61,18 @@ export function renderMarkdown(): string {
     '',
   ];
   for (const [section, list] of fields()) {
-    out.push(`## [${section}]`, '', '| key | type | default | env | description |', '|---|---|---|---|---|');
+    out.push(
+      `## [${section}]`,
+      '',
+      '| key | type | default | env | description |',
+      '|---|---|---|---|---|',
+    );
     for (const [key, field] of list) {
       const env = `ASKR_${section.toUpperCase()}_${key.toUpperCase()}`;
       const doc = field.doc.replace(/\|/g, '\\|') + (field.restart === true ? ' *(restart)*' : '');
-      out.push(`| \`${key}\` | ${typeName(field)} | \`${tomlValue(field).replace(/\|/g, '\\|')}\` | \`${env}\` | ${doc} |`);
+      out.push(
+        `| \`${key}\` | ${typeName(field)} | \`${tomlValue(field).replace(/\|/g, '\\|')}\` | \`${env}\` | ${doc} |`,
+      );
     }
     out.push('');
   }

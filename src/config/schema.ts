@@ -6,14 +6,7 @@
  */
 
 export type FieldKind =
-  | 'string'
-  | 'bool'
-  | 'int'
-  | 'duration'
-  | 'size'
-  | 'enum'
-  | 'string[]'
-  | 'map';
+  'string' | 'bool' | 'int' | 'duration' | 'size' | 'enum' | 'string[]' | 'map';
 
 interface FieldBase<K extends FieldKind, T> {
   kind: K;
@@ -81,7 +74,11 @@ const oneOf = <const V extends readonly string[]>(
   doc,
   ...o,
 });
-const list = (def: string[], doc: string, o: Opts<string[]> = {}): FieldBase<'string[]', string[]> => ({
+const list = (
+  def: string[],
+  doc: string,
+  o: Opts<string[]> = {},
+): FieldBase<'string[]', string[]> => ({
   kind: 'string[]',
   default: def,
   doc,
@@ -99,8 +96,7 @@ const listenAddress = (v: string): string | null =>
   /^unix:\/.+/.test(v) || /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]*):\d{1,5}$/.test(v)
     ? null
     : '"HOST:PORT", "[IPv6]:PORT" or "unix:/absolute/path"';
-const fpmAddress = (v: string): string | null =>
-  v === '' ? null : listenAddress(v);
+const fpmAddress = (v: string): string | null => (v === '' ? null : listenAddress(v));
 const octalMode = (v: string): string | null =>
   /^0?[0-7]{3}$/.test(v) ? null : 'an octal file mode such as "0660"';
 const urlPath = (v: string): string | null =>
@@ -108,82 +104,232 @@ const urlPath = (v: string): string | null =>
 
 export const schema = {
   server: {
-    listen: str('127.0.0.1:8080', 'Address the HTTP server listens on: HOST:PORT, [IPv6]:PORT or unix:/path.', {
+    listen: str(
+      '127.0.0.1:8080',
+      'Address the HTTP server listens on: HOST:PORT, [IPv6]:PORT or unix:/path.',
+      {
+        check: listenAddress,
+        restart: true,
+      },
+    ),
+    root: str(
+      'fixtures-php/demo/public',
+      'Document root: static files are served from here and SCRIPT_FILENAME is resolved under it. Relative paths are resolved from the config file directory (or the working directory without one).',
+      { restart: true },
+    ),
+    index: str(
+      'index.php',
+      'Front controller run for every request that is not an existing file (Laravel: index.php).',
+    ),
+    php_scripts: bool(
+      false,
+      'Run an existing *.php file named in the URL directly (off for Laravel-style apps: only the front controller runs).',
+    ),
+    server_name: str(
+      '',
+      'SERVER_NAME passed to PHP; empty uses the request Host header without its port.',
+    ),
+    trusted_proxies: list(
+      [],
+      'Addresses or CIDRs (e.g. "10.0.0.0/8", "::1") whose X-Forwarded-For / X-Forwarded-Proto are believed for REMOTE_ADDR and HTTPS.',
+    ),
+    max_header_size: size(
+      '16KiB',
+      'Largest request head (request line and headers) accepted; larger gets 431.',
+      { check: positive, restart: true },
+    ),
+    max_body_size: size(
+      '8MiB',
+      'Largest request body accepted; larger gets 413 (like nginx client_max_body_size).',
+      { check: positive },
+    ),
+    body_memory_size: size(
+      '1MiB',
+      'A chunked request body is buffered in memory up to this size, then in a temp file, before it is sent to FPM.',
+      { check: nonNegative },
+    ),
+    temp_dir: str('', 'Directory for request-body temp files; empty uses the OS temp directory.'),
+    max_connections: int(10000, 'Most client connections open at once; more are refused.', {
+      check: positive,
+    }),
+    header_timeout: duration('30s', 'Time a client has to send the whole request head.', {
+      check: positive,
+    }),
+    keep_alive_timeout: duration(
+      '5s',
+      'Idle time after which a keep-alive client connection is closed.',
+      { check: positive },
+    ),
+    shutdown_timeout: duration(
+      '30s',
+      'On SIGTERM/SIGINT, how long in-flight PHP requests may run before the process exits anyway.',
+      { check: nonNegative },
+    ),
+  },
+  static: {
+    enabled: bool(
+      true,
+      'Serve existing files under the root directly (never .php sources, never dotfiles except /.well-known/).',
+    ),
+    cache_control: str(
+      '',
+      'Cache-Control header for static files; empty sends none (browsers revalidate with ETag / Last-Modified).',
+    ),
+    precompressed: bool(
+      true,
+      'Serve a sibling FILE.br or FILE.gz when the client accepts that encoding.',
+    ),
+    internal_locations: map(
+      {},
+      'X-Accel-Redirect / X-Sendfile targets: URL prefix -> directory, e.g. { "/protected/" = "/srv/private" }. Only these may be sent by such a header.',
+    ),
+  },
+  fastcgi: {
+    address: str(
+      '',
+      'PHP-FPM address: "unix:/run/php/php-fpm.sock" or "127.0.0.1:9000". Empty starts and supervises a private php-fpm (see [fpm]).',
+      {
+        check: fpmAddress,
+        restart: true,
+      },
+    ),
+    pool_size: int(
+      0,
+      'Most FastCGI connections open at once; set it to FPM pm.max_children. 0 uses [fpm].max_children when managed, else 16.',
+      { check: nonNegative },
+    ),
+    queue_size: int(1024, 'Requests that may wait for a free connection; more get 503 at once.', {
+      check: nonNegative,
+    }),
+    queue_timeout: duration('10s', 'Longest wait for a free connection before 503.', {
+      check: positive,
+    }),
+    connect_timeout: duration('5s', 'Timeout to connect to FPM (502 when it fails).', {
+      check: positive,
+    }),
+    send_timeout: duration(
+      '60s',
+      'Timeout between two successful writes of the request to FPM (504).',
+      { check: positive },
+    ),
+    read_timeout: duration('60s', 'Timeout between two reads of the response from FPM (504).', {
+      check: positive,
+    }),
+    idle_timeout: duration('60s', 'A pooled connection unused this long is closed.', {
+      check: positive,
+    }),
+  },
+  fpm: {
+    binary: str(
+      '',
+      'php-fpm binary for the managed mode; empty searches PATH and /usr/sbin for php-fpm, php-fpm8.x.',
+      { restart: true },
+    ),
+    max_children: int(8, 'pm.max_children of the managed pool (static pm).', {
+      check: positive,
+      restart: true,
+    }),
+    max_requests: int(
+      500,
+      'pm.max_requests of the managed pool: workers are recycled after this many requests (0 never).',
+      { check: nonNegative, restart: true },
+    ),
+    request_terminate_timeout: duration(
+      '0',
+      'request_terminate_timeout of the managed pool (0 off).',
+      { check: nonNegative, restart: true },
+    ),
+    ini: map({}, 'php.ini values for the managed pool, e.g. { memory_limit = "256M" }.', {
+      restart: true,
+    }),
+    env: map({}, 'Environment variables passed to PHP by the managed pool.', { restart: true }),
+    restart_backoff_max: duration(
+      '30s',
+      'Longest pause between restarts of a managed php-fpm that keeps dying.',
+      { check: positive },
+    ),
+  },
+  log: {
+    level: oneOf(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+      'info',
+      'Log level.',
+    ),
+    access_log: bool(
+      true,
+      'One JSON line per request (method, path, status, bytes, duration, upstream duration, request id).',
+    ),
+  },
+  metrics: {
+    enabled: bool(true, 'Serve Prometheus metrics, /healthz and /readyz on their own listener.', {
+      restart: true,
+    }),
+    listen: str('127.0.0.1:9100', 'Address of the metrics listener.', {
       check: listenAddress,
       restart: true,
     }),
-    root: str('fixtures-php/demo/public', 'Document root: static files are served from here and SCRIPT_FILENAME is resolved under it. Relative paths are resolved from the config file directory (or the working directory without one).', { restart: true }),
-    index: str('index.php', 'Front controller run for every request that is not an existing file (Laravel: index.php).'),
-    php_scripts: bool(false, 'Run an existing *.php file named in the URL directly (off for Laravel-style apps: only the front controller runs).'),
-    server_name: str('', 'SERVER_NAME passed to PHP; empty uses the request Host header without its port.'),
-    trusted_proxies: list([], 'Addresses or CIDRs (e.g. "10.0.0.0/8", "::1") whose X-Forwarded-For / X-Forwarded-Proto are believed for REMOTE_ADDR and HTTPS.'),
-    max_header_size: size('16KiB', 'Largest request head (request line and headers) accepted; larger gets 431.', { check: positive, restart: true }),
-    max_body_size: size('8MiB', 'Largest request body accepted; larger gets 413 (like nginx client_max_body_size).', { check: positive }),
-    body_memory_size: size('1MiB', 'A chunked request body is buffered in memory up to this size, then in a temp file, before it is sent to FPM.', { check: nonNegative }),
-    temp_dir: str('', 'Directory for request-body temp files; empty uses the OS temp directory.'),
-    max_connections: int(10000, 'Most client connections open at once; more are refused.', { check: positive }),
-    header_timeout: duration('30s', 'Time a client has to send the whole request head.', { check: positive }),
-    keep_alive_timeout: duration('5s', 'Idle time after which a keep-alive client connection is closed.', { check: positive }),
-    shutdown_timeout: duration('30s', 'On SIGTERM/SIGINT, how long in-flight PHP requests may run before the process exits anyway.', { check: nonNegative }),
-  },
-  static: {
-    enabled: bool(true, 'Serve existing files under the root directly (never .php sources, never dotfiles except /.well-known/).'),
-    cache_control: str('', 'Cache-Control header for static files; empty sends none (browsers revalidate with ETag / Last-Modified).'),
-    precompressed: bool(true, 'Serve a sibling FILE.br or FILE.gz when the client accepts that encoding.'),
-    internal_locations: map({}, 'X-Accel-Redirect / X-Sendfile targets: URL prefix -> directory, e.g. { "/protected/" = "/srv/private" }. Only these may be sent by such a header.'),
-  },
-  fastcgi: {
-    address: str('', 'PHP-FPM address: "unix:/run/php/php-fpm.sock" or "127.0.0.1:9000". Empty starts and supervises a private php-fpm (see [fpm]).', {
-      check: fpmAddress,
-      restart: true,
-    }),
-    pool_size: int(0, 'Most FastCGI connections open at once; set it to FPM pm.max_children. 0 uses [fpm].max_children when managed, else 16.', { check: nonNegative }),
-    queue_size: int(1024, 'Requests that may wait for a free connection; more get 503 at once.', { check: nonNegative }),
-    queue_timeout: duration('10s', 'Longest wait for a free connection before 503.', { check: positive }),
-    connect_timeout: duration('5s', 'Timeout to connect to FPM (502 when it fails).', { check: positive }),
-    send_timeout: duration('60s', 'Timeout between two successful writes of the request to FPM (504).', { check: positive }),
-    read_timeout: duration('60s', 'Timeout between two reads of the response from FPM (504).', { check: positive }),
-    idle_timeout: duration('60s', 'A pooled connection unused this long is closed.', { check: positive }),
-  },
-  fpm: {
-    binary: str('', 'php-fpm binary for the managed mode; empty searches PATH and /usr/sbin for php-fpm, php-fpm8.x.', { restart: true }),
-    max_children: int(8, 'pm.max_children of the managed pool (static pm).', { check: positive, restart: true }),
-    max_requests: int(500, 'pm.max_requests of the managed pool: workers are recycled after this many requests (0 never).', { check: nonNegative, restart: true }),
-    request_terminate_timeout: duration('0', 'request_terminate_timeout of the managed pool (0 off).', { check: nonNegative, restart: true }),
-    ini: map({}, 'php.ini values for the managed pool, e.g. { memory_limit = "256M" }.', { restart: true }),
-    env: map({}, 'Environment variables passed to PHP by the managed pool.', { restart: true }),
-    restart_backoff_max: duration('30s', 'Longest pause between restarts of a managed php-fpm that keeps dying.', { check: positive }),
-  },
-  log: {
-    level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', 'Log level.'),
-    access_log: bool(true, 'One JSON line per request (method, path, status, bytes, duration, upstream duration, request id).'),
-  },
-  metrics: {
-    enabled: bool(true, 'Serve Prometheus metrics, /healthz and /readyz on their own listener.', { restart: true }),
-    listen: str('127.0.0.1:9100', 'Address of the metrics listener.', { check: listenAddress, restart: true }),
   },
   sse: {
-    events_path: str('/askr/events', 'Path of the events endpoint (GET ?channel=NAME, repeatable).', { check: urlPath }),
+    events_path: str(
+      '/askr/events',
+      'Path of the events endpoint (GET ?channel=NAME, repeatable).',
+      { check: urlPath },
+    ),
     publish_path: str('/askr/publish', 'Path of the HTTP publish endpoint.', { check: urlPath }),
     publish_token: str('', 'Bearer token for HTTP publish; empty turns HTTP publish off.'),
-    auth_path: str('/broadcasting/auth', "The app's channel authorization route for private-/presence- channels (Laravel's shape)."),
-    allowed_origins: list([], 'Origins allowed by CORS on the events endpoint ("*" allows any, without credentials).'),
-    heartbeat_interval: duration('15s', 'Interval of the ": ping" comment sent to every stream.', { check: positive }),
-    retry: duration('3s', 'retry: sent to clients on connect (EventSource reconnection delay).', { check: nonNegative }),
+    auth_path: str(
+      '/broadcasting/auth',
+      "The app's channel authorization route for private-/presence- channels (Laravel's shape).",
+    ),
+    allowed_origins: list(
+      [],
+      'Origins allowed by CORS on the events endpoint ("*" allows any, without credentials).',
+    ),
+    heartbeat_interval: duration('15s', 'Interval of the ": ping" comment sent to every stream.', {
+      check: positive,
+    }),
+    retry: duration('3s', 'retry: sent to clients on connect (EventSource reconnection delay).', {
+      check: nonNegative,
+    }),
     history_size: int(1000, 'Events kept per channel for replay.', { check: nonNegative }),
     history_max_age: duration('10m', 'Oldest event kept for replay.', { check: nonNegative }),
-    subscriber_queue_size: size('1MiB', 'Bytes that may wait for one slow subscriber; over it the subscriber is disconnected.', { check: positive }),
-    max_channels_per_connection: int(32, 'Channels one stream may subscribe to.', { check: positive }),
+    subscriber_queue_size: size(
+      '1MiB',
+      'Bytes that may wait for one slow subscriber; over it the subscriber is disconnected.',
+      { check: positive },
+    ),
+    max_channels_per_connection: int(32, 'Channels one stream may subscribe to.', {
+      check: positive,
+    }),
     max_channel_name_length: int(128, 'Longest channel name, in bytes.', { check: positive }),
     max_connections: int(10000, 'Most SSE streams held at once.', { check: positive }),
-    max_connections_per_ip: int(1000, 'Most SSE streams held at once for one client address.', { check: positive }),
-    max_lifetime: duration('0', 'Close a stream after this long (clients reconnect and resume); 0 never.', { check: nonNegative }),
-    idle_timeout: duration('0', 'Close a stream that received no event for this long; 0 never.', { check: nonNegative }),
+    max_connections_per_ip: int(1000, 'Most SSE streams held at once for one client address.', {
+      check: positive,
+    }),
+    max_lifetime: duration(
+      '0',
+      'Close a stream after this long (clients reconnect and resume); 0 never.',
+      { check: nonNegative },
+    ),
+    idle_timeout: duration('0', 'Close a stream that received no event for this long; 0 never.', {
+      check: nonNegative,
+    }),
   },
   broadcast: {
-    socket: str('/run/askr/askr.sock', 'Unix datagram socket PHP publishes to (askr_broadcast); empty turns it off.', { restart: true }),
-    socket_mode: str('0660', 'File mode of the datagram socket.', { check: octalMode, restart: true }),
-    socket_group: str('', 'Group owning the datagram socket (e.g. www-data); empty keeps the default.', { restart: true }),
+    socket: str(
+      '/run/askr/askr.sock',
+      'Unix datagram socket PHP publishes to (askr_broadcast); empty turns it off.',
+      { restart: true },
+    ),
+    socket_mode: str('0660', 'File mode of the datagram socket.', {
+      check: octalMode,
+      restart: true,
+    }),
+    socket_group: str(
+      '',
+      'Group owning the datagram socket (e.g. www-data); empty keeps the default.',
+      { restart: true },
+    ),
     max_datagram_size: size('64KiB', 'Largest datagram accepted.', { check: positive }),
   },
 } as const;

@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { CgiHeadParser } from './cgi-response.ts';
 
-const sample = 'Status: 404 Not Found\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-type: text/html; charset=UTF-8\r\n\r\nbody\r\n\r\nmore';
+const sample =
+  'Status: 404 Not Found\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-type: text/html; charset=UTF-8\r\n\r\nbody\r\n\r\nmore';
 
 describe('CgiHeadParser', () => {
   it('parses status, repeated headers and keeps the body bytes', () => {

@@ -13,9 +13,7 @@ export interface CgiHead {
 }
 
 export type CgiParseResult =
-  | { done: false }
-  | { done: true; head: CgiHead; rest: Buffer }
-  | { done: false; error: string };
+  { done: false } | { done: true; head: CgiHead; rest: Buffer } | { done: false; error: string };
 
 /** Incremental parser for the CGI head. `maxHeadBytes` bounds memory (the FPM side is untrusted too). */
 export class CgiHeadParser {
@@ -81,7 +79,8 @@ function parseHeadText(text: string): CgiHead | string {
     if (name.toLowerCase() === 'status') {
       const m = /^(\d{3})(?:\s+(.*))?$/.exec(value);
       const code = m ? Number(m[1]) : NaN;
-      if (!m || code < 100 || code > 999) return `invalid Status header from PHP: ${JSON.stringify(value)}`;
+      if (!m || code < 100 || code > 999)
+        return `invalid Status header from PHP: ${JSON.stringify(value)}`;
       status = code;
       statusText = m[2] ?? null;
       continue;

@@ -4,7 +4,6 @@
  * bytes flow with backpressure (a slow client pauses the FPM socket); instruction headers
  * (Status, X-Accel-*, X-Sendfile, X-Askr-*, Grip-*) never reach the client.
  */
-import type { Readable } from 'node:stream';
 import { stat } from 'node:fs/promises';
 import { isSidecarError, toError } from '../errors.ts';
 import type { FcgiCall, FcgiPool } from '../fastcgi/pool.ts';
@@ -21,7 +20,13 @@ export type PhpRoute = Extract<Route, { kind: 'php' }>;
 
 /** Extension point for SSE holds and passthrough (src/sse). Returns true when it took the response. */
 export interface ResponseInterceptor {
-  intercept(ctx: RequestContext, head: CgiHead, rest: Buffer, call: FcgiCall, body: AsyncIterator<Buffer>): Promise<boolean>;
+  intercept(
+    ctx: RequestContext,
+    head: CgiHead,
+    rest: Buffer,
+    call: FcgiCall,
+    body: AsyncIterator<Buffer>,
+  ): Promise<boolean>;
 }
 
 export interface PhpHandlerDeps {
@@ -56,7 +61,12 @@ export function isInstructionHeader(name: string): boolean {
   return STRIPPED.has(lower) || lower.startsWith('x-askr-') || lower.startsWith('grip-');
 }
 
-export async function handlePhp(ctx: RequestContext, route: PhpRoute, query: string, deps: PhpHandlerDeps): Promise<void> {
+export async function handlePhp(
+  ctx: RequestContext,
+  route: PhpRoute,
+  query: string,
+  deps: PhpHandlerDeps,
+): Promise<void> {
   const config = deps.config();
   let prepared: PreparedBody;
   try {
@@ -136,7 +146,7 @@ async function runPhp(
     return;
   }
 
-  const body = (call.stdout as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const body = call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   try {
     const parsed = await readHead(body);
     ctx.upstreamMs = elapsedMs(sentAt);
@@ -151,7 +161,14 @@ async function runPhp(
 
     const accel = headerValue(head, 'x-accel-redirect') ?? headerValue(head, 'x-sendfile');
     if (accel !== undefined) {
-      await serveInternal(ctx, head, accel, headerValue(head, 'x-sendfile') !== undefined, config, call);
+      await serveInternal(
+        ctx,
+        head,
+        accel,
+        headerValue(head, 'x-sendfile') !== undefined,
+        config,
+        call,
+      );
       return;
     }
     if (headerValue(head, 'x-accel-buffering')?.toLowerCase() === 'no') {
@@ -176,7 +193,9 @@ async function runPhp(
   }
 }
 
-async function readHead(body: AsyncIterator<Buffer>): Promise<{ head: CgiHead; rest: Buffer } | { error: string }> {
+async function readHead(
+  body: AsyncIterator<Buffer>,
+): Promise<{ head: CgiHead; rest: Buffer } | { error: string }> {
   const parser = new CgiHeadParser(MAX_CGI_HEAD_BYTES);
   for (;;) {
     const next = await body.next();
@@ -187,7 +206,11 @@ async function readHead(body: AsyncIterator<Buffer>): Promise<{ head: CgiHead; r
 }
 
 /** Writes PHP's body to the client, waiting for 'drain' so the FPM socket pauses for slow clients. */
-export async function pump(ctx: RequestContext, first: Buffer, body: AsyncIterator<Buffer>): Promise<void> {
+export async function pump(
+  ctx: RequestContext,
+  first: Buffer,
+  body: AsyncIterator<Buffer>,
+): Promise<void> {
   const { res } = ctx;
   if (first.length > 0 && !res.write(first)) await drained(ctx);
   for (;;) {
@@ -226,8 +249,15 @@ async function serveInternal(
   call.abort();
   const filePath = resolveInternalTarget(target, isSendfile, config.static.internal_locations);
   if (filePath === null) {
-    ctx.log.error({ requestId: ctx.requestId, target }, 'X-Accel-Redirect/X-Sendfile target outside static.internal_locations');
-    sendError(ctx, 500, 'the application redirected to a file outside the configured internal locations');
+    ctx.log.error(
+      { requestId: ctx.requestId, target },
+      'X-Accel-Redirect/X-Sendfile target outside static.internal_locations',
+    );
+    sendError(
+      ctx,
+      500,
+      'the application redirected to a file outside the configured internal locations',
+    );
     return;
   }
   let stats;
@@ -281,7 +311,11 @@ function logPhpStderr(ctx: RequestContext, chunk: Buffer): void {
   }
 }
 
-function failBeforeResponse(ctx: RequestContext, err: unknown, headers: Record<string, string> = {}): void {
+function failBeforeResponse(
+  ctx: RequestContext,
+  err: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (isSidecarError(err)) {
     if (err.status === 499) {
       ctx.logStatus = 499;
@@ -289,7 +323,11 @@ function failBeforeResponse(ctx: RequestContext, err: unknown, headers: Record<s
       ctx.res.destroy();
       return;
     }
-    if (err.status >= 500) ctx.log.error({ requestId: ctx.requestId, code: err.code, err: err.message }, 'FastCGI request failed');
+    if (err.status >= 500)
+      ctx.log.error(
+        { requestId: ctx.requestId, code: err.code, err: err.message },
+        'FastCGI request failed',
+      );
     sendError(ctx, err.status, publicMessage(err.status, err.message), headers);
     return;
   }
@@ -300,6 +338,7 @@ function failBeforeResponse(ctx: RequestContext, err: unknown, headers: Record<s
 
 /** Clients learn what went wrong, not the internals (addresses and paths stay in the log). */
 function publicMessage(status: number, message: string): string {
-  if (status === 502) return `PHP-FPM is unavailable or failed: ${message.replace(/(unix:)?\/[^\s:]+|\d+\.\d+\.\d+\.\d+:\d+/g, '<fpm>')}`;
+  if (status === 502)
+    return `PHP-FPM is unavailable or failed: ${message.replace(/(unix:)?\/[^\s:]+|\d+\.\d+\.\d+\.\d+:\d+/g, '<fpm>')}`;
   return message;
 }

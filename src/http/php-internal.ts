@@ -20,7 +20,10 @@ export interface InternalRequest {
   maxBodyBytes: number;
 }
 
-export async function phpInternalRequest(pool: FcgiPool, request: InternalRequest): Promise<InternalResponse> {
+export async function phpInternalRequest(
+  pool: FcgiPool,
+  request: InternalRequest,
+): Promise<InternalResponse> {
   let stderr = '';
   const call = await pool.request({
     params: request.params,
@@ -39,7 +42,8 @@ export async function phpInternalRequest(pool: FcgiPool, request: InternalReques
     for await (const chunk of call.stdout as AsyncIterable<Buffer>) {
       if (head === null) {
         const r = parser.push(chunk);
-        if ('error' in r) throw new SidecarError(ErrorCodes.UPSTREAM_RESPONSE, r.error, { status: 502 });
+        if ('error' in r)
+          throw new SidecarError(ErrorCodes.UPSTREAM_RESPONSE, r.error, { status: 502 });
         if (!r.done) continue;
         head = r.head;
         parts.push(r.rest);
@@ -49,7 +53,11 @@ export async function phpInternalRequest(pool: FcgiPool, request: InternalReques
         size += chunk.length;
       }
       if (size > request.maxBodyBytes) {
-        throw new SidecarError(ErrorCodes.UPSTREAM_RESPONSE, `internal PHP response exceeds ${request.maxBodyBytes} bytes`, { status: 502 });
+        throw new SidecarError(
+          ErrorCodes.UPSTREAM_RESPONSE,
+          `internal PHP response exceeds ${request.maxBodyBytes} bytes`,
+          { status: 502 },
+        );
       }
     }
     await call.done;
@@ -59,7 +67,12 @@ export async function phpInternalRequest(pool: FcgiPool, request: InternalReques
   }
   if (head === null) {
     const r = parser.finish();
-    if (!r.done) throw new SidecarError(ErrorCodes.UPSTREAM_RESPONSE, 'error' in r ? r.error : 'empty response', { status: 502 });
+    if (!r.done)
+      throw new SidecarError(
+        ErrorCodes.UPSTREAM_RESPONSE,
+        'error' in r ? r.error : 'empty response',
+        { status: 502 },
+      );
     head = r.head;
   }
   return { status: head.status, headers: head.headers, body: Buffer.concat(parts, size), stderr };

@@ -30,7 +30,12 @@ export function elapsedMs(since: bigint): number {
 }
 
 /** Answers with a plain-text error body unless headers already went out (then the socket is cut). */
-export function sendError(ctx: RequestContext, status: number, message: string, headers: Record<string, string> = {}): void {
+export function sendError(
+  ctx: RequestContext,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   const { res } = ctx;
   ctx.error = message;
   if (res.headersSent) {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/schema.ts';
 import { toError } from '../errors.ts';
 import { handlePhp, type PhpHandlerDeps } from './php-handler.ts';
-import { elapsedMs, sendError, type RequestContext, type RouteKind } from './request-context.ts';
+import { elapsedMs, sendError, type RequestContext } from './request-context.ts';
 import { resolveRoute } from './route-resolver.ts';
 import { serveStaticFile } from './static-files.ts';
 import { clientFromForwarded, type ProxyTrust } from './trusted-proxies.ts';
@@ -64,7 +64,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     if (Number.isFinite(length) && length > max) {
       deps.onRejected?.('body_too_large');
       res.writeHead(413, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
-      res.end(`413 Content Too Large\nrequest body of ${length} bytes exceeds the limit of ${max} bytes (server.max_body_size)\n`);
+      res.end(
+        `413 Content Too Large\nrequest body of ${length} bytes exceeds the limit of ${max} bytes (server.max_body_size)\n`,
+      );
       return;
     }
     res.writeContinue();
@@ -73,13 +75,18 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const code = err.code ?? 'ERR';
-    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const reason = status === 431 ? 'header_too_large' : status === 408 ? 'header_timeout' : 'bad_request';
+    const status =
+      code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason =
+      status === 431 ? 'header_too_large' : status === 408 ? 'header_timeout' : 'bad_request';
     deps.onRejected?.(reason);
     if (code !== 'ECONNRESET' && code !== 'EPIPE') {
       deps.logger.debug({ code, remote: socket.remoteAddress }, 'client error');
     }
-    if (!socket.writable || (err as { bytesParsed?: number }).bytesParsed === 0 && code === 'ECONNRESET') {
+    if (
+      !socket.writable ||
+      ((err as { bytesParsed?: number }).bytesParsed === 0 && code === 'ECONNRESET')
+    ) {
       socket.destroy();
       return;
     }
@@ -128,7 +135,10 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       if (inFlight === 0) for (const fn of idle.splice(0)) fn();
     });
     dispatch(ctx, deps).catch((err: unknown) => {
-      ctx.log.error({ requestId: ctx.requestId, err: toError(err) }, 'unhandled error in request handler');
+      ctx.log.error(
+        { requestId: ctx.requestId, err: toError(err) },
+        'unhandled error in request handler',
+      );
       sendError(ctx, 500, 'internal error');
     });
   });
@@ -152,7 +162,11 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
   };
 }
 
-function makeContext(req: IncomingMessage, res: ServerResponse, deps: HttpServerDeps): RequestContext {
+function makeContext(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: HttpServerDeps,
+): RequestContext {
   const incoming = req.headers['x-request-id'];
   const remote = req.socket.remoteAddress ?? '';
   const trust = deps.trust();
@@ -176,7 +190,7 @@ function makeContext(req: IncomingMessage, res: ServerResponse, deps: HttpServer
     startedAt: process.hrtime.bigint(),
     clientAddress: forwarded.clientAddress,
     https: forwarded.https,
-    kind: 'error' as RouteKind,
+    kind: 'error',
     upstreamMs: null,
     logStatus: null,
     error: null,

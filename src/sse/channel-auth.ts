@@ -12,9 +12,19 @@ import { phpInternalRequest } from '../http/php-internal.ts';
 import type { RequestContext } from '../http/request-context.ts';
 
 /** Client headers that carry identity; everything else stays out of the internal request. */
-const FORWARDED = new Set(['cookie', 'authorization', 'x-csrf-token', 'x-xsrf-token', 'user-agent', 'host', 'accept-language', 'x-requested-with']);
+const FORWARDED = new Set([
+  'cookie',
+  'authorization',
+  'x-csrf-token',
+  'x-xsrf-token',
+  'user-agent',
+  'host',
+  'accept-language',
+  'x-requested-with',
+]);
 
-export type AuthResult = { allowed: true; body: Buffer } | { allowed: false; status: number; reason: string };
+export type AuthResult =
+  { allowed: true; body: Buffer } | { allowed: false; status: number; reason: string };
 
 export interface ChannelAuthDeps {
   pool: FcgiPool;
@@ -23,16 +33,26 @@ export interface ChannelAuthDeps {
 }
 
 /** Asks the app whether this client may listen to `channel`. Never throws: FPM errors deny (502). */
-export async function authorizeChannel(ctx: RequestContext, channel: string, socketId: string, deps: ChannelAuthDeps): Promise<AuthResult> {
+export async function authorizeChannel(
+  ctx: RequestContext,
+  channel: string,
+  socketId: string,
+  deps: ChannelAuthDeps,
+): Promise<AuthResult> {
   const config = deps.config();
   const req: IncomingMessage = ctx.req;
-  const body = Buffer.from(new URLSearchParams({ channel_name: channel, socket_id: socketId }).toString());
+  const body = Buffer.from(
+    new URLSearchParams({ channel_name: channel, socket_id: socketId }).toString(),
+  );
   const headers: Array<[string, string]> = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i] ?? '';
     if (FORWARDED.has(name.toLowerCase())) headers.push([name, req.rawHeaders[i + 1] ?? '']);
   }
-  headers.push(['Content-Type', 'application/x-www-form-urlencoded'], ['Accept', 'application/json']);
+  headers.push(
+    ['Content-Type', 'application/x-www-form-urlencoded'],
+    ['Accept', 'application/json'],
+  );
   const root = config.server.root;
   const index = config.server.index;
   const params = buildCgiParams(
@@ -51,7 +71,13 @@ export async function authorizeChannel(ctx: RequestContext, channel: string, soc
       https: ctx.https,
       contentLength: body.length,
     },
-    { kind: 'php', scriptName: `/${index}`, scriptFilename: `${root}/${index}`, pathInfo: '', documentUri: `/${index}` },
+    {
+      kind: 'php',
+      scriptName: `/${index}`,
+      scriptFilename: `${root}/${index}`,
+      pathInfo: '',
+      documentUri: `/${index}`,
+    },
     deps.serverInfo,
     [['REQUEST_ID', ctx.requestId]],
   );
@@ -62,11 +88,26 @@ export async function authorizeChannel(ctx: RequestContext, channel: string, soc
       timeoutMs: config.fastcgi.read_timeout,
       maxBodyBytes: 64 * 1024,
     });
-    if (res.stderr !== '') ctx.log.warn({ requestId: ctx.requestId, php: res.stderr.trim() }, 'PHP stderr (channel auth)');
+    if (res.stderr !== '')
+      ctx.log.warn(
+        { requestId: ctx.requestId, php: res.stderr.trim() },
+        'PHP stderr (channel auth)',
+      );
     if (res.status >= 200 && res.status < 300) return { allowed: true, body: res.body };
-    return { allowed: false, status: 403, reason: `not authorized for channel "${channel}" (the app answered ${res.status})` };
+    return {
+      allowed: false,
+      status: 403,
+      reason: `not authorized for channel "${channel}" (the app answered ${res.status})`,
+    };
   } catch (err) {
-    ctx.log.error({ requestId: ctx.requestId, channel, err: (err as Error).message }, 'channel authorization request failed');
-    return { allowed: false, status: 502, reason: `cannot authorize channel "${channel}": the app's auth route failed` };
+    ctx.log.error(
+      { requestId: ctx.requestId, channel, err: (err as Error).message },
+      'channel authorization request failed',
+    );
+    return {
+      allowed: false,
+      status: 502,
+      reason: `cannot authorize channel "${channel}": the app's auth route failed`,
+    };
   }
 }

@@ -23,7 +23,12 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
     ctx.kind = 'sse';
     const cors = corsHeaders(req, config.sse.allowed_origins);
     if (req.method === 'OPTIONS') {
-      res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET', 'access-control-allow-headers': 'Last-Event-ID, Authorization', 'access-control-max-age': '600' });
+      res.writeHead(204, {
+        ...cors,
+        'access-control-allow-methods': 'GET',
+        'access-control-allow-headers': 'Last-Event-ID, Authorization',
+        'access-control-max-age': '600',
+      });
       res.end();
       return;
     }
@@ -31,7 +36,15 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       sendError(ctx, 405, 'the events endpoint accepts GET only', { allow: 'GET, OPTIONS' });
       return;
     }
-    const channels = [...new Set(url.searchParams.getAll('channel').flatMap((c) => c.split(',')).map((c) => c.trim()).filter((c) => c !== ''))];
+    const channels = [
+      ...new Set(
+        url.searchParams
+          .getAll('channel')
+          .flatMap((c) => c.split(','))
+          .map((c) => c.trim())
+          .filter((c) => c !== ''),
+      ),
+    ];
     const problem = channelListProblem(channels, config);
     if (problem !== null) {
       deps.onRejected?.('bad_channel');
@@ -57,6 +70,12 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
     res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 60_000);
-    deps.hub.subscribe({ sink: res, channels, lastEventId: lastEventIdOf(req, url), clientIp: ctx.clientAddress, kind: 'events' });
+    deps.hub.subscribe({
+      sink: res,
+      channels,
+      lastEventId: lastEventIdOf(req, url),
+      clientIp: ctx.clientAddress,
+      kind: 'events',
+    });
   };
 }

@@ -10,7 +10,12 @@ import type { CgiHead } from '../http/cgi-response.ts';
 import { isInstructionHeader, pump, type ResponseInterceptor } from '../http/php-handler.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { Hub } from './hub.ts';
-import { channelListProblem, lastEventIdOf, splitChannelHeader, SSE_HEADERS } from './stream-response.ts';
+import {
+  channelListProblem,
+  lastEventIdOf,
+  splitChannelHeader,
+  SSE_HEADERS,
+} from './stream-response.ts';
 
 export interface HoldDeps {
   hub: Hub;
@@ -29,7 +34,13 @@ function keptHeaders(head: CgiHead): string[] {
   const out: string[] = [];
   for (const [name, value] of head.headers) {
     const lower = name.toLowerCase();
-    if (isInstructionHeader(name) || lower === 'content-type' || lower === 'cache-control' || lower === 'content-length') continue;
+    if (
+      isInstructionHeader(name) ||
+      lower === 'content-type' ||
+      lower === 'cache-control' ||
+      lower === 'content-length'
+    )
+      continue;
     out.push(name, value);
   }
   return out;
@@ -50,10 +61,22 @@ export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
       if (subscribe !== undefined || gripHold !== undefined) {
         if (gripHold !== undefined && gripHold.trim().toLowerCase() !== 'stream') {
           // GRIP "response" (long-polling) holds are not supported: answer PHP's response as is.
-          ctx.log.warn({ requestId: ctx.requestId, gripHold }, 'Grip-Hold mode not supported (only "stream"); sending the response unheld');
+          ctx.log.warn(
+            { requestId: ctx.requestId, gripHold },
+            'Grip-Hold mode not supported (only "stream"); sending the response unheld',
+          );
           return false;
         }
-        await hold(ctx, head, rest, call, body, subscribe ?? header(head, 'grip-channel') ?? '', gripHold !== undefined, deps);
+        await hold(
+          ctx,
+          head,
+          rest,
+          call,
+          body,
+          subscribe ?? header(head, 'grip-channel') ?? '',
+          gripHold !== undefined,
+          deps,
+        );
         return true;
       }
       const accept = ctx.req.headers.accept ?? '';
@@ -86,17 +109,27 @@ async function hold(
     size += next.value.length;
     if (size > limit) {
       call.abort();
-      sendError(ctx, 502, `the body of a held response exceeds ${limit} bytes (sse.subscriber_queue_size)`);
+      sendError(
+        ctx,
+        502,
+        `the body of a held response exceeds ${limit} bytes (sse.subscriber_queue_size)`,
+      );
       return;
     }
     parts.push(next.value);
   }
   await call.done; // END_REQUEST: the FPM worker is free from here on.
   const channels = splitChannelHeader(channelList);
-  const problem = channels.length === 0 ? `${grip ? 'Grip-Hold' : 'X-Askr-Subscribe'} names no channel` : channelListProblem(channels, config);
+  const problem =
+    channels.length === 0
+      ? `${grip ? 'Grip-Hold' : 'X-Askr-Subscribe'} names no channel`
+      : channelListProblem(channels, config);
   if (problem !== null) {
     deps.onRejected?.('bad_hold');
-    ctx.log.error({ requestId: ctx.requestId, channels: channelList }, `invalid hold from PHP: ${problem}`);
+    ctx.log.error(
+      { requestId: ctx.requestId, channels: channelList },
+      `invalid hold from PHP: ${problem}`,
+    );
     sendError(ctx, 500, `the application asked for an invalid stream: ${problem}`);
     return;
   }
@@ -134,7 +167,11 @@ async function passthrough(
   const headers =
     head.status === 200
       ? streamHead(head, ctx)
-      : [...head.headers.filter(([n]) => !isInstructionHeader(n)).flat(), 'X-Request-Id', ctx.requestId];
+      : [
+          ...head.headers.filter(([n]) => !isInstructionHeader(n)).flat(),
+          'X-Request-Id',
+          ctx.requestId,
+        ];
   ctx.req.socket.setNoDelay(true);
   ctx.res.writeHead(head.status, head.statusText ?? undefined, headers);
   ctx.res.flushHeaders();

@@ -13,18 +13,28 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** CORS headers for the events endpoint: "*" allows any origin without credentials; listed origins get credentials. */
-export function corsHeaders(req: IncomingMessage, allowedOrigins: readonly string[]): Record<string, string> {
+export function corsHeaders(
+  req: IncomingMessage,
+  allowedOrigins: readonly string[],
+): Record<string, string> {
   const origin = req.headers.origin;
   if (origin === undefined || allowedOrigins.length === 0) return {};
   if (allowedOrigins.includes(origin)) {
-    return { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' };
+    return {
+      'access-control-allow-origin': origin,
+      'access-control-allow-credentials': 'true',
+      vary: 'Origin',
+    };
   }
   if (allowedOrigins.includes('*')) return { 'access-control-allow-origin': '*' };
   return {};
 }
 
 /** Validates a channel list against the [sse] limits; returns the problem or null. */
-export function channelListProblem(channels: readonly string[], config: SidecarConfig): string | null {
+export function channelListProblem(
+  channels: readonly string[],
+  config: SidecarConfig,
+): string | null {
   if (channels.length === 0) return 'no channel given: use ?channel=NAME (repeatable)';
   if (channels.length > config.sse.max_channels_per_connection) {
     return `${channels.length} channels requested; the limit is ${config.sse.max_channels_per_connection} (sse.max_channels_per_connection)`;

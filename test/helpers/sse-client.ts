@@ -26,9 +26,15 @@ export interface SseStream {
   body: string;
 }
 
-export async function openStream(url: string, headers: Record<string, string> = {}): Promise<SseStream> {
+export async function openStream(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<SseStream> {
   const controller = new AbortController();
-  const res = await request(url, { headers: { accept: 'text/event-stream', ...headers }, signal: controller.signal });
+  const res = await request(url, {
+    headers: { accept: 'text/event-stream', ...headers },
+    signal: controller.signal,
+  });
   const frames: Frame[] = [];
   const waiters = new Set<() => void>();
   let buffer = '';
@@ -46,7 +52,7 @@ export async function openStream(url: string, headers: Record<string, string> = 
             const f = frames[i];
             if (f !== undefined && match(f)) {
               clearTimeout(timer);
-              waiters.delete(check as () => void);
+              waiters.delete(check);
               resolve(f);
               return true;
             }
@@ -54,17 +60,28 @@ export async function openStream(url: string, headers: Record<string, string> = 
           return false;
         };
         const timer = setTimeout(() => {
-          waiters.delete(check as () => void);
-          reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames.slice(-5))}`));
+          waiters.delete(check);
+          reject(
+            new Error(
+              `no matching frame within ${timeoutMs} ms; got ${JSON.stringify(frames.slice(-5))}`,
+            ),
+          );
         }, timeoutMs);
-        if (!check()) waiters.add(check as () => void);
+        if (!check()) waiters.add(check);
       });
     },
     ended: Promise.resolve(),
     close: () => controller.abort(),
   };
   const push = (): void => {
-    if (current.id === undefined && current.event === undefined && current.data === undefined && current.retry === undefined && current.comments.length === 0) return;
+    if (
+      current.id === undefined &&
+      current.event === undefined &&
+      current.data === undefined &&
+      current.retry === undefined &&
+      current.comments.length === 0
+    )
+      return;
     frames.push(current);
     current = { comments: [] };
     for (const w of [...waiters]) w();
@@ -91,7 +108,8 @@ export async function openStream(url: string, headers: Record<string, string> = 
           const field = colon === -1 ? line : line.slice(0, colon);
           let value = colon === -1 ? '' : line.slice(colon + 1);
           if (value.startsWith(' ')) value = value.slice(1);
-          if (field === 'data') current.data = current.data === undefined ? value : `${current.data}\n${value}`;
+          if (field === 'data')
+            current.data = current.data === undefined ? value : `${current.data}\n${value}`;
           else if (field === 'id') current.id = value;
           else if (field === 'event') current.event = value;
           else if (field === 'retry') current.retry = Number(value);

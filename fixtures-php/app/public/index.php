@@ -70,6 +70,9 @@ switch (true) {
         break;
     case $path === '/flush':
         header('X-Accel-Buffering: no');
+        while (ob_get_level() > 0) {
+            ob_end_flush();
+        }
         $n = (int) ($_GET['n'] ?? 3);
         for ($i = 0; $i < $n; $i++) {
             echo "chunk $i\n";
@@ -110,6 +113,10 @@ switch (true) {
     case $path === '/sse-loop':
         // Passthrough: a classic PHP SSE loop (pins this worker while it runs).
         header('Content-Type: text/event-stream');
+        // php.ini's output_buffering (4096 in Debian's production ini) would hold small chunks.
+        while (ob_get_level() > 0) {
+            ob_end_flush();
+        }
         $n = (int) ($_GET['n'] ?? 3);
         for ($i = 0; $i < $n; $i++) {
             echo "data: tick $i\n\n";
