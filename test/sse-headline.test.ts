@@ -140,7 +140,7 @@ describe('publishing under load', () => {
     await until(() =>
       s.logs.some(
         (l) =>
-          typeof l['msg'] === 'string' && /datagram/i.test(l['msg'] as string) && l['level'] === 40,
+          typeof l['msg'] === 'string' && /datagram/i.test(l['msg']) && l['level'] === 40,
       ),
     );
     st.close();

@@ -249,6 +249,20 @@ export const schema = {
       { check: positive },
     ),
   },
+  proxy: {
+    routes: map(
+      {},
+      'Path prefixes proxied to HTTP upstreams instead of PHP, e.g. { "/app/" = "http://127.0.0.1:6001" } (WebSocket upgrades included; longest prefix wins).',
+    ),
+    connect_timeout: duration('5s', 'Timeout to connect to an HTTP upstream (502).', {
+      check: positive,
+    }),
+    timeout: duration(
+      '60s',
+      'Idle timeout of a proxied request or WebSocket (504 before the response starts).',
+      { check: positive },
+    ),
+  },
   log: {
     level: oneOf(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
