@@ -16,6 +16,8 @@ import { createHttpServer, type HttpServer } from './http/server.ts';
 import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts';
 import { VERSION } from './version.ts';
 import { Hub } from './sse/hub.ts';
+import { loadHubState, saveHubState } from './sse/hub-state.ts';
+import { PresenceRegistry } from './sse/presence.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
 import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
@@ -96,7 +98,10 @@ export async function startSidecar(
     idleTimeoutMs: config.fastcgi.idle_timeout,
   });
 
+  const savedState =
+    config.sse.state_file === '' ? null : await loadHubState(config.sse.state_file, logger);
   const hub = new Hub({
+    ...(savedState === null ? {} : { state: savedState }),
     historySize: config.sse.history_size,
     historyMaxAgeMs: config.sse.history_max_age,
     subscriberQueueBytes: config.sse.subscriber_queue_size,
@@ -148,7 +153,8 @@ export async function startSidecar(
       [c.sse.publish_path, publishRoute],
     ]);
   };
-  const eventsRoute = createEventsRoute({ hub, pool, config: () => config, serverInfo });
+  const presence = new PresenceRegistry(hub);
+  const eventsRoute = createEventsRoute({ hub, presence, pool, config: () => config, serverInfo });
   const publishRoute = createPublishRoute({ hub, config: () => config });
   let routeMap = routes();
 
@@ -209,7 +215,16 @@ export async function startSidecar(
       closing ??= (async () => {
         // Streams first: they get a retry: hint and reconnect (to the next instance) with Last-Event-ID.
         const draining = http.drain(config.server.shutdown_timeout);
+        presence.close();
         hub.closeAll(config.sse.retry);
+        if (config.sse.state_file !== '') {
+          await saveHubState(config.sse.state_file, hub.exportState()).catch((err: unknown) => {
+            logger.error(
+              { err: (err as Error).message, path: config.sse.state_file },
+              'cannot write sse.state_file',
+            );
+          });
+        }
         if (ingress) await ingress.close();
         const clean = await draining;
         if (!clean)

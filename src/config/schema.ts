@@ -320,6 +320,11 @@ export const schema = {
     max_connections_per_ip: int(1000, 'Most SSE streams held at once for one client address.', {
       check: positive,
     }),
+    state_file: str(
+      '',
+      'File the SSE history (epoch, ids, recent events) is saved to on shutdown and restored from at start, so clients resume across a restart; empty keeps history in memory only.',
+      { restart: true },
+    ),
     max_lifetime: duration(
       '0',
       'Close a stream after this long (clients reconnect and resume); 0 never.',

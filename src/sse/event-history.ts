@@ -179,6 +179,26 @@ export class ChannelTombstones {
     return tomb.evictedMaxSeq;
   }
 
+  /** Every tombstone and the floor, for the state file (see hub-state.ts). */
+  export(): { floor: number; channels: Array<[string, number, number]> } {
+    return {
+      floor: this.#floor,
+      channels: [...this.#byChannel].map(([name, t]) => [name, t.evictedMaxSeq, t.buriedAt]),
+    };
+  }
+
+  /** Restores what export() gave (oldest first); entries over the cap fold into the floor. */
+  import(state: {
+    floor: number;
+    channels: ReadonlyArray<readonly [string, number, number]>;
+  }): void {
+    this.#floor = Math.max(this.#floor, state.floor);
+    for (const [name, evictedMaxSeq, buriedAt] of state.channels) {
+      this.#byChannel.set(name, { evictedMaxSeq, buriedAt });
+      if (this.#byChannel.size > this.#maxEntries) this.#foldOldest();
+    }
+  }
+
   /** Folds tombstones older than the TTL into the floor. */
   expire(now: number): void {
     for (const tomb of this.#byChannel.values()) {

@@ -9,10 +9,12 @@ import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
 import type { Hub } from './hub.ts';
+import { memberFromAuthBody, type PresenceMember, type PresenceRegistry } from './presence.ts';
 import { channelListProblem, corsHeaders, lastEventIdOf, SSE_HEADERS } from './stream-response.ts';
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
   hub: Hub;
+  presence: PresenceRegistry;
   onRejected?(reason: string): void;
 }
 
@@ -58,6 +60,7 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       return;
     }
     const socketId = `${randomBytes(4).readUInt32BE()}.${randomBytes(4).readUInt32BE()}`;
+    const presence: Array<[string, PresenceMember]> = [];
     for (const channel of channels.filter(isPrivateChannel)) {
       const result = await authorizeChannel(ctx, channel, socketId, deps);
       if (!result.allowed) {
@@ -65,17 +68,42 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
         sendError(ctx, result.status, result.reason, cors);
         return;
       }
+      if (channel.startsWith('presence-')) {
+        const member = memberFromAuthBody(result.body);
+        if (typeof member === 'string') {
+          deps.onRejected?.('auth_failed');
+          ctx.log.error(
+            { requestId: ctx.requestId, channel, problem: member },
+            'bad presence auth response',
+          );
+          sendError(ctx, 502, `cannot join presence channel "${channel}": ${member}`, cors);
+          return;
+        }
+        presence.push([channel, member]);
+      }
     }
     if (res.destroyed) return;
     res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 60_000);
+    // Join before subscribing: the others hear the join, this stream gets the member list instead.
+    for (const [channel, member] of presence) deps.presence.join(channel, member);
+    if (presence.length > 0) {
+      res.once('close', () => {
+        for (const [channel, member] of presence) deps.presence.leave(channel, member.user_id);
+      });
+    }
+    const initial =
+      presence.length === 0
+        ? undefined
+        : Buffer.concat(presence.map(([channel]) => deps.presence.membersFrame(channel)));
     deps.hub.subscribe({
       sink: res,
       channels,
       lastEventId: lastEventIdOf(req, url),
       clientIp: ctx.clientAddress,
       kind: 'events',
+      ...(initial === undefined ? {} : { initial }),
     });
   };
 }

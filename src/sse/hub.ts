@@ -53,6 +53,16 @@ export interface HubOptions {
   hooks?: HubHooks;
   /** Clock for ages and lifetimes (tests); default Date.now. */
   now?: () => number;
+  /** State saved by exportState() before a restart: epoch, seq and histories continue. */
+  state?: HubState;
+}
+
+/** What survives a restart (sse.state_file): ids keep their epoch and order, replay keeps working. */
+export interface HubState {
+  epoch: string;
+  seq: number;
+  channels: Array<{ name: string; evictedMaxSeq: number; entries: HistoryEntry[] }>;
+  tombstones: { floor: number; channels: Array<[string, number, number]> };
 }
 
 /** Metric callbacks. They run synchronously on the hot path: keep them cheap. */
@@ -109,7 +119,7 @@ export interface SubscribeInput {
   initial?: Buffer;
 }
 
-type TunableKey = Exclude<keyof HubOptions, 'logger' | 'hooks' | 'epoch' | 'now'>;
+type TunableKey = Exclude<keyof HubOptions, 'logger' | 'hooks' | 'epoch' | 'now' | 'state'>;
 type Tunables = Record<TunableKey, number>;
 
 interface Subscriber {
@@ -187,7 +197,7 @@ export class Hub {
   #slowLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: HubOptions) {
-    const epoch = options.epoch ?? randomInt(36 ** 7, 36 ** 8).toString(36);
+    const epoch = options.state?.epoch ?? options.epoch ?? randomInt(36 ** 7, 36 ** 8).toString(36);
     if (!EPOCH_RE.test(epoch)) {
       throw new ConfigError(`hub epoch ${JSON.stringify(epoch)} must be 1-64 of A-Z a-z 0-9 _ . -`);
     }
@@ -203,7 +213,34 @@ export class Hub {
     checkTunables(opts);
     this.#opts = opts;
     this.#retryFrame = encodeFrame({ retryMs: opts.retryMs });
+    if (options.state !== undefined) this.#importState(options.state);
     this.#startTimers();
+  }
+
+  /** A copy of the replay state, for sse.state_file (written on graceful shutdown). */
+  exportState(): HubState {
+    return {
+      epoch: this.epoch,
+      seq: this.#seq,
+      channels: [...this.#channels.values()].map((c) => ({
+        name: c.name,
+        evictedMaxSeq: c.history.evictedMaxSeq,
+        entries: c.history.since(-1),
+      })),
+      tombstones: this.#tombstones.export(),
+    };
+  }
+
+  #importState(state: HubState): void {
+    this.#seq = state.seq;
+    this.#tombstones.import(state.tombstones);
+    const { historySize } = this.#opts;
+    for (const saved of state.channels) {
+      const channel = this.#channel(saved.name);
+      channel.history.evictedMaxSeq = Math.max(channel.history.evictedMaxSeq, saved.evictedMaxSeq);
+      for (const entry of saved.entries) channel.history.push(entry, historySize);
+      this.#maybeDelete(channel);
+    }
   }
 
   /** Returns a reason string if a new stream from this IP would exceed a limit, else null. */
@@ -323,7 +360,9 @@ export class Hub {
 
   /** Applies reloadable options (limits, intervals, history bounds).
    * @throws ConfigError for a negative or non-finite value (nothing is applied then). */
-  reconfigure(options: Partial<Omit<HubOptions, 'logger' | 'hooks' | 'epoch' | 'now'>>): void {
+  reconfigure(
+    options: Partial<Omit<HubOptions, 'logger' | 'hooks' | 'epoch' | 'now' | 'state'>>,
+  ): void {
     checkTunables(options);
     const previous = this.#opts;
     const next = { ...previous };

@@ -131,6 +131,9 @@ switch (true) {
         if ($_SERVER['REQUEST_METHOD'] === 'POST' && $user !== null
             && preg_match('/^(private|presence)-user\.(\d+)$/', $channel, $m) === 1 && $m[2] === $user) {
             json_out(['auth' => 'ok', 'channel' => $channel, 'socket_id' => $_POST['socket_id'] ?? null]);
+        } elseif ($_SERVER['REQUEST_METHOD'] === 'POST' && $user !== null && str_starts_with($channel, 'presence-room.')) {
+            // Pusher/Laravel shape: channel_data is a JSON string naming the member.
+            json_out(['channel_data' => json_encode(['user_id' => (int) $user, 'user_info' => ['name' => "user $user"]])]);
         } else {
             json_out(['error' => 'forbidden'], 403);
         }

@@ -1,0 +1,116 @@
+/**
+ * sse.state_file: the hub's epoch, seq and histories written on graceful shutdown and read at
+ * start, so ids continue and a client reconnecting with Last-Event-ID after a restart (or a
+ * rolling deploy on the same volume) gets its missed events instead of askr:lost. A missing,
+ * unreadable or malformed file is logged and ignored: the hub starts fresh.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { toError } from '../errors.ts';
+import type { HubState } from './hub.ts';
+
+interface StoredEntry {
+  seq: number;
+  time: number;
+  publisherId?: string;
+  rank: number;
+  frame: string;
+}
+
+interface StoredState {
+  version: 1;
+  savedAt: string;
+  epoch: string;
+  seq: number;
+  channels: Array<{ name: string; evictedMaxSeq: number; entries: StoredEntry[] }>;
+  tombstones: HubState['tombstones'];
+}
+
+export async function saveHubState(path: string, state: HubState): Promise<void> {
+  const stored: StoredState = {
+    version: 1,
+    savedAt: new Date().toISOString(),
+    epoch: state.epoch,
+    seq: state.seq,
+    channels: state.channels.map((c) => ({
+      name: c.name,
+      evictedMaxSeq: c.evictedMaxSeq,
+      entries: c.entries.map((e) => ({
+        seq: e.seq,
+        time: e.time,
+        ...(e.publisherId === undefined ? {} : { publisherId: e.publisherId }),
+        rank: e.rank,
+        frame: e.frame.toString('base64'),
+      })),
+    })),
+    tombstones: state.tombstones,
+  };
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(stored), { mode: 0o600 });
+  await rename(tmp, path); // atomic: a crash mid-write never leaves a torn file
+}
+
+const isInt = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Reads a state file; returns null (after logging why) when there is none or it is unusable. */
+export async function loadHubState(path: string, logger: Logger): Promise<HubState | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      logger.warn(
+        { path, err: toError(err).message },
+        'cannot read sse.state_file; starting with empty history',
+      );
+    }
+    return null;
+  }
+  try {
+    const doc = JSON.parse(text) as Partial<StoredState>;
+    if (
+      doc.version !== 1 ||
+      typeof doc.epoch !== 'string' ||
+      !isInt(doc.seq) ||
+      !Array.isArray(doc.channels)
+    ) {
+      throw new Error('not a version 1 state file');
+    }
+    const channels = doc.channels.map((c) => {
+      if (typeof c.name !== 'string' || !isInt(c.evictedMaxSeq) || !Array.isArray(c.entries))
+        throw new Error('bad channel entry');
+      return {
+        name: c.name,
+        evictedMaxSeq: c.evictedMaxSeq,
+        entries: c.entries.map((e) => {
+          if (!isInt(e.seq) || !isInt(e.time) || !isInt(e.rank) || typeof e.frame !== 'string')
+            throw new Error('bad history entry');
+          return {
+            seq: e.seq,
+            time: e.time,
+            publisherId: e.publisherId,
+            rank: e.rank,
+            frame: Buffer.from(e.frame, 'base64'),
+          };
+        }),
+      };
+    });
+    const t = doc.tombstones;
+    const tombstones =
+      t !== undefined && isInt(t.floor) && Array.isArray(t.channels)
+        ? t
+        : { floor: doc.seq, channels: [] };
+    logger.info(
+      { path, epoch: doc.epoch, seq: doc.seq, channels: channels.length },
+      'SSE history restored from sse.state_file',
+    );
+    return { epoch: doc.epoch, seq: doc.seq, channels, tombstones };
+  } catch (err) {
+    logger.warn(
+      { path, err: toError(err).message },
+      'sse.state_file is malformed; starting with empty history',
+    );
+    return null;
+  }
+}
