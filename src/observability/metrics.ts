@@ -1,0 +1,347 @@
+/**
+ * The sidecar's Prometheus metrics (DESIGN §6): one `createMetrics(registry)` per registry, with
+ * hook adapters for the pool, the hub, the HTTP server, the datagram ingress and the FPM supervisor.
+ * Invariants: every label value comes from a fixed allow-list (never a path, channel or client
+ * string), so the number of series is bounded; hooks never throw; gauges of pool/hub state are read
+ * at scrape time (collect()), so the hot path only touches counters and histograms.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { DatagramRejectReason } from '../broadcast/datagram-codec.ts';
+import type { FcgiPool, FcgiPoolHooks } from '../fastcgi/pool.ts';
+import type { HttpServerDeps } from '../http/server.ts';
+import type { RouteKind } from '../http/request-context.ts';
+import type { Hub, HubHooks, IngressKind, LostReason } from '../sse/hub.ts';
+
+export type PoolStats = ReturnType<FcgiPool['stats']>;
+export type HubStats = ReturnType<Hub['stats']>;
+
+/** Route kinds of askr_http_requests_total; `sse` is kept out of the latency histogram. */
+export const REQUEST_KINDS = [
+  'static',
+  'php',
+  'sse',
+  'publish',
+  'internal',
+  'error',
+] as const satisfies readonly RouteKind[];
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
+/** Reasons the HTTP side reports through onRejected; anything else is counted as `other`. */
+export const REQUEST_REJECT_REASONS = [
+  'body_too_large',
+  'header_too_large',
+  'header_timeout',
+  'bad_request',
+  'bad_channel',
+  'stream_limit',
+  'auth_denied',
+  'auth_failed',
+  'bad_hold',
+  'publish_unauthorized',
+  'publish_too_large',
+  'publish_bad_request',
+  'publish_bad_channel',
+  'other',
+] as const;
+export const DATAGRAM_REJECT_REASONS = [
+  'empty',
+  'too_large',
+  'no_header_line',
+  'bad_json',
+  'bad_version',
+  'no_channel',
+  'bad_channel',
+  'too_many_channels',
+  'bad_event',
+  'bad_id',
+  'rejected_by_hub',
+  'other',
+] as const satisfies ReadonlyArray<DatagramRejectReason | 'rejected_by_hub' | 'other'>;
+const TIMEOUT_KINDS = ['connect', 'send', 'read', 'queue'] as const;
+const INGRESS_KINDS = ['datagram', 'http', 'grip', 'internal'] as const satisfies IngressKind[];
+const LOST_REASONS = ['too_old', 'epoch', 'unknown_id'] as const satisfies LostReason[];
+
+/** Seconds. Request latency: static files in µs, PHP up to the 60 s read timeout. */
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Seconds. A stream lives from a refused request (ms) to max_lifetime (hours). */
+const STREAM_BUCKETS = [0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400];
+/** Seconds. Queue wait is 0 ms unless the pool is saturated; bounded by queue_timeout. */
+const QUEUE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Seconds. Hub fan-out is synchronous: µs for a few streams, ms for thousands. */
+const LAG_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+export interface MetricsOptions {
+  /** Register prom-client's Node process metrics (standard names process_*, nodejs_*); default true. */
+  defaultMetrics?: boolean;
+}
+
+/** Where collect()-time gauges read pool and hub state; either may be bound later or not at all. */
+export interface MetricSources {
+  pool?: () => PoolStats;
+  hub?: () => HubStats;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Pass as FcgiPoolOptions.hooks. */
+  poolHooks(): FcgiPoolHooks;
+  /** Pass as HubOptions.hooks. */
+  hubHooks(): HubHooks;
+  /** Spread into createHttpServer's deps: request counts, latency, upstream time, rejections. */
+  httpHooks(): Required<Pick<HttpServerDeps, 'onRequestDone' | 'onRejected'>>;
+  /** One finished client request. `sse` durations go to askr_sse_stream_duration_seconds. */
+  onRequestDone(kind: RouteKind, status: number, durationMs: number): void;
+  /** A refused request; reasons outside REQUEST_REJECT_REASONS count as `other`. */
+  onRejected(reason: string): void;
+  /** A rejected datagram (DatagramIngressOptions.onReject); unknown reasons count as `other`. */
+  onDatagramReject(reason: string): void;
+  /** The supervisor restarted php-fpm (ManagedFpmOptions.onRestart). */
+  onFpmRestart(): void;
+  /** Time from sending to FPM until the CGI head arrived, ms (RequestContext.upstreamMs). */
+  observeUpstream(ms: number): void;
+  /** A passthrough stream (PHP output streamed, worker pinned) started (+1) or ended (-1). */
+  passthrough(delta: 1 | -1): void;
+  /** Sets (merges) the state read by the pool/hub gauges at scrape time. */
+  bindSources(sources: MetricSources): void;
+}
+
+function pick<T extends string>(allowed: readonly T[], value: string, fallback: T): T {
+  return (allowed as readonly string[]).includes(value) ? (value as T) : fallback;
+}
+
+/** "2xx" for 200-299 ...; `other` outside 100-599 (Node accepts up to 999). */
+export function statusClass(status: number): (typeof STATUS_CLASSES)[number] {
+  if (!Number.isInteger(status) || status < 100 || status > 599) return 'other';
+  return STATUS_CLASSES[Math.floor(status / 100) - 1] ?? 'other';
+}
+
+/**
+ * Creates and registers every askr_* metric on `registry` (plus Node's default metrics unless
+ * `options.defaultMetrics` is false). Throws if this registry already holds them: one call per
+ * registry.
+ */
+export function createMetrics(registry: Registry, options: MetricsOptions = {}): Metrics {
+  const registers = [registry];
+  let sources: MetricSources = {};
+  let passthroughOpen = 0;
+
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  // --- HTTP ---
+  const requests = new Counter({
+    name: 'askr_http_requests_total',
+    help: 'Client requests finished, by route kind and status class (499 = client went away).',
+    labelNames: ['kind', 'status_class'] as const,
+    registers,
+  });
+  const requestDuration = new Histogram({
+    name: 'askr_http_request_duration_seconds',
+    help: 'Time from request head to response end, except SSE streams (askr_sse_stream_duration_seconds).',
+    labelNames: ['kind'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const streamDuration = new Histogram({
+    name: 'askr_sse_stream_duration_seconds',
+    help: 'Lifetime of requests of kind sse (holds, events endpoint, passthrough), refused ones included.',
+    buckets: STREAM_BUCKETS,
+    registers,
+  });
+  const rejectedRequests = new Counter({
+    name: 'askr_rejected_requests_total',
+    help: 'Requests refused by a limit or a check, by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+
+  // --- FastCGI pool ---
+  const connections = new Gauge({
+    name: 'askr_fastcgi_connections',
+    help: 'Open FastCGI connections by state (busy includes connecting).',
+    labelNames: ['state'] as const,
+    registers,
+    collect: () => {
+      const s = sources.pool?.();
+      connections.set({ state: 'busy' }, s?.busy ?? 0);
+      connections.set({ state: 'idle' }, s?.idle ?? 0);
+    },
+  });
+  const connectionsOpen: Gauge = new Gauge({
+    name: 'askr_fastcgi_connections_open',
+    help: 'Open FastCGI connections (connected + connecting).',
+    registers,
+    collect: () => {
+      connectionsOpen.set(sources.pool?.().open ?? 0);
+    },
+  });
+  const queueLength: Gauge = new Gauge({
+    name: 'askr_fastcgi_queue_length',
+    help: 'Requests waiting for a FastCGI connection.',
+    registers,
+    collect: () => {
+      queueLength.set(sources.pool?.().queued ?? 0);
+    },
+  });
+  const queueWait = new Histogram({
+    name: 'askr_fastcgi_queue_wait_seconds',
+    help: 'Time a request waited for a FastCGI connection (0 when one was free).',
+    buckets: QUEUE_BUCKETS,
+    registers,
+  });
+  const connectErrors = new Counter({
+    name: 'askr_fastcgi_connect_errors_total',
+    help: 'Failed connects to php-fpm (refused, missing socket); timeouts are in askr_fastcgi_timeouts_total.',
+    registers,
+  });
+  const timeouts = new Counter({
+    name: 'askr_fastcgi_timeouts_total',
+    help: 'FastCGI timeouts by phase.',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const retries = new Counter({
+    name: 'askr_fastcgi_retries_total',
+    help: 'Requests replayed on a fresh connection because a pooled one was dead.',
+    registers,
+  });
+  const upstream = new Histogram({
+    name: 'askr_fastcgi_upstream_duration_seconds',
+    help: 'Time from sending a request to php-fpm until the response head arrived.',
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+
+  // --- SSE / hub ---
+  const sseConnections = new Gauge({
+    name: 'askr_sse_connections',
+    help: 'Open streams by kind (passthrough streams pin a PHP worker).',
+    labelNames: ['kind'] as const,
+    registers,
+    collect: () => {
+      const s = sources.hub?.();
+      sseConnections.set({ kind: 'hold' }, s?.byKind.hold ?? 0);
+      sseConnections.set({ kind: 'events' }, s?.byKind.events ?? 0);
+      sseConnections.set({ kind: 'passthrough' }, passthroughOpen);
+    },
+  });
+  const sseChannels: Gauge = new Gauge({
+    name: 'askr_sse_channels',
+    help: 'Channels with at least one subscriber or a history.',
+    registers,
+    collect: () => {
+      sseChannels.set(sources.hub?.().channels ?? 0);
+    },
+  });
+  const published = new Counter({
+    name: 'askr_events_published_total',
+    help: 'Publishes accepted by the hub (one per publish, whatever the number of channels), by ingress.',
+    labelNames: ['ingress'] as const,
+    registers,
+  });
+  const delivered = new Counter({
+    name: 'askr_events_delivered_total',
+    help: 'Event writes to subscribers (one per stream per event).',
+    registers,
+  });
+  const deliveryLag = new Histogram({
+    name: 'askr_delivery_lag_seconds',
+    help: 'Time from a publish reaching the hub until it was written to every subscriber.',
+    buckets: LAG_BUCKETS,
+    registers,
+  });
+  const slowConsumers = new Counter({
+    name: 'askr_sse_slow_consumer_disconnects_total',
+    help: 'Streams disconnected because their queue exceeded sse.subscriber_queue_size.',
+    registers,
+  });
+  const replayed = new Counter({
+    name: 'askr_sse_replay_events_total',
+    help: 'Events replayed to reconnecting streams from history.',
+    registers,
+  });
+  const lost = new Counter({
+    name: 'askr_sse_lost_total',
+    help: 'Reconnects whose gap could not be replayed (askr:lost sent), by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+
+  // --- ingress and FPM ---
+  const rejectedDatagrams = new Counter({
+    name: 'askr_rejected_datagrams_total',
+    help: 'Datagrams rejected by the ingress, by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const fpmRestarts = new Counter({
+    name: 'askr_fpm_restarts_total',
+    help: 'Restarts of the managed php-fpm by the supervisor.',
+    registers,
+  });
+
+  // Every fixed label value exists from the start, so rate() and absent() work before the first event.
+  for (const kind of REQUEST_KINDS)
+    for (const cls of STATUS_CLASSES) requests.inc({ kind, status_class: cls }, 0);
+  for (const reason of REQUEST_REJECT_REASONS) rejectedRequests.inc({ reason }, 0);
+  for (const reason of DATAGRAM_REJECT_REASONS) rejectedDatagrams.inc({ reason }, 0);
+  for (const kind of TIMEOUT_KINDS) timeouts.inc({ kind }, 0);
+  for (const ingress of INGRESS_KINDS) published.inc({ ingress }, 0);
+  for (const reason of LOST_REASONS) lost.inc({ reason }, 0);
+
+  const onRequestDone = (kind: RouteKind, status: number, durationMs: number): void => {
+    // A runtime guard too: a label value outside the set would be an unbounded series.
+    const k = pick(REQUEST_KINDS, kind, 'error');
+    requests.inc({ kind: k, status_class: statusClass(status) });
+    // A held stream lasts hours: it would drown the latency distribution, so it has its own.
+    if (k === 'sse') streamDuration.observe(durationMs / 1000);
+    else requestDuration.observe({ kind: k }, durationMs / 1000);
+  };
+  const onRejected = (reason: string): void => {
+    rejectedRequests.inc({ reason: pick(REQUEST_REJECT_REASONS, reason, 'other') });
+  };
+  const observeUpstream = (ms: number): void => {
+    if (Number.isFinite(ms) && ms >= 0) upstream.observe(ms / 1000);
+  };
+
+  return {
+    registry,
+    poolHooks: () => ({
+      onConnectError: () => connectErrors.inc(),
+      onRetry: () => retries.inc(),
+      onTimeout: (kind) => timeouts.inc({ kind: pick(TIMEOUT_KINDS, kind, 'read') }),
+      onQueueWait: (waitMs) => queueWait.observe(waitMs / 1000),
+    }),
+    hubHooks: () => ({
+      onPublish: (ingress) => published.inc({ ingress: pick(INGRESS_KINDS, ingress, 'internal') }),
+      onDeliver: (count, lagMs) => {
+        if (count <= 0) return; // no subscriber: nothing was written, no lag to speak of
+        delivered.inc(count);
+        deliveryLag.observe(lagMs / 1000);
+      },
+      onSlowConsumer: () => slowConsumers.inc(),
+      onReplay: (events) => {
+        if (events > 0) replayed.inc(events);
+      },
+      onLost: (reason) => lost.inc({ reason: pick(LOST_REASONS, reason, 'unknown_id') }),
+    }),
+    httpHooks: () => ({
+      onRequestDone: (ctx, status, durationMs) => {
+        onRequestDone(ctx.kind, status, durationMs);
+        if (ctx.upstreamMs !== null) observeUpstream(ctx.upstreamMs);
+      },
+      onRejected,
+    }),
+    onRequestDone,
+    onRejected,
+    onDatagramReject: (reason) => {
+      rejectedDatagrams.inc({ reason: pick(DATAGRAM_REJECT_REASONS, reason, 'other') });
+    },
+    onFpmRestart: () => fpmRestarts.inc(),
+    observeUpstream,
+    passthrough: (delta) => {
+      passthroughOpen = Math.max(0, passthroughOpen + delta);
+    },
+    bindSources: (next) => {
+      sources = { ...sources, ...next };
+    },
+  };
+}
