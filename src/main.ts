@@ -23,6 +23,10 @@ import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
 import { startDatagramIngress, type DatagramIngress } from './broadcast/datagram-ingress.ts';
 import type { ExtraRoute } from './http/server.ts';
+import { Registry } from 'prom-client';
+import { createMetrics } from './observability/metrics.ts';
+import { startFpmStatusPoller } from './observability/fpm-status.ts';
+import { fpmReachable, startAdminServer, unixSocketPresent } from './observability/admin-server.ts';
 
 export interface Sidecar {
   /** "http://127.0.0.1:PORT" (or the unix path) the server listens on. */
@@ -33,11 +37,17 @@ export interface Sidecar {
   readonly fpm: ManagedFpm | null;
   readonly hub: Hub;
   readonly ingress: DatagramIngress | null;
+  readonly registry: Registry;
+  /** URL of the metrics listener, or null when metrics.enabled is false. */
+  readonly adminUrl: string | null;
   /** Drain (bounded by server.shutdown_timeout) and release everything. */
   close(): Promise<void>;
   /** Applies a re-read config (SIGHUP); returns the keys that need a restart to change. */
   reload(next: SidecarConfig): string[];
 }
+
+/** pm.status_path of the managed pool: not a path a PHP app serves. */
+const MANAGED_STATUS_PATH = '/askr-fpm-status';
 
 export interface StartOptions {
   /** Called when the managed php-fpm was restarted by the supervisor. */
@@ -60,6 +70,9 @@ export async function startSidecar(
   }
   let trust: ProxyTrust = parseTrustedProxies(config.server.trusted_proxies);
 
+  const registry = new Registry();
+  const metrics = createMetrics(registry);
+
   let fpm: ManagedFpm | null = null;
   let address = config.fastcgi.address;
   if (address === '') {
@@ -78,7 +91,11 @@ export async function startSidecar(
           : { ASKR_SOCKET: config.broadcast.socket, ...config.fpm.env },
       restartBackoffMaxMs: config.fpm.restart_backoff_max,
       logger,
-      ...(options.onFpmRestart ? { onRestart: () => options.onFpmRestart?.() } : {}),
+      statusPath: config.fpm.status_path === '' ? MANAGED_STATUS_PATH : config.fpm.status_path,
+      onRestart: () => {
+        metrics.onFpmRestart();
+        options.onFpmRestart?.();
+      },
     });
     address = fpm.address;
     logger.info(
@@ -96,6 +113,7 @@ export async function startSidecar(
     queueTimeoutMs: config.fastcgi.queue_timeout,
     connectTimeoutMs: config.fastcgi.connect_timeout,
     idleTimeoutMs: config.fastcgi.idle_timeout,
+    hooks: metrics.poolHooks(),
   });
 
   const savedState =
@@ -112,7 +130,9 @@ export async function startSidecar(
     maxConnections: config.sse.max_connections,
     maxConnectionsPerIp: config.sse.max_connections_per_ip,
     logger,
+    hooks: metrics.hubHooks(),
   });
+  metrics.bindSources({ pool: () => pool.stats(), hub: () => hub.stats() });
 
   // Started after php-fpm: the socket library cannot set FD_CLOEXEC, so children spawned later
   // inherit it (see datagram-ingress.ts).
@@ -128,6 +148,7 @@ export async function startSidecar(
         maxChannels: config.sse.max_channels_per_connection,
       },
       logger,
+      onReject: (reason) => metrics.onDatagramReject(reason),
       onMessage: (m) => {
         hub.publish({
           channels: m.channels,
@@ -154,25 +175,69 @@ export async function startSidecar(
     ]);
   };
   const presence = new PresenceRegistry(hub);
-  const eventsRoute = createEventsRoute({ hub, presence, pool, config: () => config, serverInfo });
-  const publishRoute = createPublishRoute({ hub, config: () => config });
+  const eventsRoute = createEventsRoute({
+    hub,
+    presence,
+    pool,
+    config: () => config,
+    serverInfo,
+    onRejected: (reason) => metrics.onRejected(reason),
+  });
+  const publishRoute = createPublishRoute({
+    hub,
+    config: () => config,
+    onRejected: (reason) => metrics.onRejected(reason),
+  });
   let routeMap = routes();
 
   const http = createHttpServer({
     config: () => config,
     logger,
     trust: () => trust,
+    ...metrics.httpHooks(),
     extraRoutes: () => routeMap,
     php: {
       pool,
       config: () => config,
       serverInfo,
-      interceptor: createHoldInterceptor({ hub, config: () => config }),
+      interceptor: createHoldInterceptor({
+        hub,
+        config: () => config,
+        onPassthrough: (delta) => metrics.passthrough(delta),
+        onRejected: (reason) => metrics.onRejected(reason),
+      }),
     },
   });
 
+  const statusPath =
+    fpm !== null ? config.fpm.status_path || MANAGED_STATUS_PATH : config.fpm.status_path;
+  const poller =
+    statusPath === ''
+      ? null
+      : startFpmStatusPoller({
+          pool,
+          statusPath,
+          intervalMs: config.metrics.fpm_status_interval,
+          registry,
+          logger,
+        });
+  const admin = config.metrics.enabled
+    ? await startAdminServer({
+        listen: config.metrics.listen,
+        registry,
+        logger,
+        checks: {
+          fpm: () => fpmReachable(address),
+          ...(ingress === null ? {} : { datagram_socket: () => unixSocketPresent(ingress.path) }),
+        },
+      })
+    : null;
+
   const { url, port } = await listen(http, config.server.listen);
-  logger.info({ url, root: config.server.root, fpm: address, poolSize }, 'askr-sidecar listening');
+  logger.info(
+    { url, metrics: admin?.url ?? null, root: config.server.root, fpm: address, poolSize },
+    'askr-sidecar listening',
+  );
 
   let closing: Promise<void> | null = null;
   return {
@@ -183,6 +248,8 @@ export async function startSidecar(
     fpm,
     hub,
     ingress,
+    registry,
+    adminUrl: admin?.url ?? null,
     reload(next: SidecarConfig): string[] {
       const needRestart = restartOnlyChanges(config, next);
       next.server.root = config.server.root;
@@ -235,6 +302,9 @@ export async function startSidecar(
         http.server.closeAllConnections();
         await pool.close();
         if (fpm) await fpm.stop();
+        poller?.stop();
+        // The admin listener goes last, so /readyz keeps answering while the rest drains.
+        await admin?.close();
         logger.info('askr-sidecar stopped');
       })();
       return closing;

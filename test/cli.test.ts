@@ -17,7 +17,7 @@ const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
 
 function run(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, ...env, ASKR_BROADCAST_SOCKET: '', ASKR_METRICS_ENABLED: 'false' },
+    env: { ...process.env, ASKR_BROADCAST_SOCKET: '', ASKR_METRICS_ENABLED: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
@@ -43,7 +43,8 @@ async function listening(child: ChildProcess): Promise<string> {
     );
     child.stdout?.on('data', (d: Buffer) => {
       buffered += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+      const line = buffered.split('\n').find((l) => l.includes('"msg":"askr-sidecar listening"'));
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(line ?? '');
       if (m?.[1]) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -169,9 +170,22 @@ describe('askr-sidecar CLI', () => {
   it('with no FPM address it starts, supervises and stops its own php-fpm', async () => {
     const child = run(['serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT], {
       ASKR_FPM_MAX_CHILDREN: '2',
+      ASKR_METRICS_ENABLED: 'true',
+      ASKR_METRICS_LISTEN: '127.0.0.1:0',
+      ASKR_METRICS_FPM_STATUS_INTERVAL: '100ms',
     });
+    let stdoutSoFar = '';
+    child.stdout?.on('data', (d: Buffer) => (stdoutSoFar += d.toString()));
     const exited = output(child);
     const url = await listening(child);
+    // The managed pool's status page is scraped into askr_fpm_* metrics.
+    const metricsUrl = /"metrics":"(http:\/\/[^"]+)"/.exec(stdoutSoFar)?.[1] ?? '';
+    let metricsText = '';
+    for (let i = 0; i < 50 && !/askr_fpm_processes\{state="total"\} 2/.test(metricsText); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      metricsText = await (await request(`${metricsUrl}/metrics`)).body.text();
+    }
+    expect(metricsText).toMatch(/askr_fpm_processes\{state="total"\} 2/);
     const res = await request(`${url}/dump`);
     const body = JSON.parse(await res.body.text()) as { server: Record<string, string> };
     expect(res.statusCode).toBe(200);

@@ -139,8 +139,7 @@ describe('publishing under load', () => {
     expect((await st.waitFor((f) => f.event === 'ok')).data).toBe('still here');
     await until(() =>
       s.logs.some(
-        (l) =>
-          typeof l['msg'] === 'string' && /datagram/i.test(l['msg']) && l['level'] === 40,
+        (l) => typeof l['msg'] === 'string' && /datagram/i.test(l['msg']) && l['level'] === 40,
       ),
     );
     st.close();

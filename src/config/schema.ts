@@ -220,6 +220,11 @@ export const schema = {
     }),
   },
   fpm: {
+    status_path: str(
+      '',
+      "PHP-FPM's pm.status_path, scraped into askr_fpm_* metrics; empty: off for an external FPM, /askr-fpm-status for the managed one.",
+      { restart: true },
+    ),
     binary: str(
       '',
       'php-fpm binary for the managed mode; empty searches PATH and /usr/sbin for php-fpm, php-fpm8.x.',
@@ -282,6 +287,14 @@ export const schema = {
       check: listenAddress,
       restart: true,
     }),
+    fpm_status_interval: duration(
+      '15s',
+      'Interval of PHP-FPM status scrapes (see fpm.status_path).',
+      {
+        check: positive,
+        restart: true,
+      },
+    ),
   },
   sse: {
     events_path: str(
