@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from './load.ts';
 import { renderMarkdown, renderToml } from './render.ts';
+import { renderReadmeSections, spliceGenerated } from './readme-sections.ts';
 import { parseDurationMs, parseSizeBytes } from './units.ts';
 
 function file(text: string): string {
@@ -122,6 +123,14 @@ describe('generated files', () => {
     expect(readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')).toBe(
       renderMarkdown(),
     );
+  });
+  it('the README config and metrics sections are the generated ones', async () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    let expected = readme;
+    for (const [name, body] of Object.entries(await renderReadmeSections())) {
+      expected = spliceGenerated(expected, name, body);
+    }
+    expect(readme).toBe(expected);
   });
   it('the shipped sidecar.toml loads and equals the defaults', () => {
     const shipped = loadConfig({
