@@ -27,6 +27,7 @@ import { Registry } from 'prom-client';
 import { createMetrics } from './observability/metrics.ts';
 import { startFpmStatusPoller } from './observability/fpm-status.ts';
 import { fpmReachable, startAdminServer, unixSocketPresent } from './observability/admin-server.ts';
+import { statusPageRoutes, type StatusSnapshot } from './observability/status-page.ts';
 
 export interface Sidecar {
   /** "http://127.0.0.1:PORT" (or the unix path) the server listens on. */
@@ -226,6 +227,7 @@ export async function startSidecar(
         listen: config.metrics.listen,
         registry,
         logger,
+        routes: statusPageRoutes({ snapshot: () => statusSnapshot(registry, pool, hub, poolSize) }),
         checks: {
           fpm: () => fpmReachable(address),
           ...(ingress === null ? {} : { datagram_socket: () => unixSocketPresent(ingress.path) }),
@@ -309,6 +311,56 @@ export async function startSidecar(
       })();
       return closing;
     },
+  };
+}
+
+/** Sum of a metric's series, optionally only those whose label matches. */
+async function metricSum(
+  registry: Registry,
+  name: string,
+  label?: [string, string],
+): Promise<number> {
+  const metric = registry.getSingleMetric(name);
+  if (metric === undefined) return 0;
+  const { values } = await metric.get();
+  return values
+    .filter((v) => label === undefined || v.labels[label[0]] === label[1])
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+/** One status-page sample (src/observability/status-page.ts). */
+async function statusSnapshot(
+  registry: Registry,
+  pool: FcgiPool,
+  hub: Hub,
+  poolSize: number,
+): Promise<StatusSnapshot> {
+  const poolStats = pool.stats();
+  const hubStats = hub.stats();
+  const fpmUp = await metricSum(registry, 'askr_fpm_status_up');
+  return {
+    time: Date.now(),
+    uptimeSeconds: process.uptime(),
+    streams: {
+      hold: hubStats.byKind.hold,
+      events: hubStats.byKind.events,
+      passthrough: await metricSum(registry, 'askr_sse_connections', ['kind', 'passthrough']),
+    },
+    channels: hubStats.channels,
+    publishedTotal: await metricSum(registry, 'askr_events_published_total'),
+    deliveredTotal: await metricSum(registry, 'askr_events_delivered_total'),
+    requestsTotal: await metricSum(registry, 'askr_http_requests_total'),
+    pool: { ...poolStats, max: poolSize },
+    fpm:
+      fpmUp === 0
+        ? null
+        : {
+            active: await metricSum(registry, 'askr_fpm_processes', ['state', 'active']),
+            idle: await metricSum(registry, 'askr_fpm_processes', ['state', 'idle']),
+            total: await metricSum(registry, 'askr_fpm_processes', ['state', 'total']),
+            listenQueue: await metricSum(registry, 'askr_fpm_listen_queue'),
+            maxChildrenReached: await metricSum(registry, 'askr_fpm_max_children_reached'),
+          },
   };
 }
 

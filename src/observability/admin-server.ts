@@ -24,6 +24,8 @@ export interface AdminServerOptions {
   logger: Logger;
   /** A check not settled after this long fails with "timed out"; default 2000 ms. */
   checkTimeoutMs?: number;
+  /** Extra GET routes by exact path (the status page and its stream). */
+  routes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
 }
 
 export interface AdminServer {
@@ -124,9 +126,22 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
+    const extra = options.routes?.[path];
+    if (extra !== undefined && (req.method === 'GET' || req.method === 'HEAD')) {
+      extra(req, res);
+      return;
+    }
     const known = path === '/metrics' || path === '/healthz' || path === '/readyz';
     if (!known) {
-      sendJson(res, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] }, false);
+      sendJson(
+        res,
+        404,
+        {
+          error: 'not found',
+          paths: ['/metrics', '/healthz', '/readyz', ...Object.keys(options.routes ?? {})],
+        },
+        false,
+      );
       return;
     }
     const head = req.method === 'HEAD';
@@ -152,7 +167,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
   };
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
+  // requestTimeout 0: the status page's stream is long-lived; the header timeout still applies.
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 0 }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       // A collect() that threw: the scrape fails visibly (500) and the process keeps running.
       logger.error({ err: toError(err), path: req.url }, 'admin request failed');

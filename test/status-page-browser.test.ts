@@ -1,0 +1,95 @@
+/**
+ * The status page on the admin listener, in real Chromium: it connects over the sidecar's own
+ * SSE and its numbers move as streams open and events are published.
+ */
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser } from 'playwright-core';
+import { request } from 'undici';
+import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { openStream, type SseStream } from './helpers/sse-client.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+let s: TestSidecar;
+let browser: Browser;
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `${CHROMIUM} is missing: run "node scripts/ensure-system.mjs test" (Debian package chromium)`,
+    );
+  }
+  s = await startTestSidecar({
+    'metrics.enabled': 'true',
+    'metrics.listen': '127.0.0.1:0',
+    'sse.publish_token': 't',
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+afterAll(async () => {
+  await browser.close();
+  await s.close();
+});
+
+describe('status page', () => {
+  it('shows live numbers that move with streams and publishes', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${s.adminUrl ?? ''}/`);
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'live');
+    await page.waitForFunction(() => document.getElementById('events')?.textContent === '0');
+
+    const streams: SseStream[] = [];
+    for (let i = 0; i < 3; i++)
+      streams.push(await openStream(`${s.url}/askr/events?channel=status-${i}`));
+    await page.waitForFunction(
+      () => document.getElementById('events')?.textContent === '3',
+      undefined,
+      { timeout: 10_000 },
+    );
+    expect(await page.textContent('#channels')).toBe('3');
+
+    // Publish steadily until the page reports a non-zero publish rate.
+    let publishing = true;
+    const publisher = (async () => {
+      while (publishing) {
+        const res = await request(`${s.url}/askr/publish?channel=status-0`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer t' },
+          body: 'tick',
+        });
+        await res.body.text();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await page.waitForFunction(
+      () => Number(document.getElementById('pubrate')?.textContent) > 0,
+      undefined,
+      { timeout: 10_000 },
+    );
+    await page.waitForFunction(
+      () => Number(document.getElementById('delrate')?.textContent) > 0,
+      undefined,
+      { timeout: 10_000 },
+    );
+    publishing = false;
+    await publisher;
+    for (const st of streams) st.close();
+    await page.waitForFunction(
+      () => document.getElementById('events')?.textContent === '0',
+      undefined,
+      { timeout: 10_000 },
+    );
+    await page.close();
+  });
+});
