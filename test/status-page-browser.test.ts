@@ -46,17 +46,13 @@ describe('status page', () => {
   it('shows live numbers that move with streams and publishes', async () => {
     const page = await browser.newPage();
     await page.goto(`${s.adminUrl ?? ''}/`);
-    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'live');
-    await page.waitForFunction(() => document.getElementById('events')?.textContent === '0');
+    await expect.poll(() => page.textContent('#state'), { timeout: 10_000 }).toBe('live');
+    await expect.poll(() => page.textContent('#events'), { timeout: 10_000 }).toBe('0');
 
     const streams: SseStream[] = [];
     for (let i = 0; i < 3; i++)
       streams.push(await openStream(`${s.url}/askr/events?channel=status-${i}`));
-    await page.waitForFunction(
-      () => document.getElementById('events')?.textContent === '3',
-      undefined,
-      { timeout: 10_000 },
-    );
+    await expect.poll(() => page.textContent('#events'), { timeout: 10_000 }).toBe('3');
     expect(await page.textContent('#channels')).toBe('3');
 
     // Publish steadily until the page reports a non-zero publish rate.
@@ -72,24 +68,16 @@ describe('status page', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    await page.waitForFunction(
-      () => Number(document.getElementById('pubrate')?.textContent) > 0,
-      undefined,
-      { timeout: 10_000 },
-    );
-    await page.waitForFunction(
-      () => Number(document.getElementById('delrate')?.textContent) > 0,
-      undefined,
-      { timeout: 10_000 },
-    );
+    await expect
+      .poll(async () => Number(await page.textContent('#pubrate')), { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    await expect
+      .poll(async () => Number(await page.textContent('#delrate')), { timeout: 10_000 })
+      .toBeGreaterThan(0);
     publishing = false;
     await publisher;
     for (const st of streams) st.close();
-    await page.waitForFunction(
-      () => document.getElementById('events')?.textContent === '0',
-      undefined,
-      { timeout: 10_000 },
-    );
+    await expect.poll(() => page.textContent('#events'), { timeout: 10_000 }).toBe('0');
     await page.close();
   });
 });
