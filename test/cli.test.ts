@@ -198,4 +198,42 @@ describe('askr-sidecar CLI', () => {
     expect(fpmPid).toBeGreaterThan(0);
     expect(pidAlive(fpmPid), `php-fpm ${fpmPid} still running`).toBe(false);
   });
+
+  it('SIGHUP re-reads the config: limits change live, restart-only keys are named', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'askr-hup-'));
+    const file = join(dir, 'sidecar.toml');
+    const toml = (maxBody: string, listen: string): string =>
+      `[server]\nlisten = "${listen}"\nroot = ${JSON.stringify(APP_ROOT)}\nmax_body_size = "${maxBody}"\n[fastcgi]\naddress = ${JSON.stringify(inject('fpmAddress'))}\n`;
+    await writeFile(file, toml('1MiB', '127.0.0.1:0'));
+    const child = run(['serve', '--config', file]);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = output(child);
+    const url = await listening(child);
+    const body = Buffer.alloc(600 * 1024, 'a');
+    const before = await request(`${url}/dump`, { method: 'POST', body });
+    await before.body.text();
+    expect(before.statusCode).toBe(200);
+
+    await writeFile(file, toml('256KiB', '127.0.0.1:1'));
+    child.kill('SIGHUP');
+    for (let i = 0; i < 100 && !out.includes('config reloaded'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const line = out.split('\n').find((l) => l.includes('config reloaded')) ?? '';
+    expect(JSON.parse(line)).toMatchObject({ needRestart: ['server.listen'] });
+    const after = await request(`${url}/dump`, { method: 'POST', body });
+    expect(after.statusCode).toBe(413);
+    await after.body.text();
+
+    await writeFile(file, '[server]\nmax_body_size = "lots"\n');
+    child.kill('SIGHUP');
+    for (let i = 0; i < 100 && !out.includes('config reload failed'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(out).toContain('max_body_size = \\"lots\\"');
+    const still = await request(`${url}/status/200`);
+    expect(still.statusCode).toBe(200);
+    await still.body.text();
+    child.kill('SIGTERM');
+    expect((await exited).code).toBe(0);
+  });
 });
