@@ -11,6 +11,7 @@ import { isSidecarError, toError } from './errors.ts';
 import { startSidecar } from './main.ts';
 import { createLogger } from './observability/logger.ts';
 import { VERSION } from './version.ts';
+import { parseUpstreamRoutes } from './http/upstream-routes.ts';
 
 const HELP = `askr-sidecar ${VERSION}: HTTP front server for PHP-FPM with Server-Sent Events
 
@@ -106,6 +107,12 @@ export async function main(argv: string[]): Promise<number> {
   let config: SidecarConfig;
   try {
     config = load(parsed);
+  } catch (err) {
+    process.stderr.write(`askr-sidecar: invalid configuration: ${toError(err).message}\n`);
+    return 2;
+  }
+  try {
+    parseUpstreamRoutes(config.proxy.routes);
   } catch (err) {
     process.stderr.write(`askr-sidecar: invalid configuration: ${toError(err).message}\n`);
     return 2;

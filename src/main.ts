@@ -23,6 +23,7 @@ import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
 import { startDatagramIngress, type DatagramIngress } from './broadcast/datagram-ingress.ts';
 import type { ExtraRoute } from './http/server.ts';
+import { createUpstreamProxy } from './http/upstream-proxy.ts';
 import { Registry } from 'prom-client';
 import { createMetrics } from './observability/metrics.ts';
 import { startFpmStatusPoller } from './observability/fpm-status.ts';
@@ -71,6 +72,13 @@ export async function startSidecar(
   }
   let trust: ProxyTrust = parseTrustedProxies(config.server.trusted_proxies);
 
+  // Validated first: a bad [proxy] route stops the start before anything is spawned.
+  const upstreamProxy = createUpstreamProxy({
+    routes: config.proxy.routes,
+    connectTimeoutMs: config.proxy.connect_timeout,
+    timeoutMs: config.proxy.timeout,
+    logger,
+  });
   const registry = new Registry();
   const metrics = createMetrics(registry);
 
@@ -196,6 +204,7 @@ export async function startSidecar(
     logger,
     trust: () => trust,
     ...metrics.httpHooks(),
+    upstream: () => upstreamProxy,
     extraRoutes: () => routeMap,
     php: {
       pool,
@@ -267,6 +276,7 @@ export async function startSidecar(
       });
       http.server.maxConnections = next.server.max_connections;
       routeMap = routes();
+      upstreamProxy.reconfigure(next.proxy.routes, next.proxy.connect_timeout, next.proxy.timeout);
       hub.reconfigure({
         historySize: next.sse.history_size,
         historyMaxAgeMs: next.sse.history_max_age,
@@ -302,6 +312,7 @@ export async function startSidecar(
             'shutdown timeout: closing remaining connections',
           );
         http.server.closeAllConnections();
+        upstreamProxy.close();
         await pool.close();
         if (fpm) await fpm.stop();
         poller?.stop();

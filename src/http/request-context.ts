@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 
-export type RouteKind = 'static' | 'php' | 'sse' | 'publish' | 'internal' | 'error';
+export type RouteKind = 'static' | 'php' | 'sse' | 'publish' | 'upstream' | 'internal' | 'error';
 
 export interface RequestContext {
   readonly req: IncomingMessage;

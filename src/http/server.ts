@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/schema.ts';
 import { toError } from '../errors.ts';
@@ -17,6 +17,7 @@ import { elapsedMs, sendError, type RequestContext } from './request-context.ts'
 import { resolveRoute } from './route-resolver.ts';
 import { serveStaticFile } from './static-files.ts';
 import { clientFromForwarded, type ProxyTrust } from './trusted-proxies.ts';
+import type { UpstreamProxy } from './upstream-proxy.ts';
 
 /** A handler for a fixed path (events endpoint, publish endpoint). Returns once the response is owned. */
 export type ExtraRoute = (ctx: RequestContext, url: URL) => Promise<void>;
@@ -28,6 +29,8 @@ export interface HttpServerDeps {
   php: PhpHandlerDeps;
   /** Exact-path routes checked before the filesystem (e.g. "/askr/events"). */
   extraRoutes?: () => ReadonlyMap<string, ExtraRoute>;
+  /** HTTP upstream routes ([proxy] routes), checked before the filesystem; WebSocket upgrades too. */
+  upstream?: () => UpstreamProxy | null;
   /** Called once per finished request (metrics). */
   onRequestDone?(ctx: RequestContext, status: number, durationMs: number): void;
   /** Called for requests refused before routing (bad framing, too-large head). */
@@ -51,6 +54,23 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     requestTimeout: 0,
     keepAliveTimeout: config.server.keep_alive_timeout,
     requireHostHeader: false,
+    // Only upgrades an upstream route wants reach 'upgrade' (Node >= 24.9); others are plain requests.
+    shouldUpgradeCallback: (req: IncomingMessage) => deps.upstream?.()?.wantsUpgrade(req) ?? false,
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const forwarded = clientFromForwarded(
+      req.socket.remoteAddress ?? '',
+      headerString(req.headers['x-forwarded-for']),
+      headerString(req.headers['x-forwarded-proto']),
+      deps.trust(),
+      false,
+    );
+    if (
+      deps.upstream?.()?.upgrade(req, socket, head, forwarded.clientAddress, forwarded.https) !==
+      true
+    ) {
+      socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    }
   });
   server.maxConnections = config.server.max_connections;
   let inFlight = 0;
@@ -174,7 +194,7 @@ function makeContext(
   const requestId =
     typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) && trust.isTrusted(remote)
       ? incoming
-      : randomBytes(8).toString('hex');
+      : newRequestId();
   const forwarded = clientFromForwarded(
     remote,
     headerString(req.headers['x-forwarded-for']),
@@ -195,6 +215,21 @@ function makeContext(
     logStatus: null,
     error: null,
   };
+}
+
+/** Random bytes for request ids, drawn in blocks: one randomFillSync per 512 ids, not per request. */
+const idPool = Buffer.alloc(8 * 512);
+let idOffset = idPool.length;
+
+/** 16 hex characters (64 random bits), the same as randomBytes(8).toString('hex'). */
+function newRequestId(): string {
+  if (idOffset === idPool.length) {
+    randomFillSync(idPool);
+    idOffset = 0;
+  }
+  const id = idPool.toString('hex', idOffset, idOffset + 8);
+  idOffset += 8;
+  return id;
 }
 
 function headerString(value: string | string[] | undefined): string | undefined {
@@ -218,6 +253,13 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
       await handler(ctx, new URL(rawTarget, 'http://sidecar.invalid'));
       return;
     }
+  }
+  const upstream = deps.upstream?.() ?? null;
+  const upstreamRoute = upstream?.match(rawTarget) ?? null;
+  if (upstream !== null && upstreamRoute !== null) {
+    ctx.kind = 'upstream';
+    await upstream.handle(ctx, upstreamRoute);
+    return;
   }
   const { route, query } = await resolveRoute(rawTarget, {
     root: config.server.root,

@@ -29,6 +29,13 @@ export function isWebSocketUpgrade(req: IncomingMessage): boolean {
   );
 }
 
+/**
+ * Headers a Connection header may not remove: they frame the message or name the site. Listing
+ * `Content-Length` in Connection must not turn a GET with a body into unframed bytes on a shared
+ * upstream connection (request smuggling).
+ */
+const PROTECTED = new Set(['content-length', 'transfer-encoding', 'host']);
+
 /** Lowercased names listed in a Connection header: hop-by-hop by declaration (RFC 9110 §7.6.1). */
 function connectionTokens(headers: IncomingHttpHeaders): string[] {
   const value = headers.connection;
@@ -36,7 +43,7 @@ function connectionTokens(headers: IncomingHttpHeaders): string[] {
   return value
     .split(',')
     .map((t) => t.trim().toLowerCase())
-    .filter((t) => t !== '');
+    .filter((t) => t !== '' && !PROTECTED.has(t));
 }
 
 /**

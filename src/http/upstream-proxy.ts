@@ -73,7 +73,11 @@ export interface UpstreamProxy {
   close(): void;
 }
 
-/** Idle keep-alive sockets kept per upstream (nginx `keepalive`); busy sockets are not capped. */
+/**
+ * Idle keep-alive sockets kept per upstream (nginx `keepalive`). Busy sockets are not capped by
+ * the agent: they are bounded by in-flight client requests (server.max_connections), and a
+ * request queued inside the agent would wait outside every timeout.
+ */
 const MAX_FREE_SOCKETS = 64;
 /**
  * An idle upstream socket is closed after this long: below the common 5 s server keep-alive
@@ -154,7 +158,7 @@ export function createUpstreamProxy(options: UpstreamProxyOptions): UpstreamProx
     proxyRes.once('close', () => {
       if (proxyRes.complete || ctx.res.destroyed) return;
       // The upstream vanished mid-body: cutting the client connection is the only honest signal.
-      ctx.error ??= `upstream ${call.route.origin} closed the connection before the response ended`;
+      ctx.error ??= `${upstreamName(call.route)} closed the connection before the response ended`;
       ctx.logStatus ??= 502;
       ctx.res.destroy();
     });
@@ -188,7 +192,7 @@ export function createUpstreamProxy(options: UpstreamProxyOptions): UpstreamProx
         proxyReq.destroy(
           new SidecarError(
             ErrorCodes.UPSTREAM_RESPONSE,
-            `upstream ${route.origin} did not accept the connection within ${s.connectTimeoutMs} ms (proxy.connect_timeout)`,
+            `${upstreamName(route)} did not accept the connection within ${s.connectTimeoutMs} ms (proxy.connect_timeout)`,
             { status: 502 },
           ),
         );
@@ -202,7 +206,7 @@ export function createUpstreamProxy(options: UpstreamProxyOptions): UpstreamProx
       proxyReq.destroy(
         new SidecarError(
           ErrorCodes.UPSTREAM_RESPONSE,
-          `upstream ${route.origin} sent nothing for ${s.timeoutMs} ms (proxy.timeout)`,
+          `${upstreamName(route)} sent nothing for ${s.timeoutMs} ms (proxy.timeout)`,
           { status: 504 },
         ),
       );
@@ -314,24 +318,33 @@ function statusFor(err: unknown): 502 | 504 {
   return isSidecarError(err) && err.status === 504 ? 504 : 502;
 }
 
+/**
+ * How error bodies name an upstream: by its route prefix, never its address (error bodies never
+ * show internal addresses; the log line has the origin and the errno).
+ */
+function upstreamName(route: UpstreamRoute): string {
+  return `the upstream for ${route.prefix}`;
+}
+
 /** The error body: which upstream, and what happened in words an operator can act on. */
 function describe(route: UpstreamRoute, err: unknown): string {
   if (isSidecarError(err)) return err.message;
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  const up = `upstream ${route.origin}`;
+  const up = upstreamName(route);
   switch (code) {
     case 'ECONNREFUSED':
-      return `${up} refused the connection (is it running?)`;
+      return `${up} refused the connection (is it running? see proxy.routes)`;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return `${up}: host name not found`;
+      return `${up}: host name not found (proxy.routes)`;
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
       return `${up} is unreachable (${code})`;
     case 'ECONNRESET':
       return `${up} closed the connection without a response`;
     default:
-      return `${up} failed: ${toError(err).message}${code === undefined ? '' : ` (${code})`}`;
+      // Not err.message: Node's messages embed the upstream address.
+      return `${up} failed (${code ?? toError(err).name})`;
   }
 }
 

@@ -21,6 +21,7 @@ export const REQUEST_KINDS = [
   'php',
   'sse',
   'publish',
+  'upstream',
   'internal',
   'error',
 ] as const satisfies readonly RouteKind[];
