@@ -24,6 +24,13 @@ const PACKAGES = [
   { pkg: 'redis-server', bin: 'redis-server', modes: ['test', 'bench'] },
   { pkg: 'chromium', bin: 'chromium', modes: ['test', 'bench'] },
   { pkg: 'prometheus', bin: 'promtool', modes: ['test', 'bench'] },
+  // The Laravel integration tests run a real Laravel 8 app on Debian's framework package.
+  {
+    pkg: 'php-laravel-framework',
+    file: '/usr/share/php/Illuminate/Foundation/Application.php',
+    modes: ['test'],
+  },
+  { pkg: 'php-sqlite3', file: '/usr/share/doc/php-sqlite3', modes: ['test'] },
   { pkg: 'nginx-light', file: '/usr/sbin/nginx', modes: ['bench'] },
   {
     pkg: 'libnginx-mod-nchan',

@@ -1,0 +1,17 @@
+<?php
+
+declare(strict_types=1);
+
+namespace App\Models;
+
+use Illuminate\Foundation\Auth\User as Authenticatable;
+
+/**
+ * @property int $id
+ * @property string $name
+ */
+class User extends Authenticatable
+{
+    protected $fillable = ['name', 'email', 'password', 'api_token'];
+    protected $hidden = ['password', 'remember_token', 'api_token'];
+}

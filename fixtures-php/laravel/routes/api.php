@@ -1,0 +1,15 @@
+<?php
+
+/** The same actions for clients with a bearer token (the `api` guard), no session or CSRF. */
+
+declare(strict_types=1);
+
+use App\Http\Controllers\ChatController;
+use App\Http\Controllers\OrderController;
+use Illuminate\Support\Facades\Route;
+
+Route::middleware('auth:api')->group(function (): void {
+    Route::post('/orders/{order}/ship', [OrderController::class, 'ship']);
+    Route::post('/orders/{order}/ship-later', [OrderController::class, 'shipLater']);
+    Route::post('/chat', [ChatController::class, 'post']);
+});
