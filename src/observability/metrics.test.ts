@@ -206,7 +206,7 @@ describe('createMetrics', () => {
       [...DATAGRAM_REJECT_REASONS].sort(),
     );
     expect(await labelValues(registry, 'askr_http_requests_total', 'kind')).toEqual(
-      ['error', 'internal', 'php', 'publish', 'sse', 'static'].sort(),
+      ['error', 'internal', 'php', 'publish', 'sse', 'static', 'upstream'].sort(),
     );
     expect(await labelValues(registry, 'askr_http_requests_total', 'status_class')).toEqual(
       ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'].sort(),
