@@ -54,6 +54,26 @@ async function listening(child: ChildProcess): Promise<string> {
   });
 }
 
+/** `serve` on a free port with the shared php-fpm, once it has logged that it listens. */
+async function serveOnSharedFpm(): Promise<{
+  child: ChildProcess;
+  exited: ReturnType<typeof output>;
+  url: string;
+}> {
+  const child = run([
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--root',
+    APP_ROOT,
+    '--fpm',
+    inject('fpmAddress'),
+  ]);
+  const exited = output(child);
+  const url = await listening(child);
+  return { child, exited, url };
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -120,17 +140,7 @@ describe('askr-sidecar CLI', () => {
   });
 
   it('SIGTERM drains: the in-flight PHP request finishes, new connections are refused, exit 0', async () => {
-    const child = run([
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--root',
-      APP_ROOT,
-      '--fpm',
-      inject('fpmAddress'),
-    ]);
-    const exited = output(child);
-    const url = await listening(child);
+    const { child, exited, url } = await serveOnSharedFpm();
     const slow = request(`${url}/slow?ms=800`);
     await new Promise((r) => setTimeout(r, 200));
     child.kill('SIGTERM');
@@ -144,17 +154,7 @@ describe('askr-sidecar CLI', () => {
   });
 
   it('a second signal exits at once', async () => {
-    const child = run([
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--root',
-      APP_ROOT,
-      '--fpm',
-      inject('fpmAddress'),
-    ]);
-    const exited = output(child);
-    const url = await listening(child);
+    const { child, exited, url } = await serveOnSharedFpm();
     const slow = request(`${url}/slow?ms=5000`).catch((err: unknown) => err);
     await new Promise((r) => setTimeout(r, 200));
     const t0 = Date.now();

@@ -6,19 +6,18 @@
  * Chromium missing is a failure naming the fix, never a skip.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './helpers/chromium.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { until } from './helpers/wait.ts';
 
-// Debian's chromium package; ASKR_TEST_CHROMIUM names another binary (like ASKR_TEST_FPM_BINARY).
-const CHROMIUM = process.env['ASKR_TEST_CHROMIUM'] ?? '/usr/bin/chromium';
 const DEMO_ROOT = fileURLToPath(new URL('../fixtures-php/demo/public', import.meta.url));
 const SHIM = fileURLToPath(new URL('../php/src/askr.php', import.meta.url));
 /** The SSE id of an event received on the demo channel: `<epoch>-<seq>@demo`. */
@@ -47,14 +46,6 @@ afterAll(async () => {
 function sidecar(): TestSidecar {
   if (s === undefined) throw new Error('the sidecar did not start');
   return s;
-}
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** A page in its own browser context (another visitor), connected to the live stream. */
@@ -92,25 +83,7 @@ async function publishFromPage(
 
 describe('the demo page in Chromium', () => {
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `The browser test needs Debian's Chromium at ${CHROMIUM}. ` +
-          `Run "node scripts/ensure-system.mjs test" (as root it installs the chromium package).`,
-      );
-    }
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

@@ -6,67 +6,14 @@
  * track the pages, a denied channel must not break the others, and a sidecar restart (same port,
  * same socket, sse.state_file) must lose no event and deliver none twice.
  */
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './helpers/chromium.ts';
+import { artisan, assertLaravelInstalled, makeLaravelApp } from './helpers/laravel-app.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const FIXTURE = fileURLToPath(new URL('../fixtures-php/laravel', import.meta.url));
-const PHP_PACKAGE = fileURLToPath(new URL('../php', import.meta.url));
-const LARAVEL = '/usr/share/php/Illuminate/Foundation/Application.php';
-const run = promisify(execFile);
-
-/** A private copy of the fixture app (same steps as test/laravel.test.ts). */
-async function makeLaravelApp(tmp: string, socket: string): Promise<string> {
-  const app = join(tmp, 'app');
-  await cp(FIXTURE, app, {
-    recursive: true,
-    filter: async (src) => {
-      const rel = relative(FIXTURE, src);
-      if (/^(\.env|vendor|public\/vendor)$/.test(rel) || rel.endsWith('.sqlite')) return false;
-      if (!/^(storage|bootstrap\/cache)\//.test(rel)) return true;
-      return (await stat(src)).isDirectory() || rel.endsWith('.gitignore');
-    },
-  });
-  await mkdir(join(app, 'vendor/askr'), { recursive: true });
-  await symlink(PHP_PACKAGE, join(app, 'vendor/askr/sidecar'));
-  const database = join(app, 'database/database.sqlite');
-  await writeFile(database, '');
-  await writeFile(
-    join(app, '.env'),
-    [
-      'APP_ENV=local',
-      `APP_KEY=base64:${randomBytes(32).toString('base64')}`,
-      'APP_DEBUG=true',
-      `DB_DATABASE=${database}`,
-      `ASKR_SOCKET=${socket}`,
-      '',
-    ].join('\n'),
-  );
-  const writable = async (dir: string): Promise<void> => {
-    await chmod(dir, 0o777);
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) await writable(join(dir, entry.name));
-    }
-  };
-  for (const dir of ['storage', 'bootstrap/cache', 'database']) await writable(join(app, dir));
-  await chmod(database, 0o666);
-  await artisan(app, ['migrate', '--seed', '--force']);
-  await artisan(app, ['vendor:publish', '--tag=askr-js', '--force']);
-  return app;
-}
-
-async function artisan(app: string, args: string[]): Promise<string> {
-  return (await run('php', ['artisan', ...args], { cwd: app, timeout: 30_000 })).stdout;
-}
 
 interface Received {
   channel: string;
@@ -102,30 +49,13 @@ async function startSidecar(listen = '127.0.0.1:0'): Promise<TestSidecar> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM) || !existsSync(LARAVEL)) {
-    throw new Error(
-      `The Laravel browser test needs Debian's chromium (${CHROMIUM}) and php-laravel-framework ` +
-        `(${LARAVEL}). Run "node scripts/ensure-system.mjs test" (as root it installs them).`,
-    );
-  }
+  await assertLaravelInstalled();
+  browser = await launchChromium();
   tmp = await mkdtemp(join(tmpdir(), 'askr-laravel-browser-'));
   socket = join(tmp, 'askr.sock');
   stateFile = join(tmp, 'sse-state.json');
   app = await makeLaravelApp(tmp, socket);
   s = await startSidecar();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
 });
 
 afterAll(async () => {

@@ -5,94 +5,15 @@
  * `artisan queue:work`, and console commands must reach EventSource subscribers; routes/channels.php
  * decides private/presence access through the sidecar's internal /broadcasting/auth request.
  */
-import { execFile } from 'node:child_process';
-import {
-  chmod,
-  cp,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { artisan, assertLaravelInstalled, makeLaravelApp } from './helpers/laravel-app.ts';
 import { openStream, type Frame, type SseStream } from './helpers/sse-client.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-
-const FIXTURE = fileURLToPath(new URL('../fixtures-php/laravel', import.meta.url));
-const PHP_PACKAGE = fileURLToPath(new URL('../php', import.meta.url));
-const LARAVEL = '/usr/share/php/Illuminate/Foundation/Application.php';
-const run = promisify(execFile);
-
-/**
- * A private copy of the fixture app: the sidecar's socket, the SQLite file and storage/ are this
- * test file's own (the php-fpm is shared with other test files running at the same time).
- * vendor/askr/sidecar links to php/, as Composer's path repository does.
- */
-async function makeLaravelApp(tmp: string, socket: string): Promise<string> {
-  const app = join(tmp, 'app');
-  await cp(FIXTURE, app, {
-    recursive: true,
-    // Leftovers of a run in place (.env, database, logs, published assets) are not copied.
-    filter: async (src) => {
-      const rel = relative(FIXTURE, src);
-      if (/^(\.env|vendor|public\/vendor)$/.test(rel) || rel.endsWith('.sqlite')) return false;
-      if (!/^(storage|bootstrap\/cache)\//.test(rel)) return true;
-      return (await stat(src)).isDirectory() || rel.endsWith('.gitignore');
-    },
-  });
-  await mkdir(join(app, 'vendor/askr'), { recursive: true });
-  await symlink(PHP_PACKAGE, join(app, 'vendor/askr/sidecar'));
-  const database = join(app, 'database/database.sqlite');
-  await writeFile(database, '');
-  await writeFile(
-    join(app, '.env'),
-    [
-      'APP_ENV=local',
-      `APP_KEY=base64:${randomBytes(32).toString('base64')}`,
-      'APP_DEBUG=true',
-      `DB_DATABASE=${database}`,
-      `ASKR_SOCKET=${socket}`,
-      'BROADCAST_DRIVER=askr',
-      'QUEUE_CONNECTION=sync',
-      '',
-    ].join('\n'),
-  );
-  // FPM usually runs as www-data: what PHP writes must be writable by it.
-  const writable = async (dir: string): Promise<void> => {
-    await chmod(dir, 0o777);
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) await writable(join(dir, entry.name));
-    }
-  };
-  for (const dir of ['storage', 'bootstrap/cache', 'database']) await writable(join(app, dir));
-  await chmod(database, 0o666);
-  await artisan(app, ['migrate', '--seed', '--force']);
-  await artisan(app, ['vendor:publish', '--tag=askr-js', '--force']);
-  return app;
-}
-
-async function artisan(
-  app: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ stdout: string; stderr: string }> {
-  return run('php', ['artisan', ...args], {
-    cwd: app,
-    env: { ...process.env, ...env },
-    timeout: 30_000,
-  });
-}
 
 let tmp = '';
 let app = '';
@@ -100,12 +21,7 @@ let s: TestSidecar | undefined;
 const toClose: Array<{ close(): void }> = [];
 
 beforeAll(async () => {
-  if ((await stat(LARAVEL).catch(() => null)) === null) {
-    throw new Error(
-      `The Laravel tests need Debian's php-laravel-framework (${LARAVEL}) and php-sqlite3. ` +
-        `Run "node scripts/ensure-system.mjs test" (as root it installs them).`,
-    );
-  }
+  await assertLaravelInstalled();
   tmp = await mkdtemp(join(tmpdir(), 'askr-laravel-'));
   const socket = join(tmp, 'askr.sock');
   app = await makeLaravelApp(tmp, socket);

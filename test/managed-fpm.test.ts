@@ -13,14 +13,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ErrorCodes, SidecarError } from '../src/errors.ts';
-import {
-  findPhpFpm,
-  startManagedFpm,
-  type ManagedFpm,
-  type ManagedFpmOptions,
-} from '../src/fpm/managed-fpm.ts';
+import { findPhpFpm, type ManagedFpm, type ManagedFpmOptions } from '../src/fpm/managed-fpm.ts';
 import { isAlive, livePidsInGroup } from '../src/fpm/process-group.ts';
+import { startTestFpm } from './helpers/fpm.ts';
 import { rawFastCgiRequest, scriptParams } from './helpers/raw-fastcgi.ts';
+import { until } from './helpers/wait.ts';
 
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures-php/fpm-test');
 const NODE = path.resolve(import.meta.dirname, '../node_modules/.bin/node');
@@ -57,28 +54,9 @@ async function start(
 ): Promise<{ fpm: ManagedFpm; records: LogRecord[]; runDir: string }> {
   const { logger, records } = memoryLogger();
   const runDir = overrides.runDir ?? tempRunDir();
-  const fpm = await startManagedFpm({
-    binary: '',
-    runDir,
-    maxChildren: 2,
-    maxRequests: 0,
-    requestTerminateTimeoutMs: 0,
-    ini: {},
-    env: {},
-    restartBackoffMaxMs: 4_000,
-    logger,
-    ...overrides,
-  });
+  const fpm = await startTestFpm(runDir, { restartBackoffMaxMs: 4_000, logger, ...overrides });
   cleanups.push(() => fpm.stop(2_000));
   return { fpm, records, runDir };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 function hello(fpm: ManagedFpm): Promise<Record<string, Record<string, unknown>>> {
@@ -137,8 +115,10 @@ describe('managed php-fpm', () => {
     expect(stderr).toMatch(/PHP message: PHP Warning: +askr-probe: trigger_error in .*errors\.php/);
 
     // catch_workers_output also copies them to fpm's stderr: that copy must stay at debug.
-    await waitFor('the debug copy', () =>
-      records.some((r) => r.msg.includes('askr-probe: trigger_error')),
+    await until(
+      () => records.some((r) => r.msg.includes('askr-probe: trigger_error')),
+      10_000,
+      'the debug copy',
     );
     const loud = records.filter((r) => r.level >= 40 && r.msg.includes('askr-probe'));
     expect(loud).toEqual([]);
@@ -157,13 +137,13 @@ describe('managed php-fpm', () => {
     const firstWorker = (await hello(fpm))['pid'];
 
     process.kill(first, 'SIGKILL');
-    await waitFor('a new master', () => fpm.pid() !== undefined && fpm.pid() !== first);
+    await until(() => fpm.pid() !== undefined && fpm.pid() !== first, 10_000, 'a new master');
     await fpm.ready();
     const second = fpm.pid();
     expect(restarts).toBe(1);
     expect(isAlive(first)).toBe(false);
     // The workers of the killed master shared its process group; none may keep serving.
-    await waitFor('old workers gone', () => livePidsInGroup(first).length === 0);
+    await until(() => livePidsInGroup(first).length === 0, 10_000, 'old workers gone');
     expect(livePidsInGroup(first)).toEqual([]);
     expect(isAlive(Number(firstWorker))).toBe(false);
     expect((await hello(fpm))['hello']).toBe('from php-fpm');
@@ -171,7 +151,7 @@ describe('managed php-fpm', () => {
     // A second crash soon after waits twice as long.
     if (second === undefined) return;
     process.kill(second, 'SIGKILL');
-    await waitFor('a third master', () => fpm.pid() !== undefined && fpm.pid() !== second);
+    await until(() => fpm.pid() !== undefined && fpm.pid() !== second, 10_000, 'a third master');
     await fpm.ready();
     expect(restarts).toBe(2);
     const delays = records.filter((r) => r['delayMs'] !== undefined).map((r) => r['delayMs']);
@@ -302,7 +282,7 @@ describe('managed php-fpm when the sidecar process goes away', () => {
   it('kills php-fpm when the Node process exits without stop()', async () => {
     const { pid, child } = await runChild(tempRunDir(), 'exit');
     await once(child, 'exit');
-    await waitFor('php-fpm gone', () => livePidsInGroup(pid).length === 0);
+    await until(() => livePidsInGroup(pid).length === 0, 10_000, 'php-fpm gone');
   });
 
   it('reaps a php-fpm orphaned by a SIGKILLed sidecar on the next start in that runDir', async () => {
@@ -313,7 +293,7 @@ describe('managed php-fpm when the sidecar process goes away', () => {
     expect(isAlive(pid)).toBe(true); // orphaned: nothing could stop it
 
     const { fpm } = await start({ runDir });
-    await waitFor('orphan gone', () => livePidsInGroup(pid).length === 0);
+    await until(() => livePidsInGroup(pid).length === 0, 10_000, 'orphan gone');
     expect(fpm.pid()).not.toBe(pid);
     expect((await hello(fpm))['hello']).toBe('from php-fpm');
   });

@@ -14,7 +14,6 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { FcgiPool } from '../src/fastcgi/pool.ts';
-import { startManagedFpm } from '../src/fpm/managed-fpm.ts';
 import {
   fpmReachable,
   startAdminServer,
@@ -24,6 +23,7 @@ import {
 } from '../src/observability/admin-server.ts';
 import { startFpmStatusPoller } from '../src/observability/fpm-status.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
+import { startTestFpm } from './helpers/fpm.ts';
 
 const PROMTOOL = '/usr/bin/promtool';
 /**
@@ -201,28 +201,23 @@ describe('admin server', () => {
 
 describe('FPM status poller', () => {
   it('mirrors the status page of a real php-fpm (pm.status_path) as askr_fpm_* gauges', async () => {
-    const fpm = await startManagedFpm({
+    const fpm = await startTestFpm(tempDir('askr-obs-fpm-'), {
       binary: process.env['ASKR_TEST_FPM_BINARY'] ?? '',
-      runDir: tempDir('askr-obs-fpm-'),
-      maxChildren: 2,
-      maxRequests: 0,
-      requestTerminateTimeoutMs: 0,
-      ini: {},
-      env: {},
-      restartBackoffMaxMs: 1000,
       statusPath: '/fpm-status',
       logger,
     });
     cleanups.push(() => fpm.stop(5000));
     const registry = new Registry();
     createMetrics(registry);
-    const poller = startFpmStatusPoller({
-      pool: poolFor(fpm.address),
-      statusPath: '/fpm-status',
-      intervalMs: 60_000,
-      registry,
-      logger,
-    });
+    const newPoller = (): ReturnType<typeof startFpmStatusPoller> =>
+      startFpmStatusPoller({
+        pool: poolFor(fpm.address),
+        statusPath: '/fpm-status',
+        intervalMs: 60_000,
+        registry,
+        logger,
+      });
+    const poller = newPoller();
     cleanups.push(() => poller.stop());
 
     expect(await poller.scrapeNow()).toBeNull();
@@ -239,13 +234,7 @@ describe('FPM status poller', () => {
     // stop() unregisters the gauges, so a new poller (after a reload) can register them again.
     poller.stop();
     expect(registry.getSingleMetric('askr_fpm_status_up')).toBeUndefined();
-    const again = startFpmStatusPoller({
-      pool: poolFor(fpm.address),
-      statusPath: '/fpm-status',
-      intervalMs: 60_000,
-      registry,
-      logger,
-    });
+    const again = newPoller();
     cleanups.push(() => again.stop());
     expect(await again.scrapeNow()).toBeNull();
   });

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { pino } from 'pino';
-import { startManagedFpm, type ManagedFpm } from '../src/fpm/managed-fpm.ts';
+import type { ManagedFpm } from '../src/fpm/managed-fpm.ts';
+import { startTestFpm } from './helpers/fpm.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { until } from './helpers/wait.ts';
 
 const started: Array<TestSidecar | ManagedFpm> = [];
 afterAll(async () => {
@@ -27,27 +28,9 @@ async function sidecarWith(overrides: Record<string, unknown>): Promise<TestSide
 }
 
 async function fpmIn(runDir: string): Promise<ManagedFpm> {
-  const fpm = await startManagedFpm({
-    binary: '',
-    runDir,
-    maxChildren: 2,
-    maxRequests: 0,
-    requestTerminateTimeoutMs: 0,
-    ini: {},
-    env: {},
-    restartBackoffMaxMs: 1000,
-    logger: pino({ level: 'silent' }),
-  });
+  const fpm = await startTestFpm(runDir);
   started.push(fpm);
   return fpm;
-}
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('FPM failures', () => {

@@ -15,11 +15,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { pino } from 'pino';
 import { DgramSocket } from 'node-unix-socket';
-import { startManagedFpm, type ManagedFpm } from '../src/fpm/managed-fpm.ts';
+import type { ManagedFpm } from '../src/fpm/managed-fpm.ts';
+import { startTestFpm } from './helpers/fpm.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type SseStream } from './helpers/sse-client.ts';
+import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
 const BURST = fileURLToPath(new URL('../fixtures-php/publish/burst.php', import.meta.url));
@@ -30,17 +31,7 @@ let socketPath: string;
 beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'askr-headline-'));
   socketPath = join(dir, 'askr.sock');
-  fpm = await startManagedFpm({
-    binary: '',
-    runDir: join(dir, 'fpm'),
-    maxChildren: 2,
-    maxRequests: 0,
-    requestTerminateTimeoutMs: 0,
-    ini: {},
-    env: {},
-    restartBackoffMaxMs: 1000,
-    logger: pino({ level: 'silent' }),
-  });
+  fpm = await startTestFpm(join(dir, 'fpm'));
   s = await startTestSidecar({
     'fastcgi.address': fpm.address,
     'fastcgi.pool_size': '2',
@@ -54,14 +45,6 @@ afterAll(async () => {
   await fpm.stop();
 });
 
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('headline: 2 FPM workers, 500 held streams', () => {
   it('holds 500 SSE clients while ordinary PHP requests still succeed, and delivers to all', async () => {
     const streams: SseStream[] = [];
@@ -73,7 +56,7 @@ describe('headline: 2 FPM workers, 500 held streams', () => {
         streams.push(...opened);
       }
       expect(streams.every((st) => st.status === 200)).toBe(true);
-      await until(() => s.hub.stats().byKind.hold === 500);
+      await until(() => s.hub.stats().byKind.hold === 500, 10_000);
       // Every worker is free: the holds live in the sidecar, not in PHP.
       expect(s.pool.stats().busy).toBe(0);
       for (let i = 0; i < 20; i++) {
@@ -87,14 +70,14 @@ describe('headline: 2 FPM workers, 500 held streams', () => {
     } finally {
       for (const st of streams) st.close();
     }
-    await until(() => s.hub.stats().connections === 0);
+    await until(() => s.hub.stats().connections === 0, 10_000);
   });
 });
 
 describe('publishing under load', () => {
   it('10,000 publishes from 8 concurrent PHP processes arrive complete and in order per publisher', async () => {
     const st = await openStream(`${s.url}/askr/events?channel=burst`);
-    await until(() => s.hub.stats().channels >= 1);
+    await until(() => s.hub.stats().channels >= 1, 10_000);
     await Promise.all(
       Array.from({ length: 8 }, (_, p) =>
         run('php', [BURST, String(p), '1250'], {
@@ -116,7 +99,7 @@ describe('publishing under load', () => {
 
   it('random datagrams are rejected one by one and never stop delivery', async () => {
     const st = await openStream(`${s.url}/askr/events?channel=after-fuzz`);
-    await until(() => s.hub.stats().channels >= 1);
+    await until(() => s.hub.stats().channels >= 1, 10_000);
     const sock = new DgramSocket();
     const sendAll = async (): Promise<void> => {
       for (let i = 0; i < 3000; i++) {
@@ -137,10 +120,12 @@ describe('publishing under load', () => {
     );
     sock.close();
     expect((await st.waitFor((f) => f.event === 'ok')).data).toBe('still here');
-    await until(() =>
-      s.logs.some(
-        (l) => typeof l['msg'] === 'string' && /datagram/i.test(l['msg']) && l['level'] === 40,
-      ),
+    await until(
+      () =>
+        s.logs.some(
+          (l) => typeof l['msg'] === 'string' && /datagram/i.test(l['msg']) && l['level'] === 40,
+        ),
+      10_000,
     );
     st.close();
   });

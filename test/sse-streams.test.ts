@@ -17,6 +17,7 @@ import { request } from 'undici';
 import { EventSource } from 'eventsource';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream } from './helpers/sse-client.ts';
+import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
 const SHIM = fileURLToPath(new URL('../php/src/askr.php', import.meta.url));
@@ -39,14 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await s.close();
 });
-
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function phpCliPublish(code: string): Promise<string> {
   const { stdout } = await run('php', ['-r', `require '${SHIM}'; ${code}`], {

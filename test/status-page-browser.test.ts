@@ -2,39 +2,21 @@
  * The status page on the admin listener, in real Chromium: it connects over the sidecar's own
  * SSE and its numbers move as streams open and events are published.
  */
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { request } from 'undici';
+import { launchChromium } from './helpers/chromium.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type SseStream } from './helpers/sse-client.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 let s: TestSidecar;
 let browser: Browser;
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: run "node scripts/ensure-system.mjs test" (Debian package chromium)`,
-    );
-  }
+  browser = await launchChromium();
   s = await startTestSidecar({
     'metrics.enabled': 'true',
     'metrics.listen': '127.0.0.1:0',
     'sse.publish_token': 't',
-  });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
   });
 });
 afterAll(async () => {

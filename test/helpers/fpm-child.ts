@@ -5,21 +5,13 @@
  * Usage: node test/helpers/fpm-child.ts <runDir> <exit|hang>
  */
 import { pino } from 'pino';
-import { startManagedFpm } from '../../src/fpm/managed-fpm.ts';
+import { startTestFpm } from './fpm.ts';
 
 const [runDir, mode] = process.argv.slice(2);
 if (runDir === undefined || (mode !== 'exit' && mode !== 'hang')) {
   throw new Error('usage: fpm-child.ts <runDir> <exit|hang>');
 }
-const fpm = await startManagedFpm({
-  binary: '',
-  runDir,
-  maxChildren: 2,
-  maxRequests: 0,
-  requestTerminateTimeoutMs: 0,
-  ini: {},
-  env: {},
-  restartBackoffMaxMs: 1_000,
+const fpm = await startTestFpm(runDir, {
   logger: pino({ level: 'warn' }, pino.destination(2)),
 });
 process.stdout.write(JSON.stringify({ pid: fpm.pid() }) + '\n', () => {
