@@ -9,17 +9,36 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { request } from 'undici';
 import { APP_ROOT } from './helpers/sidecar.ts';
 
 const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
 
+/** Every child this file starts; afterEach kills those still running, so a failing test leaks none. */
+const children = new Set<ChildProcess>();
+afterEach(async () => {
+  for (const child of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    // Two signals: the sidecar exits at once and its exit hook stops a managed php-fpm.
+    const gone = once(child, 'exit');
+    child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await gone;
+    clearTimeout(timer);
+  }
+  children.clear();
+});
+
 function run(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [BIN, ...args], {
     env: { ...process.env, ASKR_BROADCAST_SOCKET: '', ASKR_METRICS_ENABLED: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
+  return child;
 }
 
 async function output(
