@@ -74,7 +74,9 @@ export async function startDatagramIngress(
     maxDatagramBytes: Math.min(options.limits.maxDatagramBytes, MAX_ACCEPTED_DATAGRAM_BYTES),
   };
   if (options.limits.maxDatagramBytes > MAX_ACCEPTED_DATAGRAM_BYTES) {
-    logger.info(
+    // The default (64 KiB) is lowered by two bytes: worth a debug line, not a line at every start.
+    const level = options.limits.maxDatagramBytes === 65536 ? 'debug' : 'info';
+    logger[level](
       { path, configured: options.limits.maxDatagramBytes, effective: limits.maxDatagramBytes },
       'datagram size limit lowered to what node-unix-socket receives untruncated',
     );
