@@ -350,7 +350,7 @@ export const schema = {
   broadcast: {
     socket: str(
       '/run/askr/askr.sock',
-      'Unix datagram socket PHP publishes to (askr_broadcast); empty turns it off.',
+      'Unix datagram socket PHP publishes to (askr_broadcast); empty turns it off. When this default cannot be created (not root), a private directory under the OS temp dir is used and logged.',
       { restart: true },
     ),
     socket_mode: str('0660', 'File mode of the datagram socket.', {
