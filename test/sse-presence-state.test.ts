@@ -103,3 +103,22 @@ describe('sse.state_file', () => {
     }
   });
 });
+
+describe('drain', () => {
+  it('on shutdown every held stream gets a retry: hint, then ends', async () => {
+    const drained = await startTestSidecar({ 'sse.retry': '1500ms' });
+    const a = await openStream(`${drained.url}/askr/events?channel=drain`);
+    const b = await openStream(`${drained.url}/hold?channels=drain`);
+    await a.frame(0);
+    await b.waitFor((f) => f.event === 'init');
+    const closing = drained.close();
+    await Promise.all([a.ended, b.ended]);
+    await closing;
+    // One retry: on connect, one more as the drain hint (after PHP's frame for the hold).
+    for (const st of [a, b]) {
+      expect(st.frames.filter((f) => f.retry === 1500)).toHaveLength(2);
+      expect(st.frames.at(-1)?.retry).toBe(1500);
+    }
+    expect(b.frames.at(-2)?.event).toBe('init');
+  });
+});
