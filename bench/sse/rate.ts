@@ -1,0 +1,161 @@
+/**
+ * Publishes per second sustained with S subscribers on one channel: open-loop rate steps on a
+ * fresh server; a step passes when every event reached every subscriber, the publisher kept 95 %
+ * of the rate and p99 latency stayed under a bound. Stops at the first step that fails.
+ */
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SubscriberClient } from './client.ts';
+import { awaitDelivery, startTarget, warmUp, type Quiet, type TargetName } from './fanout.ts';
+import type { LatencySummary } from './histogram.ts';
+import { OthersCpu, treeCpuSeconds, waitForQuiet } from './procs.ts';
+import type { Publisher } from './publisher.ts';
+import { HOST } from './servers.ts';
+
+const CHANNEL = 'bench';
+
+export interface RateStep {
+  rate: number;
+  /** Publishes accepted per second, over the time until the last one was accepted. */
+  achieved: number;
+  accepted: number;
+  failed: number;
+  expected: number;
+  received: number;
+  latency: LatencySummary;
+  serverCpu: number;
+  clientCpu: number;
+  sustained: boolean;
+}
+
+export interface RateResult {
+  target: TargetName;
+  publisher: string;
+  subscribers: number;
+  /** Cores other processes of the machine used during the rate steps (noise; want ~0). */
+  othersCores: number;
+  opened: number;
+  steps: RateStep[];
+  /** Highest rate whose step passed (0 when none did). */
+  sustained: number;
+}
+
+/** Publishes at `rate`/s for `seconds`; a local backlog over one second of events ends the step. */
+async function rateStep(
+  client: SubscriberClient,
+  pub: Publisher,
+  subscribers: number,
+  rate: number,
+  seconds: number,
+  maxP99Ms: number,
+  pids: { server: number; client: number },
+): Promise<RateStep> {
+  const total = Math.round(rate * seconds);
+  await client.reset(total);
+  const cpu0 = { server: treeCpuSeconds(pids.server), client: treeCpuSeconds(pids.client) };
+  const acceptedBefore = pub.accepted;
+  const failedBefore = pub.failed;
+  const start = performance.now();
+  let sent = 0;
+  let done = 0;
+  let lastAck = start;
+  let gaveUp = false;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
+    if (due - done > rate) {
+      gaveUp = true; // more than a second of events waits here: the server is not keeping up
+      break;
+    }
+    while (sent < due) {
+      void pub.publish(sent++).then(() => {
+        done++;
+        lastAck = performance.now();
+      });
+    }
+    await sleep(1);
+  }
+  while (done < sent && performance.now() - lastAck < 5000) await sleep(5);
+  const accepted = pub.accepted - acceptedBefore;
+  const failed = pub.failed - failedBefore;
+  const stats = await awaitDelivery(client, accepted * subscribers, 3000);
+  const serverCpu = treeCpuSeconds(pids.server) - cpu0.server;
+  const clientCpu = treeCpuSeconds(pids.client) - cpu0.client;
+  const achieved = (accepted * 1000) / Math.max(1, lastAck - start);
+  const expected = total * subscribers;
+  return {
+    rate,
+    achieved,
+    accepted,
+    failed,
+    expected,
+    received: stats.events,
+    latency: stats.latency,
+    serverCpu,
+    clientCpu,
+    sustained:
+      !gaveUp &&
+      failed === 0 &&
+      stats.events === expected &&
+      achieved >= rate * 0.95 &&
+      stats.latency.p99 <= maxP99Ms,
+  };
+}
+
+/** Steps the publish rate up on a fresh server with `subscribers` streams, until a step fails. */
+export async function measureRate(
+  name: TargetName,
+  client: SubscriberClient,
+  opts: {
+    subscribers: number;
+    rates: readonly number[];
+    seconds: number;
+    /** A step whose p99 delivery latency is above this did not keep up. */
+    maxP99Ms: number;
+    publisher: 'http' | 'datagram';
+    nginxWorkers: number;
+    nodeArgs?: string[];
+    quiet: Quiet;
+  },
+): Promise<RateResult> {
+  await waitForQuiet(() => [process.pid, client.pid], opts.quiet.maxCores, opts.quiet.maxWaitMs);
+  const target = await startTarget(name, opts);
+  const others = new OthersCpu(() => [process.pid, client.pid, target.http.pid]);
+  try {
+    await warmUp(target, client);
+    const open = await client.open(
+      HOST,
+      target.http.port,
+      target.subscribePath(CHANNEL),
+      opts.subscribers,
+    );
+    const pub = target.publisher(CHANNEL, opts.publisher);
+    const steps: RateStep[] = [];
+    others.reset();
+    try {
+      for (const rate of opts.rates) {
+        const step = await rateStep(client, pub, open.ok, rate, opts.seconds, opts.maxP99Ms, {
+          server: target.http.pid,
+          client: client.pid,
+        });
+        steps.push(step);
+        if (!step.sustained) break;
+        await sleep(500);
+      }
+    } finally {
+      pub.close();
+    }
+    const passed = steps.filter((s) => s.sustained).map((s) => s.rate);
+    return {
+      target: name,
+      publisher: opts.publisher,
+      subscribers: opts.subscribers,
+      othersCores: others.cores(),
+      opened: open.ok,
+      steps,
+      sustained: passed.length === 0 ? 0 : Math.max(...passed),
+    };
+  } finally {
+    await client.closeAll();
+    await target.http.server.stop();
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Turns the SSE benchmark's results into Markdown tables (printed at the end of `npm run
+ * bench:sse`, the source of docs/benchmarks.md's "SSE (bench:sse)" section) with sidecar/nchan
+ * ratios. Pure formatting: no I/O.
+ */
+import type { FanoutResult, LatencyRun } from './fanout.ts';
+import type { RateResult } from './rate.ts';
+import type { RampResult } from './fpm-workers.ts';
+import type { ProbeResult } from './servers.ts';
+
+const ZERO_PROBE: ProbeResult = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+
+export interface SseResults {
+  fanout: FanoutResult[];
+  rate: RateResult[];
+  ramp: RampResult[];
+}
+
+const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
+const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
+const pct = (part: number, whole: number): string =>
+  whole === 0 ? 'n/a' : `${((100 * part) / whole).toFixed(part === whole ? 0 : 3)} %`;
+const ratio = (a: number, b: number): string => (b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`);
+const int = (v: number): string => Math.round(v).toLocaleString('en-US');
+
+function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  if (v.length === 0) return 0;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[mid] ?? 0) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
+}
+
+function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+function fanoutTables(results: readonly FanoutResult[]): string {
+  const rows: string[][] = [];
+  for (const r of results) {
+    for (const run of r.runs) {
+      rows.push([
+        r.target,
+        int(r.subscribers),
+        run.publisher,
+        int(r.opened),
+        ms(run.latency.p50),
+        ms(run.latency.p99),
+        ms(run.latency.max),
+        `${pct(run.received, run.expected)} (${int(run.received)}/${int(run.expected)})`,
+        int(run.minReach),
+        r.othersCores.toFixed(2),
+      ]);
+    }
+  }
+  const latency = table(
+    [
+      'server',
+      'subscribers',
+      'publish via',
+      'streams open',
+      'p50 ms',
+      'p99 ms',
+      'max ms',
+      'delivered',
+      'min reach of a message',
+      "others' CPU (cores)",
+    ],
+    rows,
+  );
+  const memory = table(
+    [
+      'server',
+      'subscribers',
+      'RSS before MiB',
+      'RSS after MiB',
+      'RSS per stream KiB',
+      'PSS per stream KiB',
+      'open time ms',
+    ],
+    results.map((r) => [
+      r.target,
+      int(r.subscribers),
+      mib(r.memBefore.rssBytes),
+      mib(r.memAfter.rssBytes),
+      kib(r.rssPerConn),
+      kib(r.pssPerConn),
+      int(r.openMs),
+    ]),
+  );
+  // With BENCH_REPEAT > 1 each size was measured several times (alternating servers): ratios
+  // compare the medians.
+  const ratios: string[][] = [];
+  const sizes = [...new Set(results.map((r) => r.subscribers))];
+  for (const size of sizes) {
+    const of = (target: string): FanoutResult[] =>
+      results.filter((r) => r.target === target && r.subscribers === size);
+    const httpRun = (r: FanoutResult): LatencyRun | undefined =>
+      r.runs.find((x) => x.publisher === 'http');
+    const s = of('askr-sidecar');
+    const n = of('nchan');
+    if (s.length === 0 || n.length === 0) continue;
+    const med = (rs: FanoutResult[], f: (r: FanoutResult) => number | undefined): number =>
+      median(rs.map(f).filter((v): v is number => v !== undefined));
+    ratios.push([
+      int(size),
+      String(Math.min(s.length, n.length)),
+      ratio(
+        med(s, (r) => httpRun(r)?.latency.p50),
+        med(n, (r) => httpRun(r)?.latency.p50),
+      ),
+      ratio(
+        med(s, (r) => httpRun(r)?.latency.p99),
+        med(n, (r) => httpRun(r)?.latency.p99),
+      ),
+      ratio(
+        med(s, (r) => r.rssPerConn),
+        med(n, (r) => r.rssPerConn),
+      ),
+      ratio(
+        med(s, (r) => r.pssPerConn),
+        med(n, (r) => r.pssPerConn),
+      ),
+    ]);
+  }
+  const ratioTable = table(
+    [
+      'subscribers',
+      'runs',
+      'p50 sidecar/nchan',
+      'p99 sidecar/nchan',
+      'RSS/stream sidecar/nchan',
+      'PSS/stream sidecar/nchan',
+    ],
+    ratios,
+  );
+  const probed = results.filter((r) => r.probe !== undefined);
+  const probeTable =
+    probed.length === 0
+      ? ''
+      : '\n\nSidecar after a full GC (BENCH_MEMORY_PROBE=1, process.memoryUsage()), per stream:\n\n' +
+        table(
+          [
+            'subscribers',
+            'RSS KiB',
+            'V8 heap used KiB',
+            'external KiB',
+            'RSS outside the V8 heap KiB',
+          ],
+          probed.map((r) => {
+            const { before, after } = r.probe ?? { before: ZERO_PROBE, after: ZERO_PROBE };
+            const n = Math.max(1, r.opened);
+            const per = (k: 'rss' | 'heapUsed' | 'external'): string =>
+              kib((after[k] - before[k]) / n);
+            const outside = (after.rss - after.heapTotal - (before.rss - before.heapTotal)) / n;
+            return [int(r.subscribers), per('rss'), per('heapUsed'), per('external'), kib(outside)];
+          }),
+        );
+  return `#### Delivery latency and completeness\n\n${latency}\n\n#### Memory per held stream\n\n${memory}${probeTable}\n\n#### Ratios (HTTP publish, lower is better for the sidecar)\n\n${ratioTable}`;
+}
+
+function rateTables(results: readonly RateResult[]): string {
+  const summary = table(
+    [
+      'server',
+      'publish via',
+      'subscribers',
+      'sustained publishes/s',
+      'first failing step',
+      "others' CPU (cores)",
+    ],
+    results.map((r) => {
+      const fail = r.steps.find((s) => !s.sustained);
+      const why =
+        fail === undefined
+          ? 'none (rate list exhausted)'
+          : `${int(fail.rate)}/s: ${int(fail.achieved)}/s accepted, ${pct(fail.received, fail.expected)} delivered, p99 ${ms(fail.latency.p99)} ms`;
+      return [
+        r.target,
+        r.publisher,
+        int(r.subscribers),
+        int(r.sustained),
+        why,
+        r.othersCores.toFixed(2),
+      ];
+    }),
+  );
+  const rows: string[][] = [];
+  for (const r of results) {
+    for (const s of r.steps) {
+      rows.push([
+        r.target,
+        r.publisher,
+        int(r.subscribers),
+        int(s.rate),
+        int(s.achieved),
+        pct(s.received, s.expected),
+        ms(s.latency.p50),
+        ms(s.latency.p99),
+        s.serverCpu.toFixed(1),
+        s.clientCpu.toFixed(1),
+        s.sustained ? 'yes' : 'no',
+      ]);
+    }
+  }
+  const steps = table(
+    [
+      'server',
+      'via',
+      'subs',
+      'target/s',
+      'accepted/s',
+      'delivered',
+      'p50 ms',
+      'p99 ms',
+      'server CPU s',
+      'client CPU s',
+      'kept up',
+    ],
+    rows,
+  );
+  return `#### Publishes per second sustained\n\n${summary}\n\n<details><summary>every rate step</summary>\n\n${steps}\n\n</details>`;
+}
+
+function rampTables(results: readonly RampResult[]): string {
+  const parts: string[] = [];
+  for (const r of results) {
+    parts.push(
+      `**${r.label}** (${r.workers} FPM workers): most live streams with hello-world error-free: **${int(r.maxLiveWithHealthyHello)}** (others' CPU ${r.othersCores.toFixed(2)} cores)\n\n` +
+        table(
+          [
+            'streams requested',
+            'heads 200',
+            'live',
+            'FPM workers held (max)',
+            'held (mean)',
+            'hello OK req/s',
+            'hello errors (timeouts)',
+            'hello p50 ms',
+            'hello p99 ms',
+          ],
+          r.steps.map((s) => [
+            int(s.streams),
+            int(s.started),
+            int(s.live),
+            int(s.fpmHeldMax),
+            s.fpmHeldMean.toFixed(1),
+            int(s.hello.perSecond),
+            `${int(s.hello.errors)} (${int(s.hello.timeouts)})`,
+            Number.isNaN(s.hello.p50Ms) ? '-' : ms(s.hello.p50Ms),
+            Number.isNaN(s.hello.p99Ms) ? '-' : ms(s.hello.p99Ms),
+          ]),
+        ),
+    );
+  }
+  return `#### FPM workers needed\n\n${parts.join('\n\n')}`;
+}
+
+/** The whole Markdown report. */
+export function renderReport(results: SseResults): string {
+  const out: string[] = [];
+  if (results.fanout.length > 0) out.push(fanoutTables(results.fanout));
+  if (results.rate.length > 0) out.push(rateTables(results.rate));
+  if (results.ramp.length > 0) out.push(rampTables(results.ramp));
+  return out.join('\n\n');
+}
