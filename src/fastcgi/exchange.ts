@@ -100,6 +100,11 @@ export class Exchange {
     this.stdout.on('error', () => undefined);
   }
 
+  /** END_REQUEST has arrived: everything FPM sent for this request is in `stdout`'s buffer. */
+  get ended(): boolean {
+    return this.#state === 'ended';
+  }
+
   /** Write the request. Called once by the connection. */
   start(): void {
     this.#writtenAt = performance.now();

@@ -19,7 +19,11 @@ function lengthSize(length: number): number {
   return length < 128 ? 1 : 4;
 }
 
-function writeLength(out: Buffer, offset: number, length: number): number {
+/**
+ * Writes a name or value length at `offset` (1 byte below 128, else 4 bytes with the top bit set)
+ * and returns the offset after it. `length` must be <= 2^31-1.
+ */
+export function writeNameValueLength(out: Buffer, offset: number, length: number): number {
   if (length < 128) {
     out[offset] = length;
     return offset + 1;
@@ -50,8 +54,8 @@ export function encodeNameValuePair(name: NameValueData, value: NameValueData): 
     nameBytes.length +
     valueBytes.length;
   const out = Buffer.allocUnsafe(size);
-  let offset = writeLength(out, 0, nameBytes.length);
-  offset = writeLength(out, offset, valueBytes.length);
+  let offset = writeNameValueLength(out, 0, nameBytes.length);
+  offset = writeNameValueLength(out, offset, valueBytes.length);
   offset += nameBytes.copy(out, offset);
   valueBytes.copy(out, offset);
   return out;

@@ -661,6 +661,27 @@ describe('backpressure', () => {
     expect(fake.connections).toBe(1);
   });
 
+  it('call.ended is false while the response streams, true once END_REQUEST is in', async () => {
+    // The PHP handler sends a whole small page in one write when `ended` is true: it must never
+    // be true before END_REQUEST, or a response would be cut short.
+    const fake = await fakeFpm();
+    let finish = (): void => undefined;
+    fake.handler = (req) => {
+      req.stdout('Content-Type: text/plain\r\n\r\nfirst');
+      finish = () => {
+        req.stdout('second');
+        req.end();
+      };
+    };
+    const [pool] = makePool(fake.address);
+    const call = await pool.request(init());
+    expect(call.ended).toBe(false);
+    finish();
+    await call.done;
+    expect(call.ended).toBe(true);
+    expect(await readAll(call)).toBe('Content-Type: text/plain\r\n\r\nfirstsecond');
+  });
+
   it('a slow consumer of a large response gets every byte, then the socket is reused', async () => {
     const fake = await fakeFpm();
     fake.handler = (req) => {

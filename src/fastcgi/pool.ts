@@ -70,6 +70,11 @@ export interface FcgiCall {
   done: Promise<{ appStatus: number; protocolStatus: number }>;
   /** Destroy the connection now (client went away). */
   abort(): void;
+  /**
+   * END_REQUEST has arrived: the rest of the response is already buffered in `stdout` (the
+   * usual case for a small page, which FPM sends in one write), so it can be sent in one piece.
+   */
+  readonly ended: boolean;
   queueWaitMs: number;
 }
 
@@ -151,7 +156,7 @@ export class FcgiPool {
   async request(init: FcgiRequestInit): Promise<FcgiCall> {
     if (this.#closing) throw this.#closedError();
     if (init.signal?.aborted) throw abortedError();
-    const head = Buffer.concat([HEAD_BEGIN, encodeParams(FCGI_REQUEST_ID, init.params)]);
+    const head = encodeParams(FCGI_REQUEST_ID, init.params, HEAD_BEGIN);
     const { connection, waitMs } = await this.#acquire(init.signal);
     this.#hooks.onQueueWait?.(waitMs);
     return this.#run(connection, head, init, waitMs);
@@ -333,6 +338,9 @@ export class FcgiPool {
                 stdout: current.stdout,
                 done,
                 abort: () => current.abort(),
+                get ended() {
+                  return current.ended;
+                },
                 queueWaitMs,
               });
             },

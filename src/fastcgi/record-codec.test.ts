@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { BeginRequestFlags, FCGI_REQUEST_ID, RecordType, Role } from './constants.ts';
-import { decodeNameValuePairs } from './name-value.ts';
+import { decodeNameValuePairs, encodeNameValuePair } from './name-value.ts';
 import {
   decodeEndRequest,
   encodeBeginRequest,
@@ -136,6 +136,46 @@ describe('encoders', () => {
     expect((caught as SidecarError).code).toBe(ErrorCodes.LIMIT);
     expect((caught as SidecarError).status).toBe(431);
     expect((caught as SidecarError).message).toContain('HTTP_COOKIE');
+  });
+
+  it('params: every pair has the bytes of encodeNameValuePair (UTF-8, Buffers, 127/128 lengths)', () => {
+    // Regression guard for the single-buffer encoder: it measures with Buffer.byteLength and
+    // writes in place, so a wrong length (multi-byte UTF-8, a lone surrogate) would shift bytes.
+    const pairs: Array<[string | Buffer, string | Buffer]> = [
+      ['SCRIPT_FILENAME', '/srv/café/index.php'],
+      ['N'.repeat(127), 'v'.repeat(128)],
+      ['N'.repeat(128), 'v'.repeat(127)],
+      [Buffer.from('HTTP_X_BIN'), Buffer.from([0, 0xff, 0x80, 0x0a])],
+      ['EMOJI', '😀 \ud800 lone surrogate'],
+      ['EMPTY', ''],
+    ];
+    for (let i = 0; i < 20; i += 1) pairs.push([`P${i}`, 'x'.repeat(3000 * i)]);
+    const records = decodeAll([encodeParams(1, pairs)]);
+    const content = Buffer.concat(records.slice(0, -1).map((r) => r.content));
+    expect(content.equals(Buffer.concat(pairs.map(([n, v]) => encodeNameValuePair(n, v))))).toBe(
+      true,
+    );
+  });
+
+  it('params with a prefix: the prefix bytes first, then the same records', () => {
+    const begin = encodeBeginRequest(1, Role.FCGI_RESPONDER, BeginRequestFlags.FCGI_KEEP_CONN);
+    const pairs: Array<[string, string]> = [
+      ['REQUEST_METHOD', 'GET'],
+      ['QUERY_STRING', 'a=1'],
+    ];
+    const withPrefix = encodeParams(1, pairs, begin);
+    expect(withPrefix.equals(Buffer.concat([begin, encodeParams(1, pairs)]))).toBe(true);
+    // Padding bytes are zero, not leftovers of an unsafe allocation.
+    const records = decodeAll([withPrefix]);
+    expect(records.map((r) => r.type)).toEqual([
+      RecordType.FCGI_BEGIN_REQUEST,
+      RecordType.FCGI_PARAMS,
+      RecordType.FCGI_PARAMS,
+    ]);
+    const paramsLength = withPrefix.readUInt16BE(begin.length + 4);
+    const padding = withPrefix.readUInt8(begin.length + 6);
+    const padStart = begin.length + 8 + paramsLength;
+    expect([...withPrefix.subarray(padStart, padStart + padding)].every((b) => b === 0)).toBe(true);
   });
 });
 

@@ -12,7 +12,7 @@ import {
   RecordType,
   type RecordTypeValue,
 } from './constants.ts';
-import { encodeNameValuePair, type NameValueData } from './name-value.ts';
+import { writeNameValueLength, type NameValueData } from './name-value.ts';
 
 /**
  * Largest content we put in one record: 0xfff8 is the biggest multiple of 8 below 65535, so the
@@ -228,37 +228,75 @@ export function encodeStreamEnd(type: RecordTypeValue, requestId: number): Buffe
  * whole into records because php-src parses each PARAMS record on its own (fcgi_get_params): a
  * pair that straddles two records is rejected. So one pair may be at most MAX_RECORD_CONTENT
  * bytes encoded; a longer one throws SidecarError LIMIT (status 431) before anything is sent.
+ * `prefix` (the BEGIN_REQUEST record) is copied in first: a request head is one allocation.
  */
 export function encodeParams(
   requestId: number,
   pairs: Iterable<readonly [NameValueData, NameValueData]>,
+  prefix?: Buffer,
 ): Buffer {
-  const records: Buffer[] = [];
-  let batch: Buffer[] = [];
-  let batchLength = 0;
-  const flush = (): void => {
-    if (batchLength === 0) return;
-    records.push(
-      encodeRecord(RecordType.FCGI_PARAMS, requestId, Buffer.concat(batch, batchLength)),
-    );
-    batch = [];
-    batchLength = 0;
-  };
-  for (const [name, value] of pairs) {
-    const pair = encodeNameValuePair(name, value);
-    if (pair.length > MAX_RECORD_CONTENT) {
+  // Hot path (once per request): measure everything first, then write each byte once into a
+  // single buffer, instead of one Buffer per name, value, pair and record plus two concats.
+  const list = Array.isArray(pairs)
+    ? (pairs as ReadonlyArray<readonly [NameValueData, NameValueData]>)
+    : [...pairs];
+  const lengths = new Array<number>(list.length * 2);
+  const recordContents: number[] = [];
+  let current = 0;
+  for (let i = 0; i < list.length; i += 1) {
+    const [name, value] = list[i] as readonly [NameValueData, NameValueData];
+    const nameLength = typeof name === 'string' ? Buffer.byteLength(name, 'utf8') : name.length;
+    const valueLength = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+    const pairLength =
+      (nameLength < 128 ? 1 : 4) + (valueLength < 128 ? 1 : 4) + nameLength + valueLength;
+    if (pairLength > MAX_RECORD_CONTENT) {
       const shownName = typeof name === 'string' ? name : name.toString('latin1');
       throw new SidecarError(
         ErrorCodes.LIMIT,
-        `FastCGI param ${shownName.slice(0, 64)} is ${pair.length} bytes encoded; PHP-FPM accepts at most ${MAX_RECORD_CONTENT} per param`,
+        `FastCGI param ${shownName.slice(0, 64)} is ${pairLength} bytes encoded; PHP-FPM accepts at most ${MAX_RECORD_CONTENT} per param`,
         { status: 431 },
       );
     }
-    if (batchLength + pair.length > MAX_RECORD_CONTENT) flush();
-    batch.push(pair);
-    batchLength += pair.length;
+    if (current + pairLength > MAX_RECORD_CONTENT) {
+      recordContents.push(current);
+      current = 0;
+    }
+    current += pairLength;
+    lengths[2 * i] = nameLength;
+    lengths[2 * i + 1] = valueLength;
   }
-  flush();
-  records.push(encodeStreamEnd(RecordType.FCGI_PARAMS, requestId));
-  return Buffer.concat(records);
+  if (current > 0) recordContents.push(current);
+
+  let total = (prefix?.length ?? 0) + FCGI_HEADER_LEN; // the empty PARAMS record ends the stream
+  for (const content of recordContents) total += FCGI_HEADER_LEN + content + paddingFor(content);
+  const out = Buffer.allocUnsafe(total);
+  let offset = prefix === undefined ? 0 : prefix.copy(out, 0);
+  let index = 0;
+  for (const content of recordContents) {
+    const padding = paddingFor(content);
+    writeHeader(out, offset, RecordType.FCGI_PARAMS, requestId, content, padding);
+    offset += FCGI_HEADER_LEN;
+    const end = offset + content;
+    while (offset < end) {
+      const [name, value] = list[index] as readonly [NameValueData, NameValueData];
+      const nameLength = lengths[2 * index] ?? 0;
+      const valueLength = lengths[2 * index + 1] ?? 0;
+      offset = writeNameValueLength(out, offset, nameLength);
+      offset = writeNameValueLength(out, offset, valueLength);
+      offset +=
+        typeof name === 'string'
+          ? out.write(name, offset, nameLength, 'utf8')
+          : name.copy(out, offset);
+      offset +=
+        typeof value === 'string'
+          ? out.write(value, offset, valueLength, 'utf8')
+          : value.copy(out, offset);
+      index += 1;
+    }
+    // allocUnsafe: padding bytes must not leak old heap memory to FPM.
+    out.fill(0, offset, offset + padding);
+    offset += padding;
+  }
+  writeHeader(out, offset, RecordType.FCGI_PARAMS, requestId, 0, 0);
+  return out;
 }

@@ -42,6 +42,7 @@ export interface CgiServerInfo {
 /** nginx's default (underscores_in_headers off, ignore_invalid_headers on): letters, digits, '-'. */
 const HEADER_NAME_RE = /^[A-Za-z0-9-]+$/;
 const NUL_CR_LF_RE = /[\0\r\n]/g;
+const HAS_NUL_CR_LF_RE = /[\0\r\n]/;
 const HOST_RE = /^(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])$/;
 
 /**
@@ -71,7 +72,8 @@ const DROPPED = new Set(['proxy', 'content-type', 'content-length']);
 
 /** Value safe for a param: NUL/CR/LF removed (node's parser already rejects CR/LF; guard anyway). */
 function clean(value: string): string {
-  return value.replace(NUL_CR_LF_RE, '');
+  // Test first: the common clean value is returned as is, without a replace() copy.
+  return HAS_NUL_CR_LF_RE.test(value) ? value.replace(NUL_CR_LF_RE, '') : value;
 }
 
 /**
@@ -167,7 +169,7 @@ export function buildCgiParams(
       ['PATH_TRANSLATED', server.documentRoot + route.pathInfo],
     );
   }
-  for (const [i, p] of params.entries()) params[i] = [p[0], clean(p[1])];
+  for (const p of params) p[1] = clean(p[1]);
 
   for (const { name, values } of headers.values()) {
     if (DROPPED.has(name)) continue;
