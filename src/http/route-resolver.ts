@@ -6,8 +6,9 @@
  * ASCII `.php/` whose prefix is an existing regular file (CVE-2019-11043 family).
  */
 import type { Stats } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import { realpathSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
+import { toError } from '../errors.ts';
 
 export interface RouteOptions {
   /** Absolute document root, already realpath'd by the caller. */
@@ -138,16 +139,21 @@ type Lookup = { kind: 'file' | 'dir'; real: string; stat: Stats } | { kind: 'abs
 const MISS_CODES = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EACCES']);
 
 /**
- * realpath + stat of root+path. 'outside' when the realpath leaves the root (a symlink pointing
+ * stat + realpath of root+path. 'outside' when the realpath leaves the root (a symlink pointing
  * out); sockets, FIFOs and devices count as absent. Unexpected errors (EIO, EMFILE) propagate.
+ * Synchronous on purpose (as nginx's open_file_cache-less stat is): a local stat costs 1-6 us,
+ * the threadpool round trip of fs.promises 15-30 us of CPU plus two context switches
+ * (docs/benchmarks.md, bench:proxy). A miss (the common front-controller case) throws nothing.
  */
-async function lookup(root: string, path: string): Promise<Lookup> {
+function lookup(root: string, path: string): Lookup {
   let real: string;
-  let st: Stats;
+  let st: Stats | undefined;
   try {
-    real = await realpath(joinRoot(root, path));
+    const candidate = joinRoot(root, path);
+    st = statSync(candidate, { throwIfNoEntry: false });
+    if (st === undefined) return { kind: 'absent' };
+    real = realpathSync.native(candidate);
     if (!isUnder(root, real)) return { kind: 'outside' };
-    st = await stat(real);
   } catch (err) {
     if (MISS_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return { kind: 'absent' };
     throw err;
@@ -198,10 +204,16 @@ function phpRoute(root: string, scriptName: string, pathInfo: string, documentUr
  * - a missing front controller still routes to PHP: FPM answers "Primary script unknown" (404),
  *   as behind nginx.
  */
-export async function resolveRoute(
-  rawTarget: string,
-  options: RouteOptions,
-): Promise<ResolvedRoute> {
+export function resolveRoute(rawTarget: string, options: RouteOptions): Promise<ResolvedRoute> {
+  try {
+    return Promise.resolve(resolveRouteSync(rawTarget, options));
+  } catch (err) {
+    return Promise.reject(toError(err));
+  }
+}
+
+/** resolveRoute without the promise (the file system is read synchronously, see lookup()). */
+export function resolveRouteSync(rawTarget: string, options: RouteOptions): ResolvedRoute {
   let target = rawTarget;
   const hash = target.indexOf('#');
   if (hash !== -1) target = target.slice(0, hash); // a fragment is never part of the resource
@@ -224,10 +236,10 @@ export async function resolveRoute(
   if (path === undefined)
     return { route: error(400, 'path climbs above the document root'), path: rawPath, query };
 
-  return { route: await routePath(path, options), path, query };
+  return { route: routePath(path, options), path, query };
 }
 
-async function routePath(path: string, options: RouteOptions): Promise<Route> {
+function routePath(path: string, options: RouteOptions): Route {
   const { root, phpScripts } = options;
   const index = options.index.replace(/^\/+/, '');
   const frontController = phpRoute(root, '/' + index, '', '/' + index);
@@ -241,7 +253,7 @@ async function routePath(path: string, options: RouteOptions): Promise<Route> {
     }
   }
 
-  const found = await lookup(root, path);
+  const found = lookup(root, path);
   if (found.kind === 'outside') return error(404, 'symlink leaves the document root');
   if (found.kind === 'file') {
     const kind = phpKind(path);
@@ -254,7 +266,7 @@ async function routePath(path: string, options: RouteOptions): Promise<Route> {
   if (found.kind === 'dir') {
     if (!phpScripts) return frontController;
     const scriptName = (path.endsWith('/') ? path : path + '/') + index;
-    const dirIndex = await lookup(root, scriptName);
+    const dirIndex = lookup(root, scriptName);
     if (dirIndex.kind === 'outside') return error(404, 'symlink leaves the document root');
     return dirIndex.kind === 'file' ? phpRoute(root, scriptName, '', scriptName) : frontController;
   }
@@ -265,7 +277,7 @@ async function routePath(path: string, options: RouteOptions): Promise<Route> {
     // prefix that is not a directory, so a path full of ".php/" costs one stat per real directory.
     for (let at = path.indexOf('.php/'); at !== -1; at = path.indexOf('.php/', at + 1)) {
       const scriptName = path.slice(0, at + 4);
-      const candidate = await lookup(root, scriptName);
+      const candidate = lookup(root, scriptName);
       if (candidate.kind === 'outside') return error(404, 'symlink leaves the document root');
       if (candidate.kind === 'file') return phpRoute(root, scriptName, path.slice(at + 4), path);
       if (candidate.kind !== 'dir') break;

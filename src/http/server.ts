@@ -14,7 +14,7 @@ import type { SidecarConfig } from '../config/schema.ts';
 import { toError } from '../errors.ts';
 import { handlePhp, type PhpHandlerDeps } from './php-handler.ts';
 import { elapsedMs, sendError, type RequestContext } from './request-context.ts';
-import { resolveRoute } from './route-resolver.ts';
+import { resolveRouteSync } from './route-resolver.ts';
 import { serveStaticFile } from './static-files.ts';
 import { clientFromForwarded, type ProxyTrust } from './trusted-proxies.ts';
 import type { UpstreamProxy } from './upstream-proxy.ts';
@@ -261,7 +261,7 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
     await upstream.handle(ctx, upstreamRoute);
     return;
   }
-  const { route, query } = await resolveRoute(rawTarget, {
+  const { route, query } = resolveRouteSync(rawTarget, {
     root: config.server.root,
     index: config.server.index,
     phpScripts: config.server.php_scripts,
