@@ -265,8 +265,15 @@ export async function startNginx(
 
 /** Which entry bin/askr-sidecar.js will load, and whether a compiled one looks stale. */
 export function sidecarEntry(): { entry: string; stale: boolean } {
+  // Mirrors bin/askr-sidecar.js: in a checkout, on a Node that strips types, the sources run.
+  if (existsSync(join(REPO_ROOT, 'src', 'cli.ts')) && Boolean(process.features.typescript)) {
+    return {
+      entry: 'src/cli.ts (TypeScript sources, as bin/askr-sidecar.js runs them)',
+      stale: false,
+    };
+  }
   const built = join(REPO_ROOT, 'dist', 'cli.js');
-  if (!existsSync(built)) return { entry: 'src/cli.ts (TypeScript sources)', stale: false };
+  if (!existsSync(built)) return { entry: 'missing: run npm run build', stale: true };
   const builtAt = statSync(built).mtimeMs;
   return {
     entry: 'dist/cli.js (compiled build)',
