@@ -222,7 +222,13 @@ describe('FPM status poller', () => {
 
     expect(await poller.scrapeNow()).toBeNull();
     const server = await admin(registry);
-    const text = await (await fetch(`${server.url}/metrics`)).text();
+    // php-fpm answers as soon as its first child runs; the second may start a moment later.
+    let text = await (await fetch(`${server.url}/metrics`)).text();
+    for (let i = 0; i < 50 && !text.includes('askr_fpm_processes{state="total"} 2'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await poller.scrapeNow()).toBeNull();
+      text = await (await fetch(`${server.url}/metrics`)).text();
+    }
     expect(text).toContain('askr_fpm_processes{state="total"} 2');
     expect(text).toMatch(/^askr_fpm_processes\{state="active"\} [12]$/m);
     expect(text).toContain('askr_fpm_status_up 1');
