@@ -86,6 +86,9 @@ export async function startSidecar(
 
   let fpm: ManagedFpm | null = null;
   let address = config.fastcgi.address;
+  // The managed pool always has a status page; an external FPM only when configured.
+  const statusPath =
+    address === '' && config.fpm.status_path === '' ? MANAGED_STATUS_PATH : config.fpm.status_path;
   if (address === '') {
     const runDir = await mkdtemp(join(tmpdir(), 'askr-fpm-'));
     fpm = await startManagedFpm({
@@ -102,7 +105,7 @@ export async function startSidecar(
           : { ASKR_SOCKET: config.broadcast.socket, ...config.fpm.env },
       restartBackoffMaxMs: config.fpm.restart_backoff_max,
       logger,
-      statusPath: config.fpm.status_path === '' ? MANAGED_STATUS_PATH : config.fpm.status_path,
+      statusPath,
       onRestart: () => {
         metrics.onFpmRestart();
         options.onFpmRestart?.();
@@ -221,8 +224,6 @@ export async function startSidecar(
     },
   });
 
-  const statusPath =
-    fpm !== null ? config.fpm.status_path || MANAGED_STATUS_PATH : config.fpm.status_path;
   const poller =
     statusPath === ''
       ? null

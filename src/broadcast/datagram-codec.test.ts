@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../test/helpers/prng.ts';
 import {
+  DATAGRAM_REJECT_REASONS,
   encodeDatagram,
   parseDatagram,
   type DatagramLimits,
@@ -50,18 +52,7 @@ const limits: DatagramLimits = {
   maxChannels: 32,
 };
 
-const REASONS = new Set<string>([
-  'empty',
-  'too_large',
-  'no_header_line',
-  'bad_json',
-  'bad_version',
-  'no_channel',
-  'bad_channel',
-  'too_many_channels',
-  'bad_event',
-  'bad_id',
-]);
+const REASONS = new Set<string>(DATAGRAM_REJECT_REASONS);
 
 function callData(call: VectorCall): Buffer {
   return call.data_base64 !== undefined
@@ -163,18 +154,6 @@ describe('limits', () => {
     });
   });
 });
-
-/** mulberry32: a small seeded PRNG so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function assertKnown(datagram: Buffer, where: string): void {
   let result: ParseResult;

@@ -17,17 +17,21 @@ export interface DatagramMessage {
   data: Buffer;
 }
 
-export type DatagramRejectReason =
-  | 'empty'
-  | 'too_large'
-  | 'no_header_line'
-  | 'bad_json'
-  | 'bad_version'
-  | 'no_channel'
-  | 'bad_channel'
-  | 'too_many_channels'
-  | 'bad_event'
-  | 'bad_id';
+/** Every reason parseDatagram can give (metrics label values come from this list). */
+export const DATAGRAM_REJECT_REASONS = [
+  'empty',
+  'too_large',
+  'no_header_line',
+  'bad_json',
+  'bad_version',
+  'no_channel',
+  'bad_channel',
+  'too_many_channels',
+  'bad_event',
+  'bad_id',
+] as const;
+
+export type DatagramRejectReason = (typeof DATAGRAM_REJECT_REASONS)[number];
 
 export type ParseResult =
   | { ok: true; message: DatagramMessage }

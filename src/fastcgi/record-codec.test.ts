@@ -2,6 +2,7 @@
 // (content + padding), a decoder fed records split at every offset and at random offsets, and
 // rejection of a non-FastCGI peer (bad version byte).
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../test/helpers/prng.ts';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { BeginRequestFlags, FCGI_REQUEST_ID, RecordType, Role } from './constants.ts';
 import { decodeNameValuePairs, encodeNameValuePair } from './name-value.ts';
@@ -43,17 +44,6 @@ function pattern(length: number, seed = 0): Buffer {
   const out = Buffer.alloc(length);
   for (let i = 0; i < length; i += 1) out[i] = (i * 31 + seed) & 0xff;
   return out;
-}
-
-/** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('encoders', () => {

@@ -90,3 +90,17 @@ function parseHeadText(text: string): CgiHead | string {
   }
   return { status: status ?? (hasLocation ? 302 : 200), statusText, headers };
 }
+
+/**
+ * A header of a parsed CGI head by lowercase name: the first value, or with `join` every value
+ * joined with ", " (list headers such as X-Askr-Subscribe may be repeated).
+ */
+export function cgiHeader(head: CgiHead, lowerName: string, join = false): string | undefined {
+  let found: string | undefined;
+  for (const [name, value] of head.headers) {
+    if (name.toLowerCase() !== lowerName) continue;
+    if (!join) return value;
+    found = found === undefined ? value : `${found}, ${value}`;
+  }
+  return found;
+}

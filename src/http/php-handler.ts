@@ -9,9 +9,15 @@ import { isSidecarError, toError } from '../errors.ts';
 import type { FcgiCall, FcgiPool } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import { buildCgiParams, type CgiServerInfo } from './cgi-params.ts';
-import { CgiHeadParser, type CgiHead } from './cgi-response.ts';
+import { CgiHeadParser, cgiHeader, type CgiHead } from './cgi-response.ts';
 import { prepareBody, type PreparedBody } from './request-body.ts';
-import { elapsedMs, sendError, type RequestContext } from './request-context.ts';
+import {
+  cgiRequestInfo,
+  elapsedMs,
+  headerPairs,
+  sendError,
+  type RequestContext,
+} from './request-context.ts';
 import type { Route } from './route-resolver.ts';
 import { serveStaticFile } from './static-files.ts';
 import { resolveInternalTarget } from './internal-redirect.ts';
@@ -97,21 +103,13 @@ async function runPhp(
   const { req, res } = ctx;
   const socket = req.socket;
   const params = buildCgiParams(
-    {
+    cgiRequestInfo(ctx, {
       method: req.method ?? 'GET',
       rawTarget: req.url ?? '/',
       query,
-      httpVersion: req.httpVersion,
-      headers: pairs(req.rawHeaders),
-      remoteAddress: socket.remoteAddress ?? '',
-      remotePort: socket.remotePort ?? 0,
-      localAddress: socket.localAddress ?? '',
-      localPort: socket.localPort ?? 0,
-      tls: false,
-      clientAddress: ctx.clientAddress,
-      https: ctx.https,
+      headers: headerPairs(req.rawHeaders),
       contentLength: prepared.length,
-    },
+    }),
     route,
     deps.serverInfo,
     config.broadcast.socket === ''
@@ -166,19 +164,19 @@ async function runPhp(
     const { head, rest } = parsed;
     if (deps.interceptor && (await deps.interceptor.intercept(ctx, head, rest, call, body))) return;
 
-    const accel = headerValue(head, 'x-accel-redirect') ?? headerValue(head, 'x-sendfile');
+    const accel = cgiHeader(head, 'x-accel-redirect') ?? cgiHeader(head, 'x-sendfile');
     if (accel !== undefined) {
       await serveInternal(
         ctx,
         head,
         accel,
-        headerValue(head, 'x-sendfile') !== undefined,
+        cgiHeader(head, 'x-sendfile') !== undefined,
         config,
         call,
       );
       return;
     }
-    const unbuffered = headerValue(head, 'x-accel-buffering')?.toLowerCase() === 'no';
+    const unbuffered = cgiHeader(head, 'x-accel-buffering')?.toLowerCase() === 'no';
     if (call.ended && !unbuffered && mayHaveBody(req.method, head.status)) {
       await sendWhole(ctx, head, rest, body, call);
       return;
@@ -246,7 +244,7 @@ async function sendWhole(
   await call.done;
   const headers = flatHeaders(head, ctx.requestId);
   // PHP's own Content-Length (header('Content-Length: ...')) is kept as it is, as before.
-  if (headerValue(head, 'content-length') === undefined) {
+  if (cgiHeader(head, 'content-length') === undefined) {
     headers.push('Content-Length', String(length));
   }
   ctx.res.writeHead(head.status, head.statusText ?? undefined, headers);
@@ -349,11 +347,6 @@ async function serveInternal(
   });
 }
 
-function headerValue(head: CgiHead, lowerName: string): string | undefined {
-  for (const [name, value] of head.headers) if (name.toLowerCase() === lowerName) return value;
-  return undefined;
-}
-
 function flatHeaders(head: CgiHead, requestId: string): string[] {
   const out: string[] = [];
   for (const [name, value] of head.headers) {
@@ -361,12 +354,6 @@ function flatHeaders(head: CgiHead, requestId: string): string[] {
     out.push(name, value);
   }
   out.push('X-Request-Id', requestId);
-  return out;
-}
-
-function pairs(raw: string[]): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i] ?? '', raw[i + 1] ?? '']);
   return out;
 }
 

@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { CgiRequestInfo } from './cgi-params.ts';
 
 export type RouteKind = 'static' | 'php' | 'sse' | 'publish' | 'upstream' | 'internal' | 'error';
 
@@ -23,6 +24,35 @@ export interface RequestContext {
   logStatus: number | null;
   /** Short reason for an error answer, for the access log. */
   error: string | null;
+}
+
+/** Raw header name/value pairs of a request, in order (IncomingMessage.rawHeaders is flat). */
+export function headerPairs(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i] ?? '', raw[i + 1] ?? '']);
+  return out;
+}
+
+/**
+ * The connection facts of a request for buildCgiParams: socket addresses and the client address
+ * after trusted-proxy evaluation. The caller supplies what differs per FastCGI request.
+ */
+export function cgiRequestInfo(
+  ctx: RequestContext,
+  request: Pick<CgiRequestInfo, 'method' | 'rawTarget' | 'query' | 'headers' | 'contentLength'>,
+): CgiRequestInfo {
+  const socket = ctx.req.socket;
+  return {
+    ...request,
+    httpVersion: ctx.req.httpVersion,
+    remoteAddress: socket.remoteAddress ?? '',
+    remotePort: socket.remotePort ?? 0,
+    localAddress: socket.localAddress ?? '',
+    localPort: socket.localPort ?? 0,
+    tls: false,
+    clientAddress: ctx.clientAddress,
+    https: ctx.https,
+  };
 }
 
 export function elapsedMs(since: bigint): number {

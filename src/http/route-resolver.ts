@@ -177,6 +177,17 @@ function phpKind(name: string): 'script' | 'source' | 'none' {
   return PHP_SOURCE_EXTS.has(extname(name).toLowerCase()) ? 'source' : 'none';
 }
 
+/** The front controller (`server.index`) as a PHP route: what every try_files miss runs. */
+export function frontControllerRoute(root: string, index: string): Extract<Route, { kind: 'php' }> {
+  return {
+    kind: 'php',
+    scriptName: '/' + index,
+    scriptFilename: joinRoot(root, '/' + index),
+    pathInfo: '',
+    documentUri: '/' + index,
+  };
+}
+
 function phpRoute(root: string, scriptName: string, pathInfo: string, documentUri: string): Route {
   return {
     kind: 'php',
@@ -242,7 +253,7 @@ export function resolveRouteSync(rawTarget: string, options: RouteOptions): Reso
 function routePath(path: string, options: RouteOptions): Route {
   const { root, phpScripts } = options;
   const index = options.index.replace(/^\/+/, '');
-  const frontController = phpRoute(root, '/' + index, '', '/' + index);
+  const frontController = frontControllerRoute(root, index);
 
   const segments = path.split('/');
   for (let i = 1; i < segments.length; i++) {

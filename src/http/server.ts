@@ -45,6 +45,22 @@ export interface HttpServer {
   drain(timeoutMs: number): Promise<boolean>;
 }
 
+/** How a request that never parsed is answered, by node's error code (else BAD_REQUEST). */
+interface ClientErrorAnswer {
+  status: number;
+  text: string;
+  reason: string;
+}
+const BAD_REQUEST: ClientErrorAnswer = { status: 400, text: 'Bad Request', reason: 'bad_request' };
+const CLIENT_ERRORS: Readonly<Record<string, ClientErrorAnswer>> = {
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    text: 'Request Header Fields Too Large',
+    reason: 'header_too_large',
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, text: 'Request Timeout', reason: 'header_timeout' },
+};
+
 export function createHttpServer(deps: HttpServerDeps): HttpServer {
   const config = deps.config();
   const server = createServer({
@@ -58,13 +74,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     shouldUpgradeCallback: (req: IncomingMessage) => deps.upstream?.()?.wantsUpgrade(req) ?? false,
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const forwarded = clientFromForwarded(
-      req.socket.remoteAddress ?? '',
-      headerString(req.headers['x-forwarded-for']),
-      headerString(req.headers['x-forwarded-proto']),
-      deps.trust(),
-      false,
-    );
+    const forwarded = forwardedClient(req, deps.trust());
     if (
       deps.upstream?.()?.upgrade(req, socket, head, forwarded.clientAddress, forwarded.https) !==
       true
@@ -95,10 +105,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const code = err.code ?? 'ERR';
-    const status =
-      code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const reason =
-      status === 431 ? 'header_too_large' : status === 408 ? 'header_timeout' : 'bad_request';
+    const { status, text, reason } = CLIENT_ERRORS[code] ?? BAD_REQUEST;
     deps.onRejected?.(reason);
     if (code !== 'ECONNRESET' && code !== 'EPIPE') {
       deps.logger.debug({ code, remote: socket.remoteAddress }, 'client error');
@@ -116,9 +123,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         : status === 408
           ? 'request head not received in time (server.header_timeout)'
           : `malformed HTTP request (${code})`;
-    const body = `${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\n${message}\n`;
+    const body = `${status} ${text}\n${message}\n`;
     socket.end(
-      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+      `HTTP/1.1 ${status} ${text}\r\n` +
         `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
   });
@@ -195,13 +202,7 @@ function makeContext(
     typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) && trust.isTrusted(remote)
       ? incoming
       : newRequestId();
-  const forwarded = clientFromForwarded(
-    remote,
-    headerString(req.headers['x-forwarded-for']),
-    headerString(req.headers['x-forwarded-proto']),
-    trust,
-    false,
-  );
+  const forwarded = forwardedClient(req, trust);
   return {
     req,
     res,
@@ -230,6 +231,20 @@ function newRequestId(): string {
   const id = idPool.toString('hex', idOffset, idOffset + 8);
   idOffset += 8;
   return id;
+}
+
+/** The client address and scheme, from X-Forwarded-* only when the peer is a trusted proxy. */
+function forwardedClient(
+  req: IncomingMessage,
+  trust: ProxyTrust,
+): { clientAddress: string; https: boolean } {
+  return clientFromForwarded(
+    req.socket.remoteAddress ?? '',
+    headerString(req.headers['x-forwarded-for']),
+    headerString(req.headers['x-forwarded-proto']),
+    trust,
+    false,
+  );
 }
 
 function headerString(value: string | string[] | undefined): string | undefined {

@@ -6,7 +6,7 @@
  * at scrape time (collect()), so the hot path only touches counters and histograms.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { DatagramRejectReason } from '../broadcast/datagram-codec.ts';
+import { DATAGRAM_REJECT_REASONS as CODEC_REJECT_REASONS } from '../broadcast/datagram-codec.ts';
 import type { FcgiPool, FcgiPoolHooks } from '../fastcgi/pool.ts';
 import type { HttpServerDeps } from '../http/server.ts';
 import type { RouteKind } from '../http/request-context.ts';
@@ -44,19 +44,10 @@ export const REQUEST_REJECT_REASONS = [
   'other',
 ] as const;
 export const DATAGRAM_REJECT_REASONS = [
-  'empty',
-  'too_large',
-  'no_header_line',
-  'bad_json',
-  'bad_version',
-  'no_channel',
-  'bad_channel',
-  'too_many_channels',
-  'bad_event',
-  'bad_id',
+  ...CODEC_REJECT_REASONS,
   'rejected_by_hub',
   'other',
-] as const satisfies ReadonlyArray<DatagramRejectReason | 'rejected_by_hub' | 'other'>;
+] as const;
 const TIMEOUT_KINDS = ['connect', 'send', 'read', 'queue'] as const;
 const INGRESS_KINDS = ['datagram', 'http', 'grip', 'internal'] as const satisfies IngressKind[];
 const LOST_REASONS = ['too_old', 'epoch', 'unknown_id'] as const satisfies LostReason[];

@@ -4,12 +4,12 @@
  * Authorization and CSRF headers forwarded). A 2xx allows; anything else denies. The app's own
  * rules (routes/channels.php) therefore decide, unchanged.
  */
-import type { IncomingMessage } from 'node:http';
 import type { FcgiPool } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import { buildCgiParams, type CgiServerInfo } from '../http/cgi-params.ts';
 import { phpInternalRequest } from '../http/php-internal.ts';
-import type { RequestContext } from '../http/request-context.ts';
+import { cgiRequestInfo, headerPairs, type RequestContext } from '../http/request-context.ts';
+import { frontControllerRoute } from '../http/route-resolver.ts';
 
 /** Client headers that carry identity; everything else stays out of the internal request. */
 const FORWARDED = new Set([
@@ -40,44 +40,25 @@ export async function authorizeChannel(
   deps: ChannelAuthDeps,
 ): Promise<AuthResult> {
   const config = deps.config();
-  const req: IncomingMessage = ctx.req;
   const body = Buffer.from(
     new URLSearchParams({ channel_name: channel, socket_id: socketId }).toString(),
   );
-  const headers: Array<[string, string]> = [];
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i] ?? '';
-    if (FORWARDED.has(name.toLowerCase())) headers.push([name, req.rawHeaders[i + 1] ?? '']);
-  }
+  const headers = headerPairs(ctx.req.rawHeaders).filter(([name]) =>
+    FORWARDED.has(name.toLowerCase()),
+  );
   headers.push(
     ['Content-Type', 'application/x-www-form-urlencoded'],
     ['Accept', 'application/json'],
   );
-  const root = config.server.root;
-  const index = config.server.index;
   const params = buildCgiParams(
-    {
+    cgiRequestInfo(ctx, {
       method: 'POST',
       rawTarget: config.sse.auth_path,
       query: '',
-      httpVersion: req.httpVersion,
       headers,
-      remoteAddress: req.socket.remoteAddress ?? '',
-      remotePort: req.socket.remotePort ?? 0,
-      localAddress: req.socket.localAddress ?? '',
-      localPort: req.socket.localPort ?? 0,
-      tls: false,
-      clientAddress: ctx.clientAddress,
-      https: ctx.https,
       contentLength: body.length,
-    },
-    {
-      kind: 'php',
-      scriptName: `/${index}`,
-      scriptFilename: `${root}/${index}`,
-      pathInfo: '',
-      documentUri: `/${index}`,
-    },
+    }),
+    frontControllerRoute(config.server.root, config.server.index),
     deps.serverInfo,
     [['REQUEST_ID', ctx.requestId]],
   );

@@ -6,7 +6,7 @@
  */
 import type { FcgiCall } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
-import type { CgiHead } from '../http/cgi-response.ts';
+import { cgiHeader, type CgiHead } from '../http/cgi-response.ts';
 import { isInstructionHeader, pump, type ResponseInterceptor } from '../http/php-handler.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { Hub } from './hub.ts';
@@ -22,11 +22,6 @@ export interface HoldDeps {
   config: () => SidecarConfig;
   onPassthrough?(delta: 1 | -1): void;
   onRejected?(reason: string): void;
-}
-
-function header(head: CgiHead, lowerName: string): string | undefined {
-  const values = head.headers.filter(([n]) => n.toLowerCase() === lowerName).map(([, v]) => v);
-  return values.length === 0 ? undefined : values.join(', ');
 }
 
 /** PHP's headers minus instructions and the ones the stream head replaces. */
@@ -56,8 +51,8 @@ function streamHead(head: CgiHead, ctx: RequestContext): string[] {
 export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
   return {
     async intercept(ctx, head, rest, call, body): Promise<boolean> {
-      const subscribe = header(head, 'x-askr-subscribe');
-      const gripHold = header(head, 'grip-hold');
+      const subscribe = cgiHeader(head, 'x-askr-subscribe', true);
+      const gripHold = cgiHeader(head, 'grip-hold', true);
       if (subscribe !== undefined || gripHold !== undefined) {
         if (gripHold !== undefined && gripHold.trim().toLowerCase() !== 'stream') {
           // GRIP "response" (long-polling) holds are not supported: answer PHP's response as is.
@@ -73,7 +68,7 @@ export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
           rest,
           call,
           body,
-          subscribe ?? header(head, 'grip-channel') ?? '',
+          subscribe ?? cgiHeader(head, 'grip-channel', true) ?? '',
           gripHold !== undefined,
           deps,
         );

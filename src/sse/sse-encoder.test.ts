@@ -2,6 +2,7 @@
 // injection), and a seeded fuzz loop that decodes with a spec-conformant parser (WHATWG HTML
 // §9.2.6, "Interpreting an event stream") and compares with what was encoded.
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../test/helpers/prng.ts';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { encodeFrame, PING_FRAME, type SseFrame } from './sse-encoder.ts';
 
@@ -62,17 +63,6 @@ function parseStream(stream: Buffer): ParsedStream {
     else if (field === 'retry' && /^\d+$/.test(value)) out.retryMs = Number(value);
   }
   return out;
-}
-
-/** Mulberry32: a small seeded PRNG so the fuzz loop is deterministic. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function expectEncodeError(frame: SseFrame): void {
