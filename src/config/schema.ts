@@ -145,10 +145,37 @@ export const schema = {
     ),
     body_memory_size: size(
       '1MiB',
-      'A chunked request body is buffered in memory up to this size, then in a temp file, before it is sent to FPM.',
+      'A request body is buffered in memory up to this size, then in a temp file, before it is sent to FPM.',
       { check: nonNegative },
     ),
-    temp_dir: str('', 'Directory for request-body temp files; empty uses the OS temp directory.'),
+    temp_dir: str(
+      '',
+      'Directory for the temp files of buffered request bodies and PHP responses (unlinked as soon as they are opened, so none is ever left behind); empty uses the OS temp directory.',
+    ),
+    request_buffering: bool(
+      true,
+      'Read the whole request body (memory up to body_memory_size, then a temp file) before a PHP worker is taken, so a slow upload never holds a worker (nginx fastcgi_request_buffering).',
+    ),
+    stream_body_paths: list(
+      [],
+      'URL path prefixes (e.g. "/upload/huge") whose request bodies stream to PHP as they arrive instead of being buffered first: the worker waits on the client for these.',
+      { check: (v) => (v.every((p) => p.startsWith('/')) ? null : 'paths starting with "/"') },
+    ),
+    body_timeout: duration(
+      '60s',
+      'Longest time between two reads of a request body; a slower client gets 408 (nginx client_body_timeout).',
+      { check: positive },
+    ),
+    send_timeout: duration(
+      '60s',
+      'Longest time a write to a client may wait for the client to read; then the connection is closed (nginx send_timeout).',
+      { check: positive },
+    ),
+    buffer_memory_limit: size(
+      '256MiB',
+      'Memory all buffered request bodies and PHP responses may hold together; beyond it they go to temp files.',
+      { check: positive },
+    ),
     max_connections: int(10000, 'Most client connections open at once; more are refused.', {
       check: positive,
     }),
@@ -195,7 +222,26 @@ export const schema = {
     ),
     pool_size: int(
       0,
-      'Most FastCGI connections open at once; set it to FPM pm.max_children. 0 uses [fpm].max_children when managed, else 16.',
+      'Most FastCGI connections open at once. 0: [fpm].max_children for the managed php-fpm, else 64. Setting it (to the pool\'s pm.max_children or less) tells the sidecar the pool fits, which turns keep-alive on for an external FPM (see keep_alive).',
+      { check: nonNegative },
+    ),
+    keep_alive: oneOf(
+      ['auto', 'on', 'off'] as const,
+      'auto',
+      'Reuse FastCGI connections (FCGI_KEEP_CONN). An idle kept connection pins an FPM worker, so "auto" keeps them only where the pool is known to fit: the managed php-fpm, or pool_size set; otherwise one connection per request, as nginx does. See docs/fastcgi-pool.md.',
+    ),
+    buffering: bool(
+      true,
+      'Read PHP\'s whole response as fast as FPM sends it (memory up to buffer_size, then a temp file), so the worker is free at once whatever the client\'s speed (nginx fastcgi_buffering). X-Accel-Buffering: no, SSE passthrough and holds always stream.',
+    ),
+    buffer_size: size(
+      '256KiB',
+      'Memory one buffered PHP response may use before the rest goes to a temp file.',
+      { check: positive },
+    ),
+    max_temp_file_size: size(
+      '1GiB',
+      'Largest temp file of one buffered response; past it the rest is passed to the client as it reads (the worker waits), as nginx does. 0 never uses temp files.',
       { check: nonNegative },
     ),
     queue_size: int(1024, 'Requests that may wait for a free connection; more get 503 at once.', {
@@ -215,9 +261,11 @@ export const schema = {
     read_timeout: duration('60s', 'Timeout between two reads of the response from FPM (504).', {
       check: positive,
     }),
-    idle_timeout: duration('60s', 'A pooled connection unused this long is closed.', {
-      check: positive,
-    }),
+    idle_timeout: duration(
+      '2s',
+      'A kept connection unused this long is closed, which frees the FPM worker it pins for other clients of the pool.',
+      { check: positive },
+    ),
   },
   fpm: {
     status_path: str(
