@@ -11,7 +11,11 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { schema, type SidecarConfig } from './config/schema.ts';
 import { ConfigError } from './errors.ts';
-import { FcgiPool } from './fastcgi/pool.ts';
+import { FcgiPool, STALL_MS, type FcgiPoolHooks } from './fastcgi/pool.ts';
+import { MemoryBudget } from './cgi/spool.ts';
+import type { PhpHandlerHooks } from './http/php-handler.ts';
+import { RateLimitedLog } from './observability/rate-limited-log.ts';
+import { planPool, type PoolPlan, type PoolPlanInput } from './fastcgi/pool-plan.ts';
 import { startManagedFpm, type ManagedFpm } from './fpm/managed-fpm.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts';
@@ -26,7 +30,7 @@ import { startDatagramIngress, type DatagramIngress } from './broadcast/datagram
 import type { ExtraRoute } from './http/server.ts';
 import { createUpstreamProxy } from './http/upstream-proxy.ts';
 import { Registry } from 'prom-client';
-import { createMetrics } from './observability/metrics.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { startFpmStatusPoller } from './observability/fpm-status.ts';
 import { fpmReachable, startAdminServer, unixSocketPresent } from './observability/admin-server.ts';
 import { statusPageRoutes, type StatusSnapshot } from './observability/status-page.ts';
@@ -118,16 +122,36 @@ export async function startSidecar(
     );
   }
 
-  const poolSize =
-    config.fastcgi.pool_size > 0 ? config.fastcgi.pool_size : fpm ? config.fpm.max_children : 16;
+  const managedMaxChildren = fpm ? config.fpm.max_children : null;
+  const poolPlanFor = (c: SidecarConfig): PoolPlan =>
+    planPool({
+      keepAlive: c.fastcgi.keep_alive as PoolPlanInput['keepAlive'],
+      poolSize: c.fastcgi.pool_size,
+      managedMaxChildren,
+    });
+  const plan = poolPlanFor(config);
+  logger.info(
+    {
+      address,
+      keepAlive: plan.keepAlive,
+      maxConnections: plan.maxConnections,
+      idleTimeoutMs: plan.keepAlive ? config.fastcgi.idle_timeout : null,
+    },
+    `FastCGI pool: ${plan.keepAlive ? 'keep-alive' : 'a connection per request'}, at most ${plan.maxConnections} connections, because ${plan.reason}`,
+  );
   const pool = new FcgiPool({
     address,
-    maxConnections: poolSize,
+    keepAlive: plan.keepAlive,
+    maxConnections: plan.maxConnections,
     queueSize: config.fastcgi.queue_size,
     queueTimeoutMs: config.fastcgi.queue_timeout,
     connectTimeoutMs: config.fastcgi.connect_timeout,
     idleTimeoutMs: config.fastcgi.idle_timeout,
-    hooks: metrics.poolHooks(),
+    hooks: poolHooks(metrics, logger),
+  });
+  const budget = new MemoryBudget(config.server.buffer_memory_limit);
+  metrics.bindSources({
+    buffers: () => ({ usedBytes: budget.usedBytes, limitBytes: budget.limitBytes }),
   });
 
   const savedState =
@@ -215,6 +239,8 @@ export async function startSidecar(
       pool,
       config: () => config,
       serverInfo,
+      budget,
+      hooks: phpHooks(metrics, logger),
       interceptor: createHoldInterceptor({
         hub,
         config: () => config,
@@ -239,7 +265,7 @@ export async function startSidecar(
         listen: config.metrics.listen,
         registry,
         logger,
-        routes: statusPageRoutes({ snapshot: () => statusSnapshot(registry, pool, hub, poolSize) }),
+        routes: statusPageRoutes({ snapshot: () => statusSnapshot(registry, pool, hub, plan.maxConnections) }),
         checks: {
           fpm: () => fpmReachable(address),
           ...(ingress === null ? {} : { datagram_socket: () => unixSocketPresent(ingress.path) }),
@@ -249,7 +275,7 @@ export async function startSidecar(
 
   const { url, port } = await listen(http, config.server.listen);
   logger.info(
-    { url, metrics: admin?.url ?? null, root: config.server.root, fpm: address, poolSize },
+    { url, metrics: admin?.url ?? null, root: config.server.root, fpm: address, poolSize: plan.maxConnections },
     'askr-sidecar listening',
   );
 
@@ -270,14 +296,17 @@ export async function startSidecar(
       trust = parseTrustedProxies(next.server.trusted_proxies);
       config = next;
       logger.level = next.log.level;
+      const nextPlan = poolPlanFor(next);
+      if (nextPlan.keepAlive !== pool.keepAlive) needRestart.push('fastcgi.keep_alive (mode)');
       pool.reconfigure({
-        ...(next.fastcgi.pool_size > 0 ? { maxConnections: next.fastcgi.pool_size } : {}),
+        maxConnections: nextPlan.maxConnections,
         queueSize: next.fastcgi.queue_size,
         queueTimeoutMs: next.fastcgi.queue_timeout,
         connectTimeoutMs: next.fastcgi.connect_timeout,
         idleTimeoutMs: next.fastcgi.idle_timeout,
       });
       http.server.maxConnections = next.server.max_connections;
+      budget.limitBytes = next.server.buffer_memory_limit;
       routeMap = routes();
       upstreamProxy.reconfigure(next.proxy.routes, next.proxy.connect_timeout, next.proxy.timeout);
       hub.reconfigure({
@@ -435,4 +464,38 @@ async function listen(http: HttpServer, address: string): Promise<{ url: string;
   const a = info;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return { url: `http://${host}:${a.port}`, port: a.port };
+}
+
+/** Pool metrics, plus a rate-limited warning when FPM leaves our connections unaccepted. */
+function poolHooks(metrics: Metrics, logger: Logger): FcgiPoolHooks {
+  const hooks = metrics.poolHooks();
+  const stallLog = new RateLimitedLog(logger, 'warn', 60_000);
+  return {
+    ...hooks,
+    onStall: (open, stalled) => {
+      hooks.onStall?.(open, stalled);
+      stallLog.log(
+        { open, stalled, stallMs: STALL_MS },
+        `FastCGI: ${stalled} of ${open} kept connections got nothing from php-fpm for ${STALL_MS} ms; closing idle ones to free workers. The pool probably has about ${Math.max(1, open - stalled)} workers for this sidecar: set fastcgi.pool_size to that (or keep_alive = "off")`,
+      );
+    },
+  };
+}
+
+/** Buffering metrics, plus rate-limited lines for clients closed by a timeout. */
+function phpHooks(metrics: Metrics, logger: Logger): Required<PhpHandlerHooks> {
+  const hooks = metrics.phpHooks();
+  const timeoutLog = new RateLimitedLog(logger, 'info', 10_000);
+  return {
+    onTempFile: hooks.onTempFile,
+    onClientTimeout: (kind) => {
+      hooks.onClientTimeout(kind);
+      timeoutLog.log(
+        { kind },
+        kind === 'body'
+          ? 'client closed: its request body stalled (server.body_timeout, 408)'
+          : 'client closed: it stopped reading the response (server.send_timeout)',
+      );
+    },
+  };
 }

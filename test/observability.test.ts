@@ -51,6 +51,7 @@ function tempDir(prefix: string): string {
 function poolFor(address: string): FcgiPool {
   const pool = new FcgiPool({
     address,
+    keepAlive: true,
     maxConnections: 2,
     queueSize: 8,
     queueTimeoutMs: 2000,

@@ -17,7 +17,7 @@ export function connectionClosedError(cause?: Error): SidecarError {
   return new SidecarError(
     ErrorCodes.FCGI_CONNECTION_CLOSED,
     `FPM closed the connection before END_REQUEST (worker killed or request_terminate_timeout?)${errno === undefined ? '' : ` [${errno}]`}`,
-    { status: 502, cause },
+    { cause },
   );
 }
 
@@ -49,7 +49,6 @@ export class FcgiConnection {
           new SidecarError(
             ErrorCodes.FCGI_TIMEOUT,
             `connect timeout: no connection to FastCGI at ${address} within ${timeoutMs} ms`,
-            { status: 504 },
           ),
         );
       }, timeoutMs);
@@ -59,7 +58,7 @@ export class FcgiConnection {
           new SidecarError(
             ErrorCodes.FCGI_CONNECT,
             `cannot connect to FastCGI at ${address}: ${err.code ?? err.message}`,
-            { status: 502, cause: err },
+            { cause: err },
           ),
         );
       };
@@ -148,10 +147,7 @@ export class FcgiConnection {
       this.destroy(
         err instanceof SidecarError
           ? err
-          : new SidecarError(ErrorCodes.FCGI_PROTOCOL, 'bad FastCGI record', {
-              status: 502,
-              cause: err,
-            }),
+          : new SidecarError(ErrorCodes.FCGI_PROTOCOL, 'bad FastCGI record', { cause: err }),
       );
     }
   }

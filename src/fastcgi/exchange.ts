@@ -39,6 +39,8 @@ export interface ExchangeInit {
 }
 
 export interface ExchangeListener {
+  /** FPM sent the first byte of any record for this request: it has accepted the connection. */
+  onFirstByte?(): void;
   /** First STDOUT bytes, or END_REQUEST when the script printed nothing. */
   onStart(): void;
   /** END_REQUEST arrived; `reusable` says whether the socket went back for reuse. */
@@ -133,9 +135,7 @@ export class Exchange {
     if (this.#state === 'failed') return;
     this.#aborted = true;
     this.#host.destroy(
-      new SidecarError(ErrorCodes.FCGI_ABORTED, 'FastCGI request aborted by the client', {
-        status: 499,
-      }),
+      new SidecarError(ErrorCodes.FCGI_ABORTED, 'FastCGI request aborted by the client'),
     );
   }
 
@@ -159,6 +159,7 @@ export class Exchange {
 
   /** Bytes arrived on the socket (before decoding). */
   onBytes(length: number): void {
+    if (this.#bytesReceived === 0 && length > 0) this.#listener.onFirstByte?.();
     this.#bytesReceived += length;
     this.#readTimer?.refresh();
   }
@@ -209,7 +210,6 @@ export class Exchange {
       throw new SidecarError(
         ErrorCodes.FCGI_PROTOCOL,
         `bad FastCGI record: type ${record.type} for request id ${record.requestId} (expected ${FCGI_REQUEST_ID})`,
-        { status: 502 },
       );
     }
   }
@@ -273,10 +273,7 @@ export class Exchange {
     const onError = (err: unknown): void => {
       detach();
       this.#host.destroy(
-        new SidecarError(ErrorCodes.FCGI_ABORTED, 'request body stream failed', {
-          status: 499,
-          cause: err,
-        }),
+        new SidecarError(ErrorCodes.FCGI_ABORTED, 'request body stream failed', { cause: err }),
       );
     };
     const detach = (): void => {
@@ -328,7 +325,6 @@ export class Exchange {
       new SidecarError(
         ErrorCodes.FCGI_TIMEOUT,
         `FastCGI ${kind} timeout: ${what} for ${ms} ms (${this.#host.address})`,
-        { status: 504 },
       ),
     );
   }

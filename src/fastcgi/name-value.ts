@@ -43,9 +43,6 @@ export function encodeNameValuePair(name: NameValueData, value: NameValueData): 
     throw new SidecarError(
       ErrorCodes.FCGI_PROTOCOL,
       'FastCGI name-value pair longer than 2^31-1 bytes',
-      {
-        status: 500,
-      },
     );
   }
   const size =
@@ -79,9 +76,7 @@ function readLength(buf: Buffer, offset: number): [length: number, next: number]
 }
 
 function truncated(): SidecarError {
-  return new SidecarError(ErrorCodes.FCGI_PROTOCOL, 'truncated FastCGI name-value pair', {
-    status: 502,
-  });
+  return new SidecarError(ErrorCodes.FCGI_PROTOCOL, 'truncated FastCGI name-value pair');
 }
 
 /**

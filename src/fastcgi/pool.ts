@@ -1,14 +1,18 @@
 /**
- * Pool of FastCGI connections to one PHP-FPM address, with keep-alive reuse, a cap, a bounded
- * wait queue, one retry on a fresh socket when a reused one turns out dead, and idle expiry.
+ * Pool of FastCGI connections to one PHP-FPM address: a cap, a bounded wait queue, and either a
+ * connection per request (nginx's default) or keep-alive reuse with a short idle life, one retry
+ * on a fresh socket when a reused one turns out dead. An idle kept connection pins an FPM worker
+ * (php-fpm serves one connection until it closes), so keep-alive is only for pools known to fit,
+ * and even then a fresh connection that FPM has not accepted within STALL_MS while we hold idle
+ * or returning ones makes the pool close those to free workers (docs/fastcgi-pool.md).
  * Invariants: open (connected + connecting) never exceeds maxConnections except transiently
- * after reconfigure() lowers it; a socket is reused only after END_REQUEST/REQUEST_COMPLETE and
- * never after an abort; nothing here knows HTTP.
+ * after reconfigure() lowers it; a socket is reused only with keep-alive, after
+ * END_REQUEST/REQUEST_COMPLETE and never after an abort; nothing here knows HTTP.
  *
- *   request ─▶ idle socket? ─yes─▶ run ─END_REQUEST─▶ waiter? ─yes─▶ hand over
- *                 │no                                    │no
- *                 ├─ open < cap ─▶ connect ─▶ run         └─▶ idle (closed after idleTimeoutMs)
- *                 └─ queue (bounded, timed) ─▶ 503 when full or expired
+ *   request ─▶ idle socket? ─yes─▶ run ─END_REQUEST─▶ keep-alive, no stall? ─yes─▶ waiter? ─▶ hand over
+ *                 │no                                    │no                         │no
+ *                 ├─ open < cap ─▶ connect ─▶ run         └─▶ close (frees the worker)  └─▶ idle (idleTimeoutMs)
+ *                 └─ queue (bounded, timed) ─▶ FCGI_POOL_EXHAUSTED when full or expired
  */
 import type { Readable } from 'node:stream';
 import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
@@ -30,6 +34,11 @@ export interface FcgiPoolOptions {
   connectTimeoutMs: number;
   /** An idle pooled socket is closed after this long. */
   idleTimeoutMs: number;
+  /**
+   * Reuse connections (FCGI_KEEP_CONN). Off: FPM closes each connection after its request, so
+   * no worker is ever pinned by an idle connection of ours.
+   */
+  keepAlive: boolean;
   hooks?: FcgiPoolHooks;
 }
 
@@ -42,7 +51,22 @@ export interface FcgiPoolHooks {
   onTimeout?(kind: 'connect' | 'send' | 'read' | 'queue'): void;
   /** Called for every acquired connection (0 when none waited). */
   onQueueWait?(waitMs: number): void;
+  /**
+   * A fresh connection got nothing from FPM for STALL_MS while kept connections existed: FPM
+   * probably has not accepted it (all workers pinned). `open` and `stalled` are the counts then.
+   */
+  onStall?(open: number, stalled: number): void;
+  /** Kept connections closed (idle or just released) to free FPM workers for stalled ones. */
+  onWorkersFreed?(count: number): void;
 }
+
+/**
+ * How long a request on a fresh keep-alive connection may go without a byte from FPM before the
+ * pool suspects FPM never accepted it. A false alarm (a slow script) only costs the reuse of a
+ * few connections; a missed one costs a request its whole read timeout. Measured on php-fpm 8.2:
+ * an accepted request's first bytes arrive within 1-5 ms for a trivial script.
+ */
+export const STALL_MS = 200;
 
 export interface FcgiRequestInit {
   /** CGI params, sent in order. Strings are sent as UTF-8, Buffers byte for byte. */
@@ -83,7 +107,7 @@ interface Waiter {
   readonly fail: (err: SidecarError) => void;
 }
 
-type Tunables = Omit<FcgiPoolOptions, 'address' | 'hooks'>;
+type Tunables = Omit<FcgiPoolOptions, 'address' | 'hooks' | 'keepAlive'>;
 
 const TUNABLE_KEYS = [
   'maxConnections',
@@ -107,21 +131,24 @@ function validate(options: Tunables): void {
   check('idleTimeoutMs', 1);
 }
 
-const HEAD_BEGIN = encodeBeginRequest(
+const HEAD_BEGIN_KEEP = encodeBeginRequest(
   FCGI_REQUEST_ID,
   Role.FCGI_RESPONDER,
   BeginRequestFlags.FCGI_KEEP_CONN,
 );
+const HEAD_BEGIN_CLOSE = encodeBeginRequest(FCGI_REQUEST_ID, Role.FCGI_RESPONDER, 0);
 
 function abortedError(): SidecarError {
-  return new SidecarError(ErrorCodes.FCGI_ABORTED, 'FastCGI request aborted by the client', {
-    status: 499,
-  });
+  return new SidecarError(ErrorCodes.FCGI_ABORTED, 'FastCGI request aborted by the client');
 }
 
 export class FcgiPool {
   readonly #address: string;
   readonly #hooks: FcgiPoolHooks;
+  readonly #keepAlive: boolean;
+  readonly #headBegin: Buffer;
+  /** Fresh connections whose request has had no byte from FPM for STALL_MS (keep-alive only). */
+  readonly #stalled = new Set<FcgiConnection>();
   #options: Tunables;
   readonly #all = new Set<FcgiConnection>();
   /** LIFO: the most recently used socket is reused first, so the others can expire. */
@@ -137,6 +164,8 @@ export class FcgiPool {
     parseFcgiAddress(options.address);
     this.#address = options.address;
     this.#hooks = options.hooks ?? {};
+    this.#keepAlive = options.keepAlive;
+    this.#headBegin = options.keepAlive ? HEAD_BEGIN_KEEP : HEAD_BEGIN_CLOSE;
     this.#options = {
       maxConnections: options.maxConnections,
       queueSize: options.queueSize,
@@ -156,20 +185,26 @@ export class FcgiPool {
   async request(init: FcgiRequestInit): Promise<FcgiCall> {
     if (this.#closing) throw this.#closedError();
     if (init.signal?.aborted) throw abortedError();
-    const head = encodeParams(FCGI_REQUEST_ID, init.params, HEAD_BEGIN);
+    const head = encodeParams(FCGI_REQUEST_ID, init.params, this.#headBegin);
     const { connection, waitMs } = await this.#acquire(init.signal);
     this.#hooks.onQueueWait?.(waitMs);
     return this.#run(connection, head, init, waitMs);
   }
 
-  stats(): { open: number; busy: number; idle: number; queued: number } {
+  stats(): { open: number; busy: number; idle: number; queued: number; stalled: number } {
     const open = this.#all.size + this.#connecting;
     return {
       open,
       busy: open - this.#idle.length,
       idle: this.#idle.length,
       queued: this.#queue.length,
+      stalled: this.#stalled.size,
     };
+  }
+
+  /** Whether connections are reused (FCGI_KEEP_CONN). */
+  get keepAlive(): boolean {
+    return this.#keepAlive;
   }
 
   /**
@@ -205,9 +240,7 @@ export class FcgiPool {
   }
 
   #closedError(): SidecarError {
-    return new SidecarError(ErrorCodes.FCGI_POOL_CLOSED, 'FastCGI pool is shutting down', {
-      status: 503,
-    });
+    return new SidecarError(ErrorCodes.FCGI_POOL_CLOSED, 'FastCGI pool is shutting down');
   }
 
   #acquire(
@@ -227,7 +260,6 @@ export class FcgiPool {
         new SidecarError(
           ErrorCodes.FCGI_POOL_EXHAUSTED,
           `all ${maxConnections} FastCGI connections busy; queue full (${queueSize} waiting)`,
-          { status: 503 },
         ),
       );
     }
@@ -250,7 +282,6 @@ export class FcgiPool {
           new SidecarError(
             ErrorCodes.FCGI_POOL_EXHAUSTED,
             `all ${this.#options.maxConnections} FastCGI connections busy; waited ${queueTimeoutMs} ms`,
-            { status: 503 },
           ),
         );
       }, queueTimeoutMs);
@@ -313,6 +344,12 @@ export class FcgiPool {
       signal?.addEventListener('abort', onAbort, { once: true });
       const settled = (): void => signal?.removeEventListener('abort', onAbort);
 
+      let stallTimer: NodeJS.Timeout | null = null;
+      const clearStall = (connection: FcgiConnection): void => {
+        if (stallTimer !== null) clearTimeout(stallTimer);
+        stallTimer = null;
+        this.#stalled.delete(connection);
+      };
       const attempt = (connection: FcgiConnection, allowRetry: boolean): void => {
         if (signal?.aborted) {
           // Aborted while we were connecting: the socket is unused and fine to pool.
@@ -331,6 +368,7 @@ export class FcgiPool {
             onTimeout: (kind) => this.#hooks.onTimeout?.(kind),
           },
           {
+            onFirstByte: () => clearStall(connection),
             onStart: () => {
               started = true;
               const current = exchange as Exchange;
@@ -345,11 +383,13 @@ export class FcgiPool {
               });
             },
             onEnd: (result, reusable) => {
+              clearStall(connection);
               settled();
               this.#release(connection, reusable);
               settleDone(result);
             },
             onError: (err, retryable) => {
+              clearStall(connection);
               if (!started && retryable) {
                 // A reused socket was dead before FPM saw anything of ours (worker recycled by
                 // pm.max_requests, FPM restarted): replay once on a fresh socket, which takes
@@ -371,6 +411,13 @@ export class FcgiPool {
           },
           allowRetry,
         );
+        if (this.#keepAlive && connection.requestsCompleted === 0 && !connection.closed) {
+          stallTimer = setTimeout(() => {
+            stallTimer = null;
+            this.#onStall(connection);
+          }, STALL_MS);
+          stallTimer.unref();
+        }
       };
       attempt(first, true);
     });
@@ -383,11 +430,37 @@ export class FcgiPool {
     connection.socket.ref();
   }
 
+  /**
+   * A fresh connection has had no byte from FPM for STALL_MS. If we hold idle kept connections
+   * they may be pinning the workers it waits for: close them (FPM then accepts the waiting
+   * connections), and close returning ones too while any connection stays stalled (#release).
+   */
+  #onStall(connection: FcgiConnection): void {
+    if (connection.closed || !connection.busy) return;
+    this.#stalled.add(connection);
+    const open = this.stats().open;
+    this.#hooks.onStall?.(open, this.#stalled.size);
+    const idle = this.#idle.splice(0);
+    for (const c of idle) c.destroy();
+    if (idle.length > 0) this.#hooks.onWorkersFreed?.(idle.length);
+  }
+
   /** A request ended on this socket: hand it to a waiter, park it, or close it. */
   #release(connection: FcgiConnection, reusable: boolean): void {
     if (connection.closed) return;
-    if (!reusable || this.#closing || this.stats().open > this.#options.maxConnections) {
+    if (
+      !reusable ||
+      !this.#keepAlive ||
+      this.#closing ||
+      this.stats().open > this.#options.maxConnections
+    ) {
       connection.destroy();
+      return;
+    }
+    if (this.#stalled.size > 0) {
+      // A connection of ours waits in FPM's backlog: this worker is better freed than reused.
+      connection.destroy();
+      this.#hooks.onWorkersFreed?.(1);
       return;
     }
     const waiter = this.#queue.shift();
@@ -411,6 +484,7 @@ export class FcgiPool {
 
   #onConnectionClose(connection: FcgiConnection): void {
     this.#all.delete(connection);
+    this.#stalled.delete(connection);
     const index = this.#idle.indexOf(connection);
     if (index >= 0) this.#idle.splice(index, 1);
     const timer = this.#idleTimers.get(connection);

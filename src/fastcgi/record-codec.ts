@@ -105,7 +105,6 @@ export class RecordDecoder {
       throw new SidecarError(
         ErrorCodes.FCGI_PROTOCOL,
         `bad FastCGI record: version ${String(version)} (expected 1); is the address really FastCGI?`,
-        { status: 502 },
       );
     }
     this.#type = header.readUInt8(1);
@@ -188,7 +187,6 @@ export function decodeEndRequest(content: Buffer): EndRequestBody {
     throw new SidecarError(
       ErrorCodes.FCGI_PROTOCOL,
       `bad FastCGI END_REQUEST: ${content.length} bytes of content (expected 8)`,
-      { status: 502 },
     );
   }
   return { appStatus: content.readUInt32BE(0), protocolStatus: content.readUInt8(4) };
@@ -227,7 +225,7 @@ export function encodeStreamEnd(type: RecordTypeValue, requestId: number): Buffe
  * Encode CGI params as FCGI_PARAMS records followed by the empty PARAMS record. Pairs are packed
  * whole into records because php-src parses each PARAMS record on its own (fcgi_get_params): a
  * pair that straddles two records is rejected. So one pair may be at most MAX_RECORD_CONTENT
- * bytes encoded; a longer one throws SidecarError LIMIT (status 431) before anything is sent.
+ * bytes encoded; a longer one throws SidecarError FCGI_PARAMS_TOO_LARGE before anything is sent.
  * `prefix` (the BEGIN_REQUEST record) is copied in first: a request head is one allocation.
  */
 export function encodeParams(
@@ -252,9 +250,8 @@ export function encodeParams(
     if (pairLength > MAX_RECORD_CONTENT) {
       const shownName = typeof name === 'string' ? name : name.toString('latin1');
       throw new SidecarError(
-        ErrorCodes.LIMIT,
+        ErrorCodes.FCGI_PARAMS_TOO_LARGE,
         `FastCGI param ${shownName.slice(0, 64)} is ${pairLength} bytes encoded; PHP-FPM accepts at most ${MAX_RECORD_CONTENT} per param`,
-        { status: 431 },
       );
     }
     if (current + pairLength > MAX_RECORD_CONTENT) {

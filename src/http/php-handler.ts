@@ -1,15 +1,27 @@
 /**
  * The one place that translates HTTP into a FastCGI request and the CGI response back into HTTP.
- * Invariants: the FPM connection is aborted (never pooled) when the client goes away; response
- * bytes flow with backpressure (a slow client pauses the FPM socket); instruction headers
- * (Status, X-Accel-*, X-Sendfile, X-Askr-*, Grip-*) never reach the client.
+ * Invariants: the request body is read before a worker is taken (unless a route streams it);
+ * PHP's response is read as fast as FPM writes it (memory, then a temp file) so the worker is
+ * free at END_REQUEST whatever the client's speed, except where streaming is the point
+ * (X-Accel-Buffering: no, holds and SSE passthrough); the FPM connection is aborted (never
+ * pooled) when the client goes away; instruction headers never reach the client.
  */
 import { stat } from 'node:fs/promises';
-import { isSidecarError, toError } from '../errors.ts';
+import { ErrorCodes, isSidecarError, toError } from '../errors.ts';
 import type { FcgiCall, FcgiPool } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
+import type { CgiHead } from '../cgi/cgi-head.ts';
+import { cgiHeader } from '../cgi/cgi-head.ts';
+import {
+  clientHeaders,
+  readPhpResponse,
+  spoolBody,
+  type PhpResponse,
+} from '../cgi/php-response.ts';
+import { pump, type PumpOptions } from '../cgi/pump.ts';
+import { Spool, type MemoryBudget } from '../cgi/spool.ts';
 import { buildCgiParams, type CgiServerInfo } from './cgi-params.ts';
-import { CgiHeadParser, cgiHeader, type CgiHead } from './cgi-response.ts';
+import { httpStatusOf, publicMessageOf } from './error-status.ts';
 import { prepareBody, type PreparedBody } from './request-body.ts';
 import {
   cgiRequestInfo,
@@ -26,45 +38,25 @@ export type PhpRoute = Extract<Route, { kind: 'php' }>;
 
 /** Extension point for SSE holds and passthrough (src/sse). Returns true when it took the response. */
 export interface ResponseInterceptor {
-  intercept(
-    ctx: RequestContext,
-    head: CgiHead,
-    rest: Buffer,
-    call: FcgiCall,
-    body: AsyncIterator<Buffer>,
-  ): Promise<boolean>;
+  intercept(ctx: RequestContext, response: PhpResponse, call: FcgiCall): Promise<boolean>;
+}
+
+/** Observability callbacks. They must not throw. */
+export interface PhpHandlerHooks {
+  /** A request body or a response needed a temp file. */
+  onTempFile?(kind: 'request' | 'response'): void;
+  /** A client was closed: its body stalled (body) or it stopped reading (send). */
+  onClientTimeout?(kind: 'body' | 'send'): void;
 }
 
 export interface PhpHandlerDeps {
   pool: FcgiPool;
   config: () => SidecarConfig;
   serverInfo: CgiServerInfo;
+  /** Memory shared by every buffered request body and response (server.buffer_memory_limit). */
+  budget: MemoryBudget;
   interceptor?: ResponseInterceptor;
-}
-
-/** Largest CGI head accepted from PHP (nginx fastcgi_buffer_size is 4-8k; be generous). */
-const MAX_CGI_HEAD_BYTES = 64 * 1024;
-
-/** Response headers that are hop-by-hop or instructions to the front server. */
-const STRIPPED = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'upgrade',
-  'x-accel-redirect',
-  'x-accel-buffering',
-  'x-accel-charset',
-  'x-accel-expires',
-  'x-accel-limit-rate',
-  'x-sendfile',
-]);
-
-export function isInstructionHeader(name: string): boolean {
-  const lower = name.toLowerCase();
-  return STRIPPED.has(lower) || lower.startsWith('x-askr-') || lower.startsWith('grip-');
+  hooks?: PhpHandlerHooks;
 }
 
 export async function handlePhp(
@@ -80,8 +72,16 @@ export async function handlePhp(
       maxBytes: config.server.max_body_size,
       memoryBytes: config.server.body_memory_size,
       tempDir: config.server.temp_dir,
+      budget: deps.budget,
+      timeoutMs: config.server.body_timeout,
+      buffer: config.server.request_buffering && !streamsBody(ctx, config),
+      onTempFile: () => deps.hooks?.onTempFile?.('request'),
     });
   } catch (err) {
+    if (isSidecarError(err) && err.code === ErrorCodes.BODY_TIMEOUT) {
+      deps.hooks?.onClientTimeout?.('body');
+      ctx.log.info({ requestId: ctx.requestId, err: err.message }, 'request body timeout');
+    }
     failBeforeResponse(ctx, err, { connection: 'close' });
     return;
   }
@@ -90,6 +90,14 @@ export async function handlePhp(
   } finally {
     await prepared.cleanup();
   }
+}
+
+/** A `server.stream_body_paths` route: its body goes to PHP as it arrives. */
+function streamsBody(ctx: RequestContext, config: SidecarConfig): boolean {
+  const paths = config.server.stream_body_paths;
+  if (paths.length === 0) return false;
+  const target = ctx.req.url ?? '/';
+  return paths.some((prefix) => target.startsWith(prefix));
 }
 
 async function runPhp(
@@ -101,7 +109,6 @@ async function runPhp(
   config: SidecarConfig,
 ): Promise<void> {
   const { req, res } = ctx;
-  const socket = req.socket;
   const params = buildCgiParams(
     cgiRequestInfo(ctx, {
       method: req.method ?? 'GET',
@@ -144,16 +151,16 @@ async function runPhp(
     return;
   }
 
-  // END_REQUEST already in (a small page arrives in one socket read): everything is buffered in
-  // stdout, so take it synchronously. The first next() of an async iterator would return the
-  // same bytes (read() hands out the whole buffer); this skips the iterator machinery.
-  const complete = call.ended ? readComplete(call) : null;
-  const body =
-    complete === null
-      ? (call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>)
-      : emptyBody();
+  const pumpOptions: PumpOptions = {
+    sendTimeoutMs: config.server.send_timeout,
+    onSendTimeout: () => {
+      deps.hooks?.onClientTimeout?.('send');
+      ctx.error = `send timeout: the client read nothing for ${config.server.send_timeout} ms`;
+    },
+  };
+  let spool: Spool | null = null;
   try {
-    const parsed = complete ?? (await readHead(body));
+    const parsed = await readPhpResponse(call);
     ctx.upstreamMs = elapsedMs(sentAt);
     if ('error' in parsed) {
       call.abort();
@@ -161,8 +168,8 @@ async function runPhp(
       sendError(ctx, 502, `PHP sent an invalid response: ${parsed.error}`);
       return;
     }
-    const { head, rest } = parsed;
-    if (deps.interceptor && (await deps.interceptor.intercept(ctx, head, rest, call, body))) return;
+    const { head } = parsed;
+    if (deps.interceptor && (await deps.interceptor.intercept(ctx, parsed, call))) return;
 
     const accel = cgiHeader(head, 'x-accel-redirect') ?? cgiHeader(head, 'x-sendfile');
     if (accel !== undefined) {
@@ -177,41 +184,49 @@ async function runPhp(
       return;
     }
     const unbuffered = cgiHeader(head, 'x-accel-buffering')?.toLowerCase() === 'no';
-    if (call.ended && !unbuffered && mayHaveBody(req.method, head.status)) {
-      await sendWhole(ctx, head, rest, body, call);
+    if (parsed.complete && !unbuffered && mayHaveBody(req.method, head.status)) {
+      await sendWhole(ctx, parsed);
       return;
     }
-    if (unbuffered) {
-      // Unbuffered: every flush() of PHP goes out at once (Nagle off, head sent now).
-      socket.setNoDelay(true);
+    if (unbuffered || !config.fastcgi.buffering) {
+      if (unbuffered) {
+        // Unbuffered: every flush() of PHP goes out at once (Nagle off, head sent now).
+        req.socket.setNoDelay(true);
+      }
+      res.writeHead(head.status, head.statusText ?? undefined, clientHeaders(head, ctx.requestId));
+      if (unbuffered) res.flushHeaders();
+      await pump(res, parsed.rest, parsed.read, pumpOptions);
+      await call.done;
+      res.end();
+      return;
     }
-    res.writeHead(head.status, head.statusText ?? undefined, flatHeaders(head, ctx.requestId));
-    if (unbuffered) res.flushHeaders();
-    await pump(ctx, rest, body);
-    await call.done;
+    // Buffered: FPM's output goes to the spool as fast as FPM writes it; the client reads the
+    // spool at its own pace. The worker is free at END_REQUEST, not when the client is done.
+    const buffer = new Spool({
+      memoryBytes: config.fastcgi.buffer_size,
+      budget: deps.budget,
+      tempDir: config.server.temp_dir,
+      maxFileBytes: config.fastcgi.max_temp_file_size,
+      onTempFile: () => deps.hooks?.onTempFile?.('response'),
+    });
+    spool = buffer;
+    const producing = spoolBody(parsed, call, buffer);
+    res.writeHead(head.status, head.statusText ?? undefined, clientHeaders(head, ctx.requestId));
+    await pump(res, Buffer.alloc(0), () => buffer.read(), pumpOptions);
+    await producing;
     res.end();
   } catch (err) {
     call.abort();
-    if (abort.signal.aborted) {
-      ctx.logStatus = 499;
-      ctx.error = 'client closed the connection';
+    if (abort.signal.aborted || (isSidecarError(err) && httpStatusOf(err) === 499)) {
+      if (ctx.error === null) ctx.error = 'client closed the connection';
+      if (!res.headersSent) ctx.logStatus = 499;
+      res.destroy();
       return;
     }
     failBeforeResponse(ctx, err);
   } finally {
     res.off('close', onClose);
-  }
-}
-
-async function readHead(
-  body: AsyncIterator<Buffer>,
-): Promise<{ head: CgiHead; rest: Buffer } | { error: string }> {
-  const parser = new CgiHeadParser(MAX_CGI_HEAD_BYTES);
-  for (;;) {
-    const next = await body.next();
-    const result = next.done === true ? parser.finish() : parser.push(next.value);
-    if (result.done) return { head: result.head, rest: result.rest };
-    if ('error' in result) return { error: result.error };
+    await spool?.destroy();
   }
 }
 
@@ -222,82 +237,24 @@ function mayHaveBody(method: string | undefined, status: number): boolean {
 
 /**
  * END_REQUEST came with the head (a small page: FPM sends it in one write), so the whole body
- * is already buffered in stdout (bounded by the stream's buffer plus one socket read). Answer
- * in one write with a Content-Length instead of chunked framing and a separate terminating
- * write: one syscall less per request on the hot path.
+ * is already in memory. Answer in one write with a Content-Length instead of chunked framing and
+ * a separate terminating write: one syscall less per request on the hot path.
  */
-async function sendWhole(
-  ctx: RequestContext,
-  head: CgiHead,
-  rest: Buffer,
-  body: AsyncIterator<Buffer>,
-  call: FcgiCall,
-): Promise<void> {
+async function sendWhole(ctx: RequestContext, response: PhpResponse): Promise<void> {
+  const { head, rest } = response;
   const chunks = rest.length > 0 ? [rest] : [];
   let length = rest.length;
-  for (;;) {
-    const next = await body.next();
-    if (next.done === true) break;
-    chunks.push(next.value);
-    length += next.value.length;
+  for (let chunk = await response.read(); chunk !== null; chunk = await response.read()) {
+    chunks.push(chunk);
+    length += chunk.length;
   }
-  await call.done;
-  const headers = flatHeaders(head, ctx.requestId);
+  const headers = clientHeaders(head, ctx.requestId);
   // PHP's own Content-Length (header('Content-Length: ...')) is kept as it is, as before.
   if (cgiHeader(head, 'content-length') === undefined) {
     headers.push('Content-Length', String(length));
   }
   ctx.res.writeHead(head.status, head.statusText ?? undefined, headers);
   ctx.res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length));
-}
-
-/** readHead for a response whose END_REQUEST has arrived: everything is in stdout's buffer. */
-function readComplete(call: FcgiCall): { head: CgiHead; rest: Buffer } | { error: string } {
-  const parser = new CgiHeadParser(MAX_CGI_HEAD_BYTES);
-  const all = call.stdout.read() as Buffer | null;
-  const result = all === null ? parser.finish() : parser.push(all);
-  if (result.done) return { head: result.head, rest: result.rest };
-  if ('error' in result) return { error: result.error };
-  const last = parser.finish();
-  if (last.done) return { head: last.head, rest: last.rest };
-  return { error: 'error' in last ? last.error : 'incomplete CGI head' };
-}
-
-/** The rest of a body that is already complete: nothing more. */
-function emptyBody(): AsyncIterator<Buffer> {
-  return { next: () => Promise.resolve({ done: true, value: undefined }) };
-}
-
-/** Writes PHP's body to the client, waiting for 'drain' so the FPM socket pauses for slow clients. */
-export async function pump(
-  ctx: RequestContext,
-  first: Buffer,
-  body: AsyncIterator<Buffer>,
-): Promise<void> {
-  const { res } = ctx;
-  if (first.length > 0 && !res.write(first)) await drained(ctx);
-  for (;;) {
-    const next = await body.next();
-    if (next.done === true) return;
-    if (!res.write(next.value)) await drained(ctx);
-  }
-}
-
-function drained(ctx: RequestContext): Promise<void> {
-  const { res } = ctx;
-  if (res.destroyed) return Promise.reject(new Error('client connection closed'));
-  return new Promise((resolve, reject) => {
-    const onDrain = (): void => {
-      res.off('close', onClose);
-      resolve();
-    };
-    const onClose = (): void => {
-      res.off('drain', onDrain);
-      reject(new Error('client connection closed'));
-    };
-    res.once('drain', onDrain);
-    res.once('close', onClose);
-  });
 }
 
 async function serveInternal(
@@ -347,16 +304,6 @@ async function serveInternal(
   });
 }
 
-function flatHeaders(head: CgiHead, requestId: string): string[] {
-  const out: string[] = [];
-  for (const [name, value] of head.headers) {
-    if (isInstructionHeader(name)) continue;
-    out.push(name, value);
-  }
-  out.push('X-Request-Id', requestId);
-  return out;
-}
-
 function logPhpStderr(ctx: RequestContext, chunk: Buffer): void {
   for (const line of chunk.toString('utf8').split('\n')) {
     if (line.trim() !== '') ctx.log.warn({ requestId: ctx.requestId, php: line }, 'PHP stderr');
@@ -368,29 +315,22 @@ function failBeforeResponse(
   err: unknown,
   headers: Record<string, string> = {},
 ): void {
+  const status = httpStatusOf(err);
+  if (status === 499) {
+    ctx.logStatus = 499;
+    ctx.error = 'client closed the connection';
+    ctx.res.destroy();
+    return;
+  }
   if (isSidecarError(err)) {
-    if (err.status === 499) {
-      ctx.logStatus = 499;
-      ctx.error = 'client closed the connection';
-      ctx.res.destroy();
-      return;
-    }
-    if (err.status >= 500)
+    if (status >= 500) {
       ctx.log.error(
         { requestId: ctx.requestId, code: err.code, err: err.message },
         'FastCGI request failed',
       );
-    sendError(ctx, err.status, publicMessage(err.status, err.message), headers);
-    return;
+    }
+  } else {
+    ctx.log.error({ requestId: ctx.requestId, err: toError(err) }, 'request failed');
   }
-  const e = toError(err);
-  ctx.log.error({ requestId: ctx.requestId, err: e }, 'request failed');
-  sendError(ctx, 502, 'the request to PHP-FPM failed', headers);
-}
-
-/** Clients learn what went wrong, not the internals (addresses and paths stay in the log). */
-function publicMessage(status: number, message: string): string {
-  if (status === 502)
-    return `PHP-FPM is unavailable or failed: ${message.replace(/(unix:)?\/[^\s:]+|\d+\.\d+\.\d+\.\d+:\d+/g, '<fpm>')}`;
-  return message;
+  sendError(ctx, isSidecarError(err) ? status : 502, isSidecarError(err) ? publicMessageOf(err) : 'the request to PHP-FPM failed', headers);
 }

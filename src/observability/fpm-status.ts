@@ -9,7 +9,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ConfigError, toError } from '../errors.ts';
 import type { FcgiPool } from '../fastcgi/pool.ts';
-import { phpInternalRequest } from '../http/php-internal.ts';
+import { phpInternalRequest } from '../cgi/php-internal.ts';
 
 export interface FpmStatusPollerOptions {
   pool: FcgiPool;

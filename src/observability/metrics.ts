@@ -8,11 +8,12 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { DATAGRAM_REJECT_REASONS as CODEC_REJECT_REASONS } from '../broadcast/datagram-codec.ts';
 import type { FcgiPool, FcgiPoolHooks } from '../fastcgi/pool.ts';
+import type { PhpHandlerHooks } from '../http/php-handler.ts';
 import type { HttpServerDeps } from '../http/server.ts';
 import type { RouteKind } from '../http/request-context.ts';
 import type { Hub, HubHooks, IngressKind, LostReason } from '../sse/hub.ts';
 
-export type PoolStats = ReturnType<FcgiPool['stats']>;
+export type PoolStats = Pick<ReturnType<FcgiPool['stats']>, 'open' | 'busy' | 'idle' | 'queued'>;
 export type HubStats = ReturnType<Hub['stats']>;
 
 /** Route kinds of askr_http_requests_total; `sse` is kept out of the latency histogram. */
@@ -32,6 +33,10 @@ export const REQUEST_REJECT_REASONS = [
   'header_too_large',
   'header_timeout',
   'bad_request',
+  'bad_host',
+  'bad_framing',
+  'http_version',
+  'method_not_allowed',
   'bad_channel',
   'stream_limit',
   'auth_denied',
@@ -70,12 +75,16 @@ export interface MetricsOptions {
 export interface MetricSources {
   pool?: () => PoolStats;
   hub?: () => HubStats;
+  /** Bytes held in memory by buffered request bodies and responses, and their limit. */
+  buffers?: () => { usedBytes: number; limitBytes: number };
 }
 
 export interface Metrics {
   readonly registry: Registry;
   /** Pass as FcgiPoolOptions.hooks. */
   poolHooks(): FcgiPoolHooks;
+  /** Pass as PhpHandlerDeps.hooks: temp files and client timeouts. */
+  phpHooks(): Required<PhpHandlerHooks>;
   /** Pass as HubOptions.hooks. */
   hubHooks(): HubHooks;
   /** Spread into createHttpServer's deps: request counts, latency, upstream time, rejections. */
@@ -172,6 +181,36 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     collect: () => {
       queueLength.set(sources.pool?.().queued ?? 0);
     },
+  });
+  const stalls = new Counter({
+    name: 'askr_fastcgi_stalls_total',
+    help: 'Requests on a fresh kept connection that got nothing from php-fpm for 200 ms while other kept connections existed (FPM probably had not accepted it).',
+    registers,
+  });
+  const workersFreed = new Counter({
+    name: 'askr_fastcgi_workers_freed_total',
+    help: 'Kept FastCGI connections closed to free the FPM worker they pinned for a stalled request.',
+    registers,
+  });
+  const bufferMemory: Gauge = new Gauge({
+    name: 'askr_buffer_memory_bytes',
+    help: 'Memory held by buffered request bodies and PHP responses (bounded by server.buffer_memory_limit).',
+    registers,
+    collect: () => {
+      bufferMemory.set(sources.buffers?.().usedBytes ?? 0);
+    },
+  });
+  const bufferTempFiles = new Counter({
+    name: 'askr_buffer_temp_files_total',
+    help: 'Request bodies and PHP responses that went to a temp file, by kind.',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const clientTimeouts = new Counter({
+    name: 'askr_http_client_timeouts_total',
+    help: 'Clients closed for being too slow: a request body stalled (body, 408) or the response was not read (send).',
+    labelNames: ['kind'] as const,
+    registers,
   });
   const queueWait = new Histogram({
     name: 'askr_fastcgi_queue_wait_seconds',
@@ -276,6 +315,8 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
   for (const reason of REQUEST_REJECT_REASONS) rejectedRequests.inc({ reason }, 0);
   for (const reason of DATAGRAM_REJECT_REASONS) rejectedDatagrams.inc({ reason }, 0);
   for (const kind of TIMEOUT_KINDS) timeouts.inc({ kind }, 0);
+  for (const kind of ['request', 'response'] as const) bufferTempFiles.inc({ kind }, 0);
+  for (const kind of ['body', 'send'] as const) clientTimeouts.inc({ kind }, 0);
   for (const ingress of INGRESS_KINDS) published.inc({ ingress }, 0);
   for (const reason of LOST_REASONS) lost.inc({ reason }, 0);
 
@@ -301,6 +342,12 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
       onRetry: () => retries.inc(),
       onTimeout: (kind) => timeouts.inc({ kind: pick(TIMEOUT_KINDS, kind, 'read') }),
       onQueueWait: (waitMs) => queueWait.observe(waitMs / 1000),
+      onStall: () => stalls.inc(),
+      onWorkersFreed: (count) => workersFreed.inc(count),
+    }),
+    phpHooks: () => ({
+      onTempFile: (kind) => bufferTempFiles.inc({ kind }),
+      onClientTimeout: (kind) => clientTimeouts.inc({ kind }),
     }),
     hubHooks: () => ({
       onPublish: (ingress) => published.inc({ ingress: pick(INGRESS_KINDS, ingress, 'internal') }),

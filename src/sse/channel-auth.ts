@@ -7,7 +7,7 @@
 import type { FcgiPool } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import { buildCgiParams, type CgiServerInfo } from '../http/cgi-params.ts';
-import { phpInternalRequest } from '../http/php-internal.ts';
+import { phpInternalRequest } from '../cgi/php-internal.ts';
 import { cgiRequestInfo, headerPairs, type RequestContext } from '../http/request-context.ts';
 import { frontControllerRoute } from '../http/route-resolver.ts';
 

@@ -6,8 +6,10 @@
  */
 import type { FcgiCall } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
-import { cgiHeader, type CgiHead } from '../http/cgi-response.ts';
-import { isInstructionHeader, pump, type ResponseInterceptor } from '../http/php-handler.ts';
+import { cgiHeader, type CgiHead } from '../cgi/cgi-head.ts';
+import { clientHeaders, collectBody, type PhpResponse } from '../cgi/php-response.ts';
+import { pump } from '../cgi/pump.ts';
+import type { ResponseInterceptor } from '../http/php-handler.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { Hub } from './hub.ts';
 import {
@@ -24,33 +26,20 @@ export interface HoldDeps {
   onRejected?(reason: string): void;
 }
 
-/** PHP's headers minus instructions and the ones the stream head replaces. */
-function keptHeaders(head: CgiHead): string[] {
-  const out: string[] = [];
-  for (const [name, value] of head.headers) {
-    const lower = name.toLowerCase();
-    if (
-      isInstructionHeader(name) ||
-      lower === 'content-type' ||
-      lower === 'cache-control' ||
-      lower === 'content-length'
-    )
-      continue;
-    out.push(name, value);
-  }
-  return out;
-}
+/** Headers of PHP's that the stream head replaces. */
+const REPLACED = new Set(['content-type', 'cache-control', 'content-length']);
 
+/** PHP's headers minus instructions and the replaced ones, then the SSE head. */
 function streamHead(head: CgiHead, ctx: RequestContext): string[] {
-  const out = keptHeaders(head);
+  const out = clientHeaders(head, ctx.requestId, REPLACED);
   for (const [k, v] of Object.entries(SSE_HEADERS)) out.push(k, v);
-  out.push('X-Request-Id', ctx.requestId);
   return out;
 }
 
 export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
   return {
-    async intercept(ctx, head, rest, call, body): Promise<boolean> {
+    async intercept(ctx, response, call): Promise<boolean> {
+      const { head } = response;
       const subscribe = cgiHeader(head, 'x-askr-subscribe', true);
       const gripHold = cgiHeader(head, 'grip-hold', true);
       if (subscribe !== undefined || gripHold !== undefined) {
@@ -64,10 +53,8 @@ export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
         }
         await hold(
           ctx,
-          head,
-          rest,
+          response,
           call,
-          body,
           subscribe ?? cgiHeader(head, 'grip-channel', true) ?? '',
           gripHold !== undefined,
           deps,
@@ -76,7 +63,7 @@ export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
       }
       const accept = ctx.req.headers.accept ?? '';
       if (!accept.includes('text/event-stream')) return false;
-      await passthrough(ctx, head, rest, call, body, deps);
+      await passthrough(ctx, response, call, deps);
       return true;
     },
   };
@@ -84,36 +71,28 @@ export function createHoldInterceptor(deps: HoldDeps): ResponseInterceptor {
 
 async function hold(
   ctx: RequestContext,
-  head: CgiHead,
-  rest: Buffer,
+  response: PhpResponse,
   call: FcgiCall,
-  body: AsyncIterator<Buffer>,
   channelList: string,
   grip: boolean,
   deps: HoldDeps,
 ): Promise<void> {
   const config = deps.config();
+  const { head } = response;
   ctx.kind = 'sse';
   // PHP's body becomes the first frames; it is bounded like any subscriber queue.
   const limit = config.sse.subscriber_queue_size;
-  const parts: Buffer[] = [rest];
-  let size = rest.length;
-  for (;;) {
-    const next = await body.next();
-    if (next.done === true) break;
-    size += next.value.length;
-    if (size > limit) {
-      call.abort();
-      sendError(
-        ctx,
-        502,
-        `the body of a held response exceeds ${limit} bytes (sse.subscriber_queue_size)`,
-      );
-      return;
-    }
-    parts.push(next.value);
+  const initial = await collectBody(response, call, limit);
+  if (initial === null) {
+    call.abort();
+    sendError(
+      ctx,
+      502,
+      `the body of a held response exceeds ${limit} bytes (sse.subscriber_queue_size)`,
+    );
+    return;
   }
-  await call.done; // END_REQUEST: the FPM worker is free from here on.
+  // collectBody returned after END_REQUEST: the FPM worker is free from here on.
   const channels = splitChannelHeader(channelList);
   const problem =
     channels.length === 0
@@ -146,33 +125,27 @@ async function hold(
     lastEventId: lastEventIdOf(ctx.req, url),
     clientIp: ctx.clientAddress,
     kind: 'hold',
-    initial: Buffer.concat(parts, size),
+    initial,
   });
 }
 
 async function passthrough(
   ctx: RequestContext,
-  head: CgiHead,
-  rest: Buffer,
+  response: PhpResponse,
   call: FcgiCall,
-  body: AsyncIterator<Buffer>,
   deps: HoldDeps,
 ): Promise<void> {
   ctx.kind = 'sse';
-  const headers =
-    head.status === 200
-      ? streamHead(head, ctx)
-      : [
-          ...head.headers.filter(([n]) => !isInstructionHeader(n)).flat(),
-          'X-Request-Id',
-          ctx.requestId,
-        ];
+  const { head } = response;
+  const headers = head.status === 200 ? streamHead(head, ctx) : clientHeaders(head, ctx.requestId);
   ctx.req.socket.setNoDelay(true);
   ctx.res.writeHead(head.status, head.statusText ?? undefined, headers);
   ctx.res.flushHeaders();
   deps.onPassthrough?.(1);
   try {
-    await pump(ctx, rest, body);
+    await pump(ctx.res, response.rest, response.read, {
+      sendTimeoutMs: deps.config().server.send_timeout,
+    });
     await call.done;
     ctx.res.end();
   } finally {

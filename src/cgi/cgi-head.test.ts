@@ -3,7 +3,7 @@
  * across chunks at every offset, and malformed input from a broken or hostile FPM.
  */
 import { describe, expect, it } from 'vitest';
-import { CgiHeadParser } from './cgi-response.ts';
+import { CgiHeadParser } from './cgi-head.ts';
 
 const sample =
   'Status: 404 Not Found\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-type: text/html; charset=UTF-8\r\n\r\nbody\r\n\r\nmore';

@@ -1,0 +1,149 @@
+/**
+ * Reading a PHP response off a FastCGI call, the one home for it: parse the CGI head, hand out
+ * the body as a reader, collect a bounded body (holds, internal requests), or spool all of it as
+ * fast as FPM writes so the worker is free at END_REQUEST (buffering). Also which response
+ * headers are instructions to the front server and never reach a client.
+ * Invariant: nothing here knows HTTP servers; callers decide statuses.
+ */
+import type { FcgiCall } from '../fastcgi/pool.ts';
+import { CgiHeadParser, type CgiHead } from './cgi-head.ts';
+import { readerOf, type BodyReader } from './pump.ts';
+import type { Spool } from './spool.ts';
+
+/** Largest CGI head accepted from PHP (nginx fastcgi_buffer_size is 4-8k; be generous). */
+export const MAX_CGI_HEAD_BYTES = 64 * 1024;
+
+export interface PhpResponse {
+  head: CgiHead;
+  /** Body bytes that arrived with the head. */
+  rest: Buffer;
+  /** The rest of the body, in order (empty when `complete`). */
+  read: BodyReader;
+  /** END_REQUEST had arrived with the head: `rest` plus `read` is already all of it in memory. */
+  complete: boolean;
+}
+
+export type PhpResponseResult = PhpResponse | { error: string };
+
+const NOTHING: BodyReader = () => Promise.resolve(null);
+
+/**
+ * Waits for the CGI head. When END_REQUEST is already in (a small page arrives in one socket
+ * read), everything is taken synchronously from the stdout buffer: no iterator machinery.
+ */
+export async function readPhpResponse(call: FcgiCall): Promise<PhpResponseResult> {
+  const parser = new CgiHeadParser(MAX_CGI_HEAD_BYTES);
+  if (call.ended) {
+    const all = call.stdout.read() as Buffer | null;
+    let result = all === null ? parser.finish() : parser.push(all);
+    if (!result.done && !('error' in result)) result = parser.finish();
+    if ('error' in result) return { error: result.error };
+    if (!result.done) return { error: 'incomplete CGI head' };
+    // Anything the first read() did not return (more than one buffered chunk) is still there.
+    const leftover = call.stdout.readableLength > 0;
+    return {
+      head: result.head,
+      rest: result.rest,
+      read: leftover ? readerOf(call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>) : NOTHING,
+      complete: true,
+    };
+  }
+  const iterator = call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  for (;;) {
+    const next = await iterator.next();
+    const result = next.done === true ? parser.finish() : parser.push(next.value);
+    if ('error' in result) return { error: result.error };
+    if (result.done) {
+      return { head: result.head, rest: result.rest, read: readerOf(iterator), complete: false };
+    }
+  }
+}
+
+/**
+ * The whole body in memory, or null when it grows past `maxBytes` (the caller aborts the call).
+ * Resolves after END_REQUEST, so the worker is free when it returns a body.
+ */
+export async function collectBody(
+  response: PhpResponse,
+  call: FcgiCall,
+  maxBytes: number,
+): Promise<Buffer | null> {
+  const parts: Buffer[] = response.rest.length > 0 ? [response.rest] : [];
+  let size = response.rest.length;
+  if (size > maxBytes) return null;
+  for (;;) {
+    const chunk = await response.read();
+    if (chunk === null) break;
+    size += chunk.length;
+    if (size > maxBytes) return null;
+    parts.push(chunk);
+  }
+  await call.done;
+  return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size);
+}
+
+/**
+ * Copies the whole body into `spool` as fast as FPM sends it (the FPM socket is never paused by
+ * the client), then ends the spool at END_REQUEST. A failure of the call aborts the spool, so
+ * the reader sees it. Resolves when the producer side is done, never rejects.
+ */
+export async function spoolBody(
+  response: PhpResponse,
+  call: FcgiCall,
+  spool: Spool,
+): Promise<void> {
+  try {
+    await spool.write(response.rest);
+    for (;;) {
+      const chunk = await response.read();
+      if (chunk === null) break;
+      await spool.write(chunk);
+    }
+    await call.done;
+    spool.end();
+  } catch (err) {
+    call.abort();
+    spool.abort(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+/** Response headers that are hop-by-hop or instructions to the front server. */
+const INSTRUCTIONS = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'x-accel-redirect',
+  'x-accel-buffering',
+  'x-accel-charset',
+  'x-accel-expires',
+  'x-accel-limit-rate',
+  'x-sendfile',
+]);
+
+/** Whether a response header from PHP is for the sidecar (never forwarded to the client). */
+export function isInstructionHeader(name: string): boolean {
+  const lower = name.toLowerCase();
+  return INSTRUCTIONS.has(lower) || lower.startsWith('x-askr-') || lower.startsWith('grip-');
+}
+
+/**
+ * PHP's headers as a flat [name, value, ...] list for writeHead, minus instructions and any
+ * lowercase name in `drop`, plus X-Request-Id.
+ */
+export function clientHeaders(
+  head: CgiHead,
+  requestId: string,
+  drop: ReadonlySet<string> = new Set(),
+): string[] {
+  const out: string[] = [];
+  for (const [name, value] of head.headers) {
+    if (isInstructionHeader(name) || (drop.size > 0 && drop.has(name.toLowerCase()))) continue;
+    out.push(name, value);
+  }
+  out.push('X-Request-Id', requestId);
+  return out;
+}
