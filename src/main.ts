@@ -15,7 +15,7 @@ import { FcgiPool, STALL_MS, type FcgiPoolHooks } from './fastcgi/pool.ts';
 import { MemoryBudget } from './cgi/spool.ts';
 import type { PhpHandlerHooks } from './http/php-handler.ts';
 import { RateLimitedLog } from './observability/rate-limited-log.ts';
-import { planPool, type PoolPlan, type PoolPlanInput } from './fastcgi/pool-plan.ts';
+import { planPool, type PoolPlan } from './fastcgi/pool-plan.ts';
 import { startManagedFpm, type ManagedFpm } from './fpm/managed-fpm.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts';
@@ -125,7 +125,7 @@ export async function startSidecar(
   const managedMaxChildren = fpm ? config.fpm.max_children : null;
   const poolPlanFor = (c: SidecarConfig): PoolPlan =>
     planPool({
-      keepAlive: c.fastcgi.keep_alive as PoolPlanInput['keepAlive'],
+      keepAlive: c.fastcgi.keep_alive,
       poolSize: c.fastcgi.pool_size,
       managedMaxChildren,
     });
@@ -265,7 +265,9 @@ export async function startSidecar(
         listen: config.metrics.listen,
         registry,
         logger,
-        routes: statusPageRoutes({ snapshot: () => statusSnapshot(registry, pool, hub, plan.maxConnections) }),
+        routes: statusPageRoutes({
+          snapshot: () => statusSnapshot(registry, pool, hub, plan.maxConnections),
+        }),
         checks: {
           fpm: () => fpmReachable(address),
           ...(ingress === null ? {} : { datagram_socket: () => unixSocketPresent(ingress.path) }),
@@ -275,7 +277,13 @@ export async function startSidecar(
 
   const { url, port } = await listen(http, config.server.listen);
   logger.info(
-    { url, metrics: admin?.url ?? null, root: config.server.root, fpm: address, poolSize: plan.maxConnections },
+    {
+      url,
+      metrics: admin?.url ?? null,
+      root: config.server.root,
+      fpm: address,
+      poolSize: plan.maxConnections,
+    },
     'askr-sidecar listening',
   );
 

@@ -19,6 +19,9 @@ beforeAll(async () => {
     'metrics.listen': '127.0.0.1:0',
     'broadcast.socket': join(dir, 'askr.sock'),
     'sse.publish_token': 't',
+    // Keep-alive (the shared test FPM has 8 workers), so idle kept connections show in the gauge.
+    'fastcgi.pool_size': '8',
+    'fastcgi.idle_timeout': '60s',
   });
 });
 afterAll(async () => {

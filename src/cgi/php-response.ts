@@ -44,7 +44,9 @@ export async function readPhpResponse(call: FcgiCall): Promise<PhpResponseResult
     return {
       head: result.head,
       rest: result.rest,
-      read: leftover ? readerOf(call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>) : NOTHING,
+      read: leftover
+        ? readerOf(call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>)
+        : NOTHING,
       complete: true,
     };
   }

@@ -120,8 +120,7 @@ export class Spool {
       return;
     }
     await this.#waitFor(
-      () =>
-        this.#fileUnread === 0 || this.#fileUnread + chunk.length <= this.#options.maxFileBytes,
+      () => this.#fileUnread === 0 || this.#fileUnread + chunk.length <= this.#options.maxFileBytes,
     );
     const file = await this.#openFile();
     this.#checkAlive();
@@ -174,9 +173,7 @@ export class Spool {
       }
       if (this.#error !== null) throw this.#error;
       if (this.#ended) return null;
-      await this.#waitFor(
-        () => this.#segments.length > 0 || this.#ended || this.#error !== null,
-      );
+      await this.#waitFor(() => this.#segments.length > 0 || this.#ended || this.#error !== null);
     }
   }
 

@@ -221,6 +221,74 @@ describe.each(['tcp', 'unix'] as const)('keep-alive over %s', (transport) => {
   });
 });
 
+describe('a connection per request (keepAlive: false)', () => {
+  it('sends BEGIN_REQUEST without KEEP_CONN and closes every connection at END_REQUEST', async () => {
+    const fake = await fakeFpm('unix');
+    const seen: FakeRequest[] = [];
+    fake.on('request', (req: FakeRequest) => seen.push(req));
+    const [pool] = makePool(fake.address, { keepAlive: false });
+    expect(pool.keepAlive).toBe(false);
+    for (let i = 0; i < 5; i += 1) {
+      const call = await pool.request(init());
+      expect(await readAll(call)).toContain('hello');
+      await call.done;
+      // Nothing idle is ever left to pin an FPM worker.
+      expect(pool.stats()).toEqual({ open: 0, busy: 0, idle: 0, queued: 0, stalled: 0 });
+    }
+    expect(fake.connections).toBe(5);
+    expect(seen.every((r) => r.flags === 0)).toBe(true);
+  });
+
+  it('still caps open connections and queues the rest', async () => {
+    const fake = await fakeFpm('unix');
+    const held: FakeRequest[] = [];
+    fake.handler = (req) => held.push(req);
+    const [pool] = makePool(fake.address, { keepAlive: false, maxConnections: 2 });
+    const calls = [pool.request(init()), pool.request(init()), pool.request(init())];
+    while (held.length < 2) await once(fake, 'request');
+    expect(pool.stats()).toMatchObject({ open: 2, queued: 1 });
+    for (const req of held.splice(0)) {
+      req.stdout('Content-Type: text/plain\r\n\r\nok');
+      req.end();
+    }
+    const third = await nextRequest(fake);
+    third.stdout('Content-Type: text/plain\r\n\r\nok');
+    third.end();
+    for (const call of await Promise.all(calls)) expect(await readAll(call)).toContain('ok');
+  });
+});
+
+describe('stalls (keep-alive)', () => {
+  it('a fresh connection FPM leaves unanswered makes the pool close its idle kept ones', async () => {
+    const fake = await fakeFpm('unix');
+    // One FPM worker: connection 0 holds it until it closes; any other connection gets no byte
+    // before that (it sits in the backlog), then is answered.
+    let zeroOpen = true;
+    fake.on('socketClose', (id: number) => {
+      if (id === 0) zeroOpen = false;
+    });
+    fake.handler = (req) => {
+      const answer = (): void => {
+        req.stdout('Content-Type: text/plain\r\n\r\nhello');
+        req.end();
+      };
+      if (req.connectionId === 0 || !zeroOpen) answer();
+      else fake.once('socketClose', answer);
+    };
+    let stalls = 0;
+    let freed = 0;
+    const [pool] = makePool(fake.address, {
+      hooks: { onStall: () => (stalls += 1), onWorkersFreed: (n) => (freed += n) },
+    });
+    // Two at once: connection 0 answers and goes idle (pinning the worker); connection 1 waits.
+    const calls = await Promise.all([pool.request(init()), pool.request(init())]);
+    for (const call of calls) expect(await readAll(call)).toContain('hello');
+    expect(stalls).toBe(1);
+    expect(freed).toBe(1);
+    expect(zeroOpen).toBe(false);
+  });
+});
+
 it('connects over IPv6 ("[::1]:port")', async () => {
   const fake = await fakeFpm();
   const v6 = net.createServer((socket) => fake.server.emit('connection', socket));

@@ -332,5 +332,10 @@ function failBeforeResponse(
   } else {
     ctx.log.error({ requestId: ctx.requestId, err: toError(err) }, 'request failed');
   }
-  sendError(ctx, isSidecarError(err) ? status : 502, isSidecarError(err) ? publicMessageOf(err) : 'the request to PHP-FPM failed', headers);
+  sendError(
+    ctx,
+    isSidecarError(err) ? status : 502,
+    isSidecarError(err) ? publicMessageOf(err) : 'the request to PHP-FPM failed',
+    headers,
+  );
 }

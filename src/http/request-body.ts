@@ -67,7 +67,7 @@ async function bufferBody(req: IncomingMessage, limits: BodyLimits): Promise<Pre
     budget: limits.budget,
     tempDir: limits.tempDir,
     maxFileBytes: limits.maxBytes,
-    ...(limits.onTempFile === undefined ? {} : { onTempFile: limits.onTempFile }),
+    onTempFile: () => limits.onTempFile?.(),
   });
   const cleanup = (): Promise<void> => spool.destroy();
   try {
@@ -155,7 +155,9 @@ function readInto(req: IncomingMessage, spool: Spool, limits: BodyLimits): Promi
     };
     const onClose = (): void => {
       if (!req.complete) {
-        finish(new SidecarError(ErrorCodes.BODY_ABORTED, 'the client closed before the whole body'));
+        finish(
+          new SidecarError(ErrorCodes.BODY_ABORTED, 'the client closed before the whole body'),
+        );
       }
     };
     req.on('data', onData);
