@@ -1,7 +1,8 @@
 /**
- * Routing (Laravel's try_files) and every security rule of DESIGN.md §3, each as its own
- * regression test against the real sidecar and php-fpm. A recurrence shows up as PHP source
- * served, a script run that must not run, or a param a client must not control.
+ * Routing (Laravel's try_files) and every security rule of docs/architecture.md (Design notes:
+ * Routing; CGI params and security rules), each as its own regression test against the real
+ * sidecar and php-fpm. A recurrence shows up as PHP source served, a script run that must not
+ * run, or a param a client must not control.
  */
 import { connect } from 'node:net';
 import { once } from 'node:events';

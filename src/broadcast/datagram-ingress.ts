@@ -1,9 +1,10 @@
 /**
- * The Unix datagram socket PHP publishes to (DESIGN.md §5, docs/protocol.md). Binds the socket
- * (replacing a stale file, never a live socket or a non-socket), applies mode and group, parses
- * each datagram and hands good ones to the hub. Invariants: a bad datagram is counted by reason
- * and logged at most once per reason per 10 s, never fatal; an oversize datagram is rejected as
- * too_large, never delivered truncated; close() unlinks only the socket file this ingress made.
+ * The Unix datagram socket PHP publishes to (docs/protocol.md; docs/architecture.md, Design notes:
+ * Publishing). Binds the socket (replacing a stale file, never a live socket or a non-socket),
+ * applies mode and group, parses each datagram and hands good ones to the hub. Invariants: a bad
+ * datagram is counted by reason and logged at most once per reason per 10 s, never fatal; an
+ * oversize datagram is rejected as too_large, never delivered truncated; close() unlinks only the
+ * socket file this ingress made.
  * Known limit: children spawned after start inherit the socket (no FD_CLOEXEC, see below).
  */
 import { chmod, chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';

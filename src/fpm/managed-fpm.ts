@@ -1,7 +1,8 @@
 /**
- * The "embedded default" (DESIGN §6): with no [fastcgi].address, the sidecar runs its own php-fpm
- * on a private Unix socket and keeps it alive (the supervisor is fpm-supervisor.ts). This file
- * resolves the binary, prepares the private run directory and the generated configuration.
+ * The "embedded default" (docs/architecture.md, Design notes: Operations): with no
+ * [fastcgi].address, the sidecar runs its own php-fpm on a private Unix socket and keeps it alive
+ * (the supervisor is fpm-supervisor.ts). This file resolves the binary, prepares the private run
+ * directory and the generated configuration.
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,6 +1,7 @@
 /**
  * Builds the FastCGI params of one request: nginx's fastcgi.conf set, PATH_INFO when split, then
- * the request headers as HTTP_* (DESIGN.md §3 "CGI params"). Pure: plain data in, ordered pairs out.
+ * the request headers as HTTP_* (docs/architecture.md, Design notes: CGI params and security
+ * rules). Pure: plain data in, ordered pairs out.
  * Invariants: a client can only ever produce names starting with HTTP_ (never PHP_VALUE,
  * PHP_ADMIN_VALUE, REQUEST_BODY_FILE); no value taken from the request contains NUL, CR or LF.
  */

@@ -2,7 +2,7 @@
  * Per-request state shared by the handlers: the request id, the timing the access log reports and
  * the route kind that labels metrics. Created by the server for every request.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CgiRequestInfo } from './cgi-params.ts';
 
@@ -85,20 +85,7 @@ export function sendError(
 }
 
 function statusLine(status: number): string {
-  const texts: Record<number, string> = {
-    400: 'Bad Request',
-    403: 'Forbidden',
-    404: 'Not Found',
-    405: 'Method Not Allowed',
-    408: 'Request Timeout',
-    413: 'Content Too Large',
-    414: 'URI Too Long',
-    429: 'Too Many Requests',
-    431: 'Request Header Fields Too Large',
-    500: 'Internal Server Error',
-    502: 'Bad Gateway',
-    503: 'Service Unavailable',
-    504: 'Gateway Timeout',
-  };
-  return texts[status] ?? 'Error';
+  // 413 keeps RFC 9110's name (Node still says "Payload Too Large").
+  if (status === 413) return 'Content Too Large';
+  return STATUS_CODES[status] ?? 'Error';
 }

@@ -1,6 +1,7 @@
 /**
  * Maps a request-target to what serves it: a static file, a PHP script, or an error (Laravel's
- * nginx recipe `try_files $uri $uri/ /index.php?$query_string`, DESIGN.md §3 "Routing").
+ * nginx recipe `try_files $uri $uri/ /index.php?$query_string`; docs/architecture.md, Design
+ * notes: Routing).
  * Invariants: the path is decoded exactly once; a route never names a file whose realpath is
  * outside the root; PHP sources are never served as static files; PATH_INFO is split only at an
  * ASCII `.php/` whose prefix is an existing regular file (CVE-2019-11043 family).

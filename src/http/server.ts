@@ -1,12 +1,20 @@
 /**
  * The client-facing HTTP server: limits, request ids, trusted-proxy evaluation, dispatch to the
  * static / PHP / stream handlers, one access-log line per request, and the drain used on shutdown.
+ * What nginx refuses before routing is refused here too, counted by onRejected and answered with a
+ * plain-text reason; the access log records the status the client really got.
  *
- *   request ─▶ [extra routes: events, publish] ─▶ resolveRoute ─┬─ static ─▶ serveStaticFile
- *                                                               ├─ php ────▶ handlePhp (FastCGI)
- *                                                               └─ error ──▶ 400/403/404
+ *   request ─▶ refusalOf ─▶ [extra routes] ─▶ resolveRoute ─┬─ static ─▶ serveStaticFile
+ *                └─ 400/405/505                             ├─ php ────▶ handlePhp (FastCGI)
+ *                                                           └─ error ──▶ 400/403/404
+ *   CONNECT ─▶ 405;   unparsable head or body framing ─▶ clientError ─▶ 400/408/431/505
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -14,6 +22,13 @@ import type { SidecarConfig } from '../config/schema.ts';
 import { toError } from '../errors.ts';
 import { handlePhp, type PhpHandlerDeps } from './php-handler.ts';
 import { elapsedMs, sendError, type RequestContext } from './request-context.ts';
+import {
+  ALLOWED_METHODS,
+  answerOnSocket,
+  BAD_REQUEST,
+  CLIENT_ERRORS,
+  refusalOf,
+} from './request-checks.ts';
 import { resolveRouteSync } from './route-resolver.ts';
 import { serveStaticFile } from './static-files.ts';
 import { clientFromForwarded, type ProxyTrust } from './trusted-proxies.ts';
@@ -33,7 +48,10 @@ export interface HttpServerDeps {
   upstream?: () => UpstreamProxy | null;
   /** Called once per finished request (metrics). */
   onRequestDone?(ctx: RequestContext, status: number, durationMs: number): void;
-  /** Called for requests refused before routing (bad framing, too-large head). */
+  /**
+   * Called for requests refused before routing (bad framing, too-large head, missing Host,
+   * unsupported version or method); `reason` is one of REQUEST_REJECT_REASONS.
+   */
   onRejected?(reason: string): void;
 }
 
@@ -45,21 +63,15 @@ export interface HttpServer {
   drain(timeoutMs: number): Promise<boolean>;
 }
 
-/** How a request that never parsed is answered, by node's error code (else BAD_REQUEST). */
-interface ClientErrorAnswer {
-  status: number;
-  text: string;
-  reason: string;
+/**
+ * A request whose response has not closed yet, found from its socket by the clientError handler:
+ * when the body framing breaks (a bad chunk) that handler answers, and `cutBy` is what the access
+ * log must record instead of the 499 the handler reading the body would report.
+ */
+interface Exchange {
+  readonly ctx: RequestContext;
+  cutBy: { status: number; error: string } | null;
 }
-const BAD_REQUEST: ClientErrorAnswer = { status: 400, text: 'Bad Request', reason: 'bad_request' };
-const CLIENT_ERRORS: Readonly<Record<string, ClientErrorAnswer>> = {
-  HPE_HEADER_OVERFLOW: {
-    status: 431,
-    text: 'Request Header Fields Too Large',
-    reason: 'header_too_large',
-  },
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, text: 'Request Timeout', reason: 'header_timeout' },
-};
 
 export function createHttpServer(deps: HttpServerDeps): HttpServer {
   const config = deps.config();
@@ -69,9 +81,13 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     // Streams live for hours: no whole-request timeout (the header timeout still applies).
     requestTimeout: 0,
     keepAliveTimeout: config.server.keep_alive_timeout,
+    // Node's own Host check answers a bare 400 that bypasses the access log and the rejection
+    // metric; refusalOf applies the same rule (HTTP/1.1 only, HTTP/1.0 needs no Host) and more.
     requireHostHeader: false,
-    // Only upgrades an upstream route wants reach 'upgrade' (Node >= 24.9); others are plain requests.
-    shouldUpgradeCallback: (req: IncomingMessage) => deps.upstream?.()?.wantsUpgrade(req) ?? false,
+    // Only upgrades an upstream route wants reach 'upgrade' (Node >= 24.9); others are plain
+    // requests, and so are refused ones (the 'request' handler answers them).
+    shouldUpgradeCallback: (req: IncomingMessage) =>
+      refusalOf(req) === null && (deps.upstream?.()?.wantsUpgrade(req) ?? false),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const forwarded = forwardedClient(req, deps.trust());
@@ -79,15 +95,36 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       deps.upstream?.()?.upgrade(req, socket, head, forwarded.clientAddress, forwarded.https) !==
       true
     ) {
+      // Node removed its own error handler from an upgraded socket: a reset must not crash us.
+      socket.on('error', () => undefined);
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     }
+  });
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    // Without a listener Node destroys a CONNECT's socket: the client sees a silent close. We are
+    // an origin server, not a forward proxy; nginx answers 405.
+    deps.onRejected?.('method_not_allowed');
+    deps.logger.debug({ method: req.method, remote: socket.remoteAddress }, 'CONNECT refused');
+    // Node has removed its own socket listeners: a reset must not become an uncaught 'error'.
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      deps.logger.debug({ code: err.code, remote: socket.remoteAddress }, 'client error');
+    });
+    answerOnSocket(socket, 405, 'CONNECT is not allowed: this is an origin server, not a proxy', {
+      allow: ALLOWED_METHODS,
+    });
   });
   server.maxConnections = config.server.max_connections;
   let inFlight = 0;
   let draining = false;
   const idle: Array<() => void> = [];
+  const exchanges = new WeakMap<Socket, Exchange>();
 
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (refusalOf(req) !== null) {
+      // Refused without inviting the body: the 'request' handler answers (no 100 Continue).
+      server.emit('request', req, res);
+      return;
+    }
     // Refuse an oversized body before the client sends it (nginx answers 413 without reading).
     const length = Number(req.headers['content-length'] ?? '0');
     const max = deps.config().server.max_body_size;
@@ -105,8 +142,13 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const code = err.code ?? 'ERR';
-    const { status, text, reason } = CLIENT_ERRORS[code] ?? BAD_REQUEST;
-    deps.onRejected?.(reason);
+    const exchange = exchanges.get(socket);
+    if (exchange !== undefined && !exchange.ctx.req.complete && code.startsWith('HPE_')) {
+      endBrokenBody(exchange, socket, code, (err as { reason?: unknown }).reason);
+      return;
+    }
+    const answer = CLIENT_ERRORS[code] ?? BAD_REQUEST;
+    deps.onRejected?.(answer.reason);
     if (code !== 'ECONNRESET' && code !== 'EPIPE') {
       deps.logger.debug({ code, remote: socket.remoteAddress }, 'client error');
     }
@@ -117,27 +159,54 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       socket.destroy();
       return;
     }
-    const message =
-      status === 431
-        ? `request head exceeds ${deps.config().server.max_header_size} bytes (server.max_header_size)`
-        : status === 408
-          ? 'request head not received in time (server.header_timeout)'
-          : `malformed HTTP request (${code})`;
-    const body = `${status} ${text}\n${message}\n`;
-    socket.end(
-      `HTTP/1.1 ${status} ${text}\r\n` +
-        `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    answerOnSocket(socket, answer.status, answer.message(code, deps.config()));
   });
+
+  /**
+   * The head parsed but the body framing did not (a bad chunk size, a chunk longer than announced):
+   * the handler reading the body only sees the socket close. Answer 400 when nothing was sent yet
+   * and record the answer the client really got, with the reason, for the access log.
+   */
+  function endBrokenBody(exchange: Exchange, socket: Socket, code: string, reason: unknown): void {
+    const { ctx } = exchange;
+    const what =
+      ctx.req.headers['transfer-encoding'] === undefined ? 'request body' : 'chunked body';
+    const detail = typeof reason === 'string' ? `${reason.toLowerCase()}, ` : '';
+    const error = `malformed request body framing: invalid ${what} (${detail}${code})`;
+    deps.onRejected?.('bad_framing');
+    ctx.log.debug({ requestId: ctx.requestId, code, remote: socket.remoteAddress }, error);
+    const { res } = ctx;
+    if (res.writableEnded) {
+      // The answer went out before the body was read: let it reach the client, then close.
+      socket.end();
+      return;
+    }
+    exchange.cutBy = { status: res.headersSent ? res.statusCode : 400, error };
+    if (res.headersSent || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    answerOnSocket(socket, 400, `${error}\nrequest id: ${ctx.requestId}`, {
+      'x-request-id': ctx.requestId,
+    });
+  }
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     inFlight += 1;
     const ctx = makeContext(req, res, deps);
     const socket = req.socket; // res 'close' may come after the socket is detached from req
     const bytesBefore = socket.bytesWritten;
+    const exchange: Exchange = { ctx, cutBy: null };
+    exchanges.set(socket, exchange);
     if (draining) res.setHeader('connection', 'close');
     res.once('close', () => {
       inFlight -= 1;
+      if (exchanges.get(socket) === exchange) exchanges.delete(socket);
+      if (exchange.cutBy !== null) {
+        // clientError answered (broken body framing); the handler saw only a closed socket.
+        ctx.logStatus = exchange.cutBy.status;
+        ctx.error = exchange.cutBy.error;
+      }
       // A response that closed before it finished was cut by the client (nginx's 499).
       const status = ctx.logStatus ?? (res.writableFinished ? res.statusCode : 499);
       const durationMs = elapsedMs(ctx.startedAt);
@@ -161,6 +230,13 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       deps.onRequestDone?.(ctx, status, durationMs);
       if (inFlight === 0) for (const fn of idle.splice(0)) fn();
     });
+    const refusal = refusalOf(req);
+    if (refusal !== null) {
+      deps.onRejected?.(refusal.reason);
+      // Close after answering: the body (if any) was not read, and its framing may be faulty.
+      sendError(ctx, refusal.status, refusal.message, { connection: 'close', ...refusal.headers });
+      return;
+    }
     dispatch(ctx, deps).catch((err: unknown) => {
       ctx.log.error(
         { requestId: ctx.requestId, err: toError(err) },

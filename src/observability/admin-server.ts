@@ -1,8 +1,9 @@
 /**
- * The admin listener (DESIGN §6, [metrics].listen): GET /metrics (Prometheus text), /healthz (the
- * process answers) and /readyz (every readiness check passes). Separate from the client server so
- * it can stay on loopback. Invariants: a check that throws or hangs counts as failed (bounded by
- * checkTimeoutMs), never as an exception; nothing a client sends reaches a label or a log field.
+ * The admin listener ([metrics].listen; docs/architecture.md, Design notes: Operations):
+ * GET /metrics (Prometheus text), /healthz (the process answers) and /readyz (every readiness
+ * check passes). Separate from the client server so it can stay on loopback. Invariants: a check
+ * that throws or hangs counts as failed (bounded by checkTimeoutMs), never as an exception;
+ * nothing a client sends reaches a label or a log field.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';

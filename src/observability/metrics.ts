@@ -1,6 +1,7 @@
 /**
- * The sidecar's Prometheus metrics (DESIGN §6): one `createMetrics(registry)` per registry, with
- * hook adapters for the pool, the hub, the HTTP server, the datagram ingress and the FPM supervisor.
+ * The sidecar's Prometheus metrics (docs/architecture.md, Design notes: Operations): one
+ * `createMetrics(registry)` per registry, with hook adapters for the pool, the hub, the HTTP
+ * server, the datagram ingress and the FPM supervisor.
  * Invariants: every label value comes from a fixed allow-list (never a path, channel or client
  * string), so the number of series is bounded; hooks never throw; gauges of pool/hub state are read
  * at scrape time (collect()), so the hot path only touches counters and histograms.

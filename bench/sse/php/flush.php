@@ -1,6 +1,7 @@
 <?php
-// bench:sse: the classic PHP SSE loop (DESIGN.md §1). It pins one FPM worker for as long as the
-// client stays, up to ?seconds= (default 300) so a forgotten run ends by itself.
+// bench:sse: the classic PHP SSE loop (docs/architecture.md, Design notes: What it is). It pins
+// one FPM worker for as long as the client stays, up to ?seconds= (default 300) so a forgotten run
+// ends by itself.
 header('Content-Type: text/event-stream');
 header('Cache-Control: no-cache');
 header('X-Accel-Buffering: no');
