@@ -10,6 +10,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { SidecarConfig } from '../config/schema.ts';
 import { isSidecarError } from '../errors.ts';
+import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import type { Hub } from '../sse/hub.ts';
@@ -158,7 +159,7 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
       });
       res.end(reply);
     } catch (err) {
-      if (isSidecarError(err) && err.status === 400) {
+      if (isSidecarError(err) && httpStatusOf(err) === 400) {
         deps.onRejected?.('publish_bad_request');
         sendError(ctx, 400, err.message);
         return;

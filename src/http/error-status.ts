@@ -15,6 +15,7 @@ const STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   [ErrorCodes.FCGI_POOL_EXHAUSTED]: 503,
   [ErrorCodes.FCGI_POOL_CLOSED]: 503,
   [ErrorCodes.FCGI_TIMEOUT]: 504,
+  [ErrorCodes.UPSTREAM_TIMEOUT]: 504,
   [ErrorCodes.FCGI_ABORTED]: 499,
   [ErrorCodes.BODY_ABORTED]: 499,
   [ErrorCodes.CLIENT_GONE]: 499,

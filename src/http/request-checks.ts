@@ -120,4 +120,3 @@ export function answerOnSocket(
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
   socket.end(`${head}\r\n${body}`);
 }
-

@@ -9,12 +9,7 @@
  *                                                           └─ error ──▶ 400/403/404
  *   CONNECT ─▶ 405;   unparsable head or body framing ─▶ clientError ─▶ 400/408/431/505
  */
-import {
-  createServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';

@@ -77,7 +77,7 @@ interface BodyPart {
  * `Allow: GET, HEAD`), 412 or 416; a file gone between the caller's stat and our open is 404, an
  * unreadable one 403. A client abort resolves with the bytes handed over so far
  * (`res.writableFinished` is then false). Rejects only on unexpected I/O errors (EIO, EMFILE, a
- * file that shrank while being sent) with a SidecarError `ASKR_ERR_STATIC_FILE` (status 500, the
+ * file that shrank while being sent) with a SidecarError `ASKR_ERR_STATIC_FILE` (answered 500, the
  * system error as `cause`), after which the caller destroys the response (pipeline already has if
  * the body had started).
  */
@@ -180,7 +180,6 @@ function serveSmallSync(
         throw new SidecarError(
           ErrorCodes.STATIC_FILE,
           `static file shrank while being read: ${rep.path} (${read} of ${fresh.size} bytes)`,
-          { status: 500 },
         );
       }
     }
@@ -324,7 +323,6 @@ async function streamBody(
           throw new SidecarError(
             ErrorCodes.STATIC_FILE,
             `static file shrank while being sent: ${path} (${read} of ${part.end - part.start + 1} bytes from ${part.start})`,
-            { status: 500 },
           );
         }
       } catch (err) {
@@ -422,7 +420,6 @@ function validatorHeaders(stat: Stats, options: StaticOptions): OutgoingHttpHead
 function fileError(op: string, path: string, cause: unknown): SidecarError {
   return new SidecarError(ErrorCodes.STATIC_FILE, `static file ${op} failed: ${path}`, {
     cause,
-    status: 500,
   });
 }
 

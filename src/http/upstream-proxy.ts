@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { ErrorCodes, SidecarError, isSidecarError, toError } from '../errors.ts';
+import { httpStatusOf } from './error-status.ts';
 import { elapsedMs, sendError, type RequestContext } from './request-context.ts';
 import { matchUpstreamRoute, parseUpstreamRoutes, type UpstreamRoute } from './upstream-routes.ts';
 import {
@@ -193,7 +194,6 @@ export function createUpstreamProxy(options: UpstreamProxyOptions): UpstreamProx
           new SidecarError(
             ErrorCodes.UPSTREAM_RESPONSE,
             `${upstreamName(route)} did not accept the connection within ${s.connectTimeoutMs} ms (proxy.connect_timeout)`,
-            { status: 502 },
           ),
         );
       }, s.connectTimeoutMs);
@@ -205,9 +205,8 @@ export function createUpstreamProxy(options: UpstreamProxyOptions): UpstreamProx
     proxyReq.setTimeout(s.timeoutMs, () => {
       proxyReq.destroy(
         new SidecarError(
-          ErrorCodes.UPSTREAM_RESPONSE,
+          ErrorCodes.UPSTREAM_TIMEOUT,
           `${upstreamName(route)} sent nothing for ${s.timeoutMs} ms (proxy.timeout)`,
-          { status: 504 },
         ),
       );
     });
@@ -315,7 +314,7 @@ function makeSettings(
 
 /** 504 for our idle timeout, 502 for everything else an upstream can do wrong. */
 function statusFor(err: unknown): 502 | 504 {
-  return isSidecarError(err) && err.status === 504 ? 504 : 502;
+  return httpStatusOf(err) === 504 ? 504 : 502;
 }
 
 /**
