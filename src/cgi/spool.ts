@@ -238,7 +238,10 @@ export class Spool {
 
   #pushMemory(chunk: Buffer): void {
     this.#memoryHeld += chunk.length;
-    this.#segments.push({ mem: chunk });
+    // A small view into a big socket read buffer would keep the whole buffer alive while we
+    // count only the view: copy it, so what the budget counts is what is held.
+    const held = chunk.byteLength * 2 < chunk.buffer.byteLength ? Buffer.from(chunk) : chunk;
+    this.#segments.push({ mem: held });
     this.#notify();
   }
 

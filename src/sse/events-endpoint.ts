@@ -1,7 +1,9 @@
 /**
  * GET {sse.events_path}?channel=NAME (repeatable): the Askr-compatible events endpoint. Public
  * channels are subscribed at once; private-/presence- channels only after the app's auth route
- * allows each of them. Every refusal says which rule refused it.
+ * allows each of them. Every refusal says which rule refused it. The stream's place (the
+ * connection limits) is taken before the auth and held through it, so concurrent connects
+ * cannot all pass the limit while their auth runs.
  */
 import { randomBytes } from 'node:crypto';
 import { isPrivateChannel } from '../broadcast/channel-name.ts';
@@ -10,7 +12,13 @@ import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
 import type { Hub } from './hub.ts';
 import { memberFromAuthBody, type PresenceMember, type PresenceRegistry } from './presence.ts';
-import { channelListProblem, corsHeaders, lastEventIdOf, SSE_HEADERS } from './stream-response.ts';
+import {
+  channelListProblem,
+  corsHeaders,
+  lastEventIdOf,
+  reserveStream,
+  SSE_HEADERS,
+} from './stream-response.ts';
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
   hub: Hub;
@@ -53,57 +61,70 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       sendError(ctx, 400, problem, cors);
       return;
     }
-    const admission = deps.hub.admissionProblem(ctx.clientAddress);
-    if (admission !== null) {
-      deps.onRejected?.('stream_limit');
-      sendError(ctx, 429, admission, { ...cors, 'retry-after': '5' });
+    const slot = reserveStream(ctx, deps.hub, deps.onRejected, cors);
+    if (slot === null) return;
+    try {
+      await authorizeAndSubscribe(ctx, url, channels, cors, deps);
+    } finally {
+      slot.release(); // at once on a refusal; a no-op once the stream took the place
+    }
+  };
+}
+
+/** Authorizes each private/presence channel with the app, then starts the stream in the place
+ * reserved for ctx.res. */
+async function authorizeAndSubscribe(
+  ctx: RequestContext,
+  url: URL,
+  channels: readonly string[],
+  cors: Record<string, string>,
+  deps: EventsEndpointDeps,
+): Promise<void> {
+  const { req, res } = ctx;
+  const socketId = `${randomBytes(4).readUInt32BE()}.${randomBytes(4).readUInt32BE()}`;
+  const presence: Array<[string, PresenceMember]> = [];
+  for (const channel of channels.filter(isPrivateChannel)) {
+    const result = await authorizeChannel(ctx, channel, socketId, deps);
+    if (!result.allowed) {
+      deps.onRejected?.(result.status === 403 ? 'auth_denied' : 'auth_failed');
+      sendError(ctx, result.status, result.reason, cors);
       return;
     }
-    const socketId = `${randomBytes(4).readUInt32BE()}.${randomBytes(4).readUInt32BE()}`;
-    const presence: Array<[string, PresenceMember]> = [];
-    for (const channel of channels.filter(isPrivateChannel)) {
-      const result = await authorizeChannel(ctx, channel, socketId, deps);
-      if (!result.allowed) {
-        deps.onRejected?.(result.status === 403 ? 'auth_denied' : 'auth_failed');
-        sendError(ctx, result.status, result.reason, cors);
+    if (channel.startsWith('presence-')) {
+      const member = memberFromAuthBody(result.body);
+      if (typeof member === 'string') {
+        deps.onRejected?.('auth_failed');
+        ctx.log.error(
+          { requestId: ctx.requestId, channel, problem: member },
+          'bad presence auth response',
+        );
+        sendError(ctx, 502, `cannot join presence channel "${channel}": ${member}`, cors);
         return;
       }
-      if (channel.startsWith('presence-')) {
-        const member = memberFromAuthBody(result.body);
-        if (typeof member === 'string') {
-          deps.onRejected?.('auth_failed');
-          ctx.log.error(
-            { requestId: ctx.requestId, channel, problem: member },
-            'bad presence auth response',
-          );
-          sendError(ctx, 502, `cannot join presence channel "${channel}": ${member}`, cors);
-          return;
-        }
-        presence.push([channel, member]);
-      }
+      presence.push([channel, member]);
     }
-    if (res.destroyed) return;
-    res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
-    req.socket.setNoDelay(true);
-    req.socket.setKeepAlive(true, 60_000);
-    // Join before subscribing: the others hear the join, this stream gets the member list instead.
-    for (const [channel, member] of presence) deps.presence.join(channel, member);
-    if (presence.length > 0) {
-      res.once('close', () => {
-        for (const [channel, member] of presence) deps.presence.leave(channel, member.user_id);
-      });
-    }
-    const initial =
-      presence.length === 0
-        ? undefined
-        : Buffer.concat(presence.map(([channel]) => deps.presence.membersFrame(channel)));
-    deps.hub.subscribe({
-      sink: res,
-      channels,
-      lastEventId: lastEventIdOf(req, url),
-      clientIp: ctx.clientAddress,
-      kind: 'events',
-      ...(initial === undefined ? {} : { initial }),
+  }
+  if (res.destroyed) return;
+  res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
+  req.socket.setNoDelay(true);
+  req.socket.setKeepAlive(true, 60_000);
+  // Join before subscribing: the others hear the join, this stream gets the member list instead.
+  for (const [channel, member] of presence) deps.presence.join(channel, member);
+  if (presence.length > 0) {
+    res.once('close', () => {
+      for (const [channel, member] of presence) deps.presence.leave(channel, member.user_id);
     });
-  };
+  }
+  const initial =
+    presence.length === 0
+      ? undefined
+      : Buffer.concat(presence.map(([channel]) => deps.presence.membersFrame(channel)));
+  deps.hub.subscribe({
+    sink: res,
+    channels,
+    lastEventId: lastEventIdOf(req, url),
+    clientIp: ctx.clientAddress,
+    kind: 'events',
+    ...(initial === undefined ? {} : { initial }),
+  });
 }

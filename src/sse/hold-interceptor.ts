@@ -15,6 +15,7 @@ import type { Hub } from './hub.ts';
 import {
   channelListProblem,
   lastEventIdOf,
+  reserveStream,
   splitChannelHeader,
   SSE_HEADERS,
 } from './stream-response.ts';
@@ -107,12 +108,7 @@ async function hold(
     sendError(ctx, 500, `the application asked for an invalid stream: ${problem}`);
     return;
   }
-  const admission = deps.hub.admissionProblem(ctx.clientAddress);
-  if (admission !== null) {
-    deps.onRejected?.('stream_limit');
-    sendError(ctx, 429, admission, { 'retry-after': '5' });
-    return;
-  }
+  if (reserveStream(ctx, deps.hub, deps.onRejected) === null) return;
   if (ctx.res.destroyed) return;
   const status = head.status >= 200 && head.status < 300 ? head.status : 200;
   ctx.res.writeHead(status, streamHead(head, ctx));

@@ -8,24 +8,50 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, ErrorCodes, SidecarError } from '../errors.ts';
-import { Hub, type HubOptions, type SseSink } from './hub.ts';
+import {
+  Hub,
+  QUEUED_FRAME_OVERHEAD_BYTES,
+  SINK_WRITE_OVERHEAD_BYTES,
+  type HubOptions,
+  type SseSink,
+} from './hub.ts';
 import { PING_FRAME } from './sse-encoder.ts';
 
 class FakeSink extends EventEmitter implements SseSink {
   readonly chunks: Buffer[] = [];
   ended = false;
   destroyed = false;
-  /** When true, written bytes stay queued (a client that does not read). */
+  /** When true, written bytes stay queued (a client that does not read): write callbacks wait,
+   * and from `highWaterMark` queued bytes on, write() returns false until catchUp(). */
   stalled = false;
+  highWaterMark = 16 * 1024;
   writableLength = 0;
+  writableNeedDrain = false;
   throwOnWrite = false;
+  readonly #callbacks: (() => void)[] = [];
 
-  write(chunk: Buffer): boolean {
+  write(chunk: Buffer, callback?: (error?: Error | null) => void): boolean {
     if (this.throwOnWrite) throw new Error('boom');
     if (this.ended) throw new Error('write after end');
     this.chunks.push(chunk);
-    if (this.stalled) this.writableLength += chunk.length;
-    return !this.stalled;
+    if (!this.stalled) {
+      callback?.(); // handed on at once
+      return true;
+    }
+    this.writableLength += chunk.length;
+    if (callback !== undefined) this.#callbacks.push(callback);
+    if (this.writableLength >= this.highWaterMark) this.writableNeedDrain = true;
+    return !this.writableNeedDrain;
+  }
+  /** The client read everything: pending write callbacks run, then 'drain' if one was due. */
+  catchUp(): void {
+    this.stalled = false;
+    this.writableLength = 0;
+    for (const callback of this.#callbacks.splice(0)) callback();
+    if (this.writableNeedDrain) {
+      this.writableNeedDrain = false;
+      this.emit('drain');
+    }
   }
   end(): void {
     this.ended = true;
@@ -100,9 +126,9 @@ function advance(ms: number): void {
 function subscribe(
   hub: Hub,
   channels: string[],
-  extra: { lastEventId?: string; ip?: string } = {},
+  extra: { lastEventId?: string; ip?: string; sink?: FakeSink } = {},
 ) {
-  const sink = new FakeSink();
+  const sink = extra.sink ?? new FakeSink();
   const handle = hub.subscribe({
     sink,
     channels,
@@ -177,6 +203,7 @@ describe('fan-out', () => {
       initial: Buffer.from('data: from php\n\n'),
     });
     expect(sink.text()).toBe('retry: 3000\n\ndata: from php\n\nid: ep0-1@h\ndata: missed\n\n');
+    expect(sink.chunks).toHaveLength(1); // one write, not one per replayed event
     expect(hub.stats().byKind).toEqual({ hold: 1, events: 0 });
   });
 
@@ -351,7 +378,8 @@ describe('history and replay', () => {
   });
 
   it('bounds the replay by the subscriber queue: the newest that fit, after askr:lost', () => {
-    const hub = makeHub({ subscriberQueueBytes: 200 });
+    // retry: (13 B) + askr:lost (78 B) + 3 events of 51 B, in one write: fits; a 4th would not.
+    const hub = makeHub({ subscriberQueueBytes: SINK_WRITE_OVERHEAD_BYTES + 13 + 78 + 3 * 51 + 50 });
     for (let i = 1; i <= 20; i++) pub(hub, ['a'], 'x'.repeat(30));
     const { sink } = subscribe(hub, ['a'], { lastEventId: 'ep0-0' });
     const events = sink.events();
@@ -456,5 +484,192 @@ describe('closeAll (drain)', () => {
     advance(1000); // timers are stopped: no ping after the end
     expect(a.sink.chunks.includes(PING_FRAME)).toBe(false);
     expect(hub.stats().connections).toBe(0);
+  });
+});
+
+describe('admission (limits decided where the place is taken)', () => {
+  const limitError = (fn: () => unknown): SidecarError => {
+    try {
+      fn();
+    } catch (err) {
+      expect(err).toBeInstanceOf(SidecarError);
+      expect((err as SidecarError).code).toBe(ErrorCodes.LIMIT);
+      return err as SidecarError;
+    }
+    throw new Error('expected a LIMIT error');
+  };
+
+  it('a reserved slot counts as a stream until it is released, subscribed or its sink closes', () => {
+    const hub = makeHub({ maxConnections: 2, maxConnectionsPerIp: 2 });
+    const firstSink = new FakeSink();
+    const secondSink = new FakeSink();
+    const first = hub.reserve(firstSink, '10.0.0.1');
+    const second = hub.reserve(secondSink, '10.0.0.2');
+    expect(hub.reserve(firstSink, '10.0.0.1')).toBe(first); // one place per sink
+    expect(limitError(() => hub.reserve(new FakeSink(), '10.0.0.3')).message).toBe(
+      'too many streams: 2 (sse.max_connections)',
+    );
+    // A sink without a slot: subscribe() checks the limits itself, before touching the sink.
+    const sink = new FakeSink();
+    limitError(() =>
+      hub.subscribe({ sink, channels: ['a'], clientIp: '10.0.0.3', kind: 'events' }),
+    );
+    expect(sink.chunks).toHaveLength(0);
+    expect(sink.ended || sink.destroyed).toBe(false);
+
+    // The reserved sink takes its place (no limit check: it already holds one).
+    subscribe(hub, ['a'], { sink: firstSink });
+    expect(firstSink.text()).toBe('retry: 3000\n\n');
+    expect(hub.stats().connections).toBe(1);
+    first.release(); // no-op: the stream took the place
+    expect(hub.admissionProblem('10.0.0.4')).not.toBeNull();
+    second.release();
+    second.release();
+    expect(hub.admissionProblem('10.0.0.4')).toBeNull();
+
+    // A response that closes before its stream starts gives its place back by itself.
+    const gone = new FakeSink();
+    hub.reserve(gone, '10.0.0.5');
+    expect(hub.admissionProblem('10.0.0.6')).not.toBeNull();
+    gone.hangUp();
+    expect(hub.admissionProblem('10.0.0.6')).toBeNull();
+    // A sink whose slot was released is admitted like any other (there is room).
+    subscribe(hub, ['a'], { sink: secondSink, ip: '10.0.0.2' });
+    expect(hub.stats().connections).toBe(2);
+    limitError(() => subscribe(hub, ['a']));
+  });
+
+  it('per client address: slots and streams of one address count together', () => {
+    const hub = makeHub({ maxConnectionsPerIp: 2 });
+    const slot = hub.reserve(new FakeSink(), '10.0.0.9');
+    subscribe(hub, ['a'], { ip: '10.0.0.9' });
+    expect(limitError(() => hub.reserve(new FakeSink(), '10.0.0.9')).message).toBe(
+      'too many streams from 10.0.0.9: 2 (sse.max_connections_per_ip)',
+    );
+    limitError(() => subscribe(hub, ['a'], { ip: '10.0.0.9' }));
+    hub.reserve(new FakeSink(), '10.0.0.8').release();
+    slot.release();
+    subscribe(hub, ['a'], { ip: '10.0.0.9' });
+    expect(hub.stats().connections).toBe(2);
+  });
+
+  it('refuses to reserve while draining; a sink reserved before the drain is ended with retry:', () => {
+    const hub = makeHub();
+    const sink = new FakeSink();
+    hub.reserve(sink, '10.0.0.1');
+    hub.closeAll(5000);
+    expect(limitError(() => hub.reserve(new FakeSink(), '10.0.0.1')).message).toBe(
+      'the sidecar is shutting down',
+    );
+    subscribe(hub, ['a'], { sink });
+    expect(sink.text()).toBe('retry: 5000\n\n');
+    expect(sink.ended).toBe(true);
+  });
+});
+
+describe('slow-subscriber accounting (what a stream holds is what the bound compares)', () => {
+  /** A stream whose sink has just been stalled with a 1-byte high-water mark: the next write is
+   * the last one the sink takes before 'drain'. */
+  function stalledStream(hub: Hub, channel = 'a') {
+    const stream = subscribe(hub, [channel]);
+    stream.sink.stalled = true;
+    stream.sink.highWaterMark = 1;
+    return stream;
+  }
+  const frameOf = (seq: number, channel: string, text: string): Buffer =>
+    Buffer.from(`id: ep0-${seq}@${channel}\ndata: ${text}\n\n`);
+
+  it('while the sink needs a drain, frames wait in the hub and go out in ONE write on drain, in order', () => {
+    const hub = makeHub();
+    const { sink, handle } = stalledStream(hub);
+    const fast = subscribe(hub, ['a']).sink;
+    pub(hub, ['a'], 'e1'); // taken by the sink, which now needs a drain
+    const before = sink.chunks.length;
+    for (const text of ['e2', 'e3', 'e4', 'e5']) pub(hub, ['a'], text);
+    expect(sink.chunks).toHaveLength(before); // nothing more handed to the sink
+    const queued = [2, 3, 4, 5].map((seq) => frameOf(seq, 'a', `e${seq}`));
+    const queuedBytes = queued.reduce((n, b) => n + b.length, 0);
+    expect(hub.queuedBytes()).toBe(queuedBytes);
+    expect(hub.heldBytes(handle.id)).toBe(
+      frameOf(1, 'a', 'e1').length + // the sink's writableLength
+        SINK_WRITE_OVERHEAD_BYTES + // its write not handed on yet
+        queuedBytes +
+        4 * QUEUED_FRAME_OVERHEAD_BYTES,
+    );
+
+    sink.catchUp();
+    expect(sink.chunks).toHaveLength(before + 1);
+    expect(sink.chunks.at(-1)).toEqual(Buffer.concat(queued));
+    expect(hub.queuedBytes()).toBe(0);
+    expect(hub.heldBytes(handle.id)).toBe(0);
+    pub(hub, ['a'], 'e6'); // drained: straight to the sink again, the shared Buffer
+    expect(sink.chunks.at(-1)).toBe(fast.chunks.at(-1));
+    expect(sink.events().map((e) => e.data)).toEqual(['e1', 'e2', 'e3', 'e4', 'e5', 'e6']);
+    expect(fast.events().map((e) => e.data)).toEqual(['e1', 'e2', 'e3', 'e4', 'e5', 'e6']);
+  });
+
+  it('drops a stream as soon as bytes plus per-write and per-frame overhead pass the bound', () => {
+    let slow = 0;
+    const bound = 4096;
+    const hub = makeHub({ subscriberQueueBytes: bound, hooks: { onSlowConsumer: () => slow++ } });
+    const { sink, handle } = stalledStream(hub);
+    const fast = subscribe(hub, ['a']).sink;
+    // Expected from the model: the first frame is in the sink (one write), the others queued.
+    let expected = 0;
+    let published = 0;
+    for (;;) {
+      published++;
+      const frame = frameOf(published, 'a', 'x'.repeat(20));
+      expected +=
+        frame.length + (published === 1 ? SINK_WRITE_OVERHEAD_BYTES : QUEUED_FRAME_OVERHEAD_BYTES);
+      pub(hub, ['a'], 'x'.repeat(20));
+      if (expected > bound) break;
+      expect(hub.heldBytes(handle.id)).toBe(expected);
+      expect(sink.destroyed).toBe(false);
+    }
+    // Bytes alone (~40 per event) would have allowed ~100 events; the overhead is real memory.
+    expect(published).toBeLessThan(30);
+    expect(sink.destroyed).toBe(true);
+    expect(slow).toBe(1);
+    // Released at once: nothing of the dropped stream stays in the hub.
+    expect(hub.queuedBytes()).toBe(0);
+    expect(hub.heldBytes(handle.id)).toBe(0);
+    expect(fast.events()).toHaveLength(published);
+  });
+
+  it('skips heartbeats while frames wait; ending the stream writes them, then the final frame', () => {
+    const hub = makeHub({ heartbeatIntervalMs: 100 });
+    const { sink } = stalledStream(hub);
+    pub(hub, ['a'], 'e1');
+    pub(hub, ['a'], 'e2'); // queued
+    const before = sink.chunks.length;
+    advance(100);
+    expect(sink.chunks).toHaveLength(before);
+    hub.closeAll(250);
+    expect(sink.ended).toBe(true);
+    expect(sink.chunks.at(-1)?.toString()).toBe('id: ep0-2@a\ndata: e2\n\nretry: 250\n\n');
+    expect(hub.queuedBytes()).toBe(0);
+  });
+
+  it('a close publish delivers what waits, then the close event, then ends the stream', () => {
+    const hub = makeHub();
+    const { sink } = stalledStream(hub);
+    pub(hub, ['a'], 'e1');
+    pub(hub, ['a'], 'e2');
+    hub.publish({ channels: ['a'], data: Buffer.from('bye'), close: true, ingress: 'internal' });
+    expect(sink.ended).toBe(true);
+    expect(sink.events().map((e) => e.data)).toEqual(['e1', 'e2', 'bye']);
+  });
+
+  it('a sink that throws on the drain write drops the stream without throwing', () => {
+    const hub = makeHub();
+    const { sink } = stalledStream(hub);
+    pub(hub, ['a'], 'e1');
+    pub(hub, ['a'], 'e2');
+    sink.throwOnWrite = true;
+    expect(() => sink.catchUp()).not.toThrow();
+    expect(sink.destroyed).toBe(true);
+    expect(hub.stats().connections).toBe(0);
+    expect(hub.queuedBytes()).toBe(0);
   });
 });

@@ -8,6 +8,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { EventSource } from 'eventsource';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCodes } from '../errors.ts';
 import { Hub, type HubOptions } from './hub.ts';
 
 interface Received {
@@ -60,9 +61,13 @@ async function start(options: Partial<HubOptions> = {}): Promise<Harness> {
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const clientIp = req.socket.remoteAddress ?? '';
-    const problem = hub.admissionProblem(clientIp);
-    if (problem !== null) {
-      res.writeHead(429, { 'content-type': 'text/plain' }).end(problem);
+    // As src/sse does: take the place first (a refusal is an error with a code), then the head;
+    // subscribe() with the same response takes the place.
+    try {
+      hub.reserve(res, clientIp);
+    } catch (err) {
+      expect(err).toMatchObject({ code: ErrorCodes.LIMIT });
+      res.writeHead(429, { 'content-type': 'text/plain' }).end((err as Error).message);
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -279,6 +284,41 @@ describe('Hub over HTTP with EventSource', () => {
     expect(events.map((r) => Number(r.data.slice(0, r.data.indexOf(':'))))).toEqual(
       Array.from({ length: published }, (_, i) => i),
     );
+  });
+
+  it('a client that stalls, then reads, gets every event in order (frames queued in the hub go out on drain)', async () => {
+    const h = await start({ subscriberQueueBytes: 16 << 20 });
+    const req = get(`${h.url}?channel=q`);
+    cleanups.push(() => {
+      req.destroy();
+    });
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    res.pause(); // stops reading: kernel buffers fill, then the response's, then the hub queues
+    await h.until(() => h.hub.stats().connections === 1);
+    const payload = 'y'.repeat(1000);
+    let published = 0;
+    const burst = (n: number): void => {
+      for (let k = 0; k < n; k++) {
+        h.hub.publish({ channels: ['q'], data: data(`${published++} ${payload}`), ingress: 'internal' });
+      }
+    };
+    // Loopback buffers take a few MiB; 100 events (~100 KB) per turn of the event loop.
+    while (h.hub.queuedBytes() === 0 && published < 30_000) {
+      burst(100);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(h.hub.queuedBytes()).toBeGreaterThan(0);
+    burst(100); // behind the queued ones
+    expect(h.counts.slow).toBe(0);
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => (text += chunk));
+    res.resume();
+    while (!text.includes(`data: ${published - 1} `)) await once(res, 'data');
+    const seen = [...text.matchAll(/^data: (\d+) /gm)].map((m) => Number(m[1]));
+    expect(seen).toEqual(Array.from({ length: published }, (_, i) => i));
+    expect(h.hub.queuedBytes()).toBe(0);
+    expect(h.hub.stats().connections).toBe(1);
   });
 
   it('refuses streams over the per-IP limit, and admits again when one leaves', async () => {

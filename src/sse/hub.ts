@@ -1,12 +1,17 @@
 /**
  * The in-process SSE hub: channels, subscribers (streams), publish fan-out, replay, limits.
  * Invariants: every event is encoded once per channel and the same Buffer goes to every
- * subscriber of that channel; a publish never waits (a subscriber whose queue is over the bound
- * is destroyed); a stream gets each event at most once; two timers in all (heartbeat, sweep),
- * both unref'd; nothing throws out of a timer or a sink event handler.
+ * subscriber of that channel; a publish never waits (a subscriber holding more than the bound is
+ * destroyed, its queue released at once); a stream gets each event at most once, in seq order;
+ * admission (total and per-IP limits) is decided where a place is taken, synchronously; two
+ * timers in all (heartbeat, sweep), both unref'd; nothing throws out of a timer or a sink handler.
  *
  *   publish ──▶ seq++ ──▶ per channel: encode `id: <epoch>-<seq>@<channel>` ──▶ history ring
- *                                          └──▶ write to each subscriber (skip if seen) ──▶ slow?
+ *                                          └──▶ each subscriber (skip if seen) ──▶ #write
+ *
+ *   #write ──▶ sink holds no write of ours? ──yes──▶ sink.write(frame, onWritten)   (zero-copy)
+ *                     └──no──▶ own queue [frame, frame, …] ──onWritten / 'drain'──▶ ONE write
+ *          └──▶ heldBytes() > subscriberQueueBytes? ──▶ destroy, count, log
  */
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -33,7 +38,7 @@ export interface HubOptions {
   historySize: number;
   /** Oldest event kept for replay, ms (0: no age bound). */
   historyMaxAgeMs: number;
-  /** A sink whose writableLength exceeds this many bytes is disconnected (slow consumer). */
+  /** A stream holding more than this many bytes (see {@link Hub.heldBytes}) is disconnected. */
   subscriberQueueBytes: number;
   /** Period of the `: ping` heartbeat, ms (one timer for every stream; 0 off). */
   heartbeatIntervalMs: number;
@@ -81,12 +86,23 @@ export type LostReason = 'too_old' | 'epoch' | 'unknown_id';
 
 /** What the hub writes to. A node:http ServerResponse satisfies it. */
 export interface SseSink {
-  write(chunk: Buffer): boolean;
+  /** `callback` runs once the sink handed `chunk` on (or failed to): until then it holds it. */
+  write(chunk: Buffer, callback?: (error?: Error | null) => void): boolean;
   end(): void;
   destroy(error?: Error): void;
   readonly writableLength: number;
+  /** True from a write() that returned false until 'drain'. */
+  readonly writableNeedDrain: boolean;
   readonly destroyed: boolean;
   once(event: 'close', listener: () => void): unknown;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
+/** A place for one stream, taken by {@link Hub.reserve} before the stream can start. */
+export interface StreamSlot {
+  readonly clientIp: string;
+  /** Gives the place back; a no-op once released or taken by subscribe(). */
+  release(): void;
 }
 
 export interface PublishInput {
@@ -133,6 +149,13 @@ interface Subscriber {
   /** Seq of the last event written: a multi-channel publish reaches a stream once. */
   lastSeq: number;
   closed: boolean;
+  /** Frames waiting for the sink's 'drain', in order (references to the shared Buffers). */
+  queue: Buffer[];
+  queuedBytes: number;
+  /** Writes handed to the sink whose callback has not run: the sink still holds them. */
+  sinkWrites: number;
+  /** The write callback: one function per stream, not one per write. */
+  onWritten: () => void;
 }
 
 interface Channel {
@@ -158,6 +181,18 @@ const EPOCH_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const TOMBSTONE_TTL_MS = 10 * 60_000;
 const TOMBSTONE_MAX = 100_000;
 const SLOW_LOG_INTERVAL_MS = 10_000;
+/**
+ * What a stream holds besides the bytes it counts, measured on Node 24 x64 (heapUsed + external
+ * after gc, 50,000 writes to a stalled socket; see docs/sse.md, Slow clients):
+ * - a write handed to a chunked ServerResponse and not yet taken by the socket: 216-320 B of
+ *   heap besides its data (chunk-size string, four buffered write requests of the socket);
+ * - a frame in the hub's own queue: its array slot (~9 B) and, when history no longer keeps the
+ *   frame, its Buffer view (~113 B); the frame's bytes are counted in full as well, as if this
+ *   stream were the only one holding them (others usually share them: the bound is conservative).
+ * Without these a stalled stream of small events held 9-16x sse.subscriber_queue_size.
+ */
+export const SINK_WRITE_OVERHEAD_BYTES = 320;
+export const QUEUED_FRAME_OVERHEAD_BYTES = 128;
 /** The client's Last-Event-ID is echoed in askr:lost; a query parameter could be long. */
 const LOST_ID_MAX_CHARS = 256;
 /** Length limits are the ingress's (it has the config); the hub guards the charset only, since
@@ -184,7 +219,12 @@ export class Hub {
   #opts: Tunables;
   readonly #channels = new Map<string, Channel>();
   readonly #subscribers = new Map<number, Subscriber>();
+  /** Streams and reserved slots per client address (both count against the per-IP limit). */
   readonly #perIp = new Map<string, number>();
+  /** Places taken by reserve() and not yet subscribed or released, by the sink they are for. */
+  readonly #slots = new Map<SseSink, StreamSlot>();
+  /** Bytes in every stream's own queue (stats). */
+  #queuedBytes = 0;
   readonly #byKind: Record<StreamKind, number> = { hold: 0, events: 0 };
   readonly #tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   #seq = 0;
@@ -243,17 +283,38 @@ export class Hub {
     }
   }
 
-  /** Returns a reason string if a new stream from this IP would exceed a limit, else null. */
+  /** A cheap look-ahead: the reason a new stream from this IP would be refused now, else null.
+   * Advisory only: reserve() and subscribe() decide, atomically, when the place is taken. */
   admissionProblem(clientIp: string): string | null {
     if (this.#draining) return 'the sidecar is shutting down';
-    const { maxConnections, maxConnectionsPerIp } = this.#opts;
-    if (this.#subscribers.size >= maxConnections) {
-      return `too many streams: ${maxConnections} (sse.max_connections)`;
-    }
-    if ((this.#perIp.get(clientIp) ?? 0) >= maxConnectionsPerIp) {
-      return `too many streams from ${clientIp}: ${maxConnectionsPerIp} (sse.max_connections_per_ip)`;
-    }
-    return null;
+    return this.#limitProblem(clientIp);
+  }
+
+  /**
+   * Takes a place now for the stream `sink` will carry, against sse.max_connections and
+   * sse.max_connections_per_ip (a slot counts as a stream). For a stream that must wait before it
+   * can subscribe (channel auth, the response head): nothing can overtake it meanwhile.
+   * subscribe() with the same sink takes the place; the sink's 'close' gives it back otherwise
+   * (release() gives it back sooner). A second reserve() for the same sink returns the same slot.
+   * @throws SidecarError(LIMIT) naming the config key, or while draining (closeAll).
+   */
+  reserve(sink: SseSink, clientIp: string): StreamSlot {
+    const existing = this.#slots.get(sink);
+    if (existing !== undefined) return existing;
+    const problem = this.admissionProblem(clientIp);
+    if (problem !== null) throw new SidecarError(ErrorCodes.LIMIT, problem);
+    this.#countIp(clientIp, 1);
+    const slot: StreamSlot = {
+      clientIp,
+      release: () => {
+        if (this.#slots.get(sink) !== slot) return;
+        this.#slots.delete(sink);
+        this.#countIp(clientIp, -1);
+      },
+    };
+    this.#slots.set(sink, slot);
+    sink.once('close', slot.release);
+    return slot;
   }
 
   /**
@@ -292,14 +353,30 @@ export class Hub {
   }
 
   /**
-   * Starts a stream: writes `retry:`, `initial`, the replay (or askr:lost), then live events.
-   * The stream is removed when the sink emits 'close'. End it with the returned close(), never
-   * with sink.end() directly (the hub would write to an ended response).
-   * @throws SidecarError(BAD_REQUEST, 400) for no channel or an invalid channel name.
+   * Starts a stream: writes `retry:`, `initial`, the replay (or askr:lost) in one write, then live
+   * events. The stream is removed when the sink emits 'close'. End it with the returned close(),
+   * never with sink.end() directly (the hub would write to an ended response).
+   *
+   * Admission happens here, synchronously with the insertion: a sink with a live reserve() slot
+   * takes that place; any other is checked against the limits now. Nothing is written to the
+   * sink before admission, so a caller may reserve(), write its response head, then subscribe().
+   * @throws SidecarError(BAD_REQUEST) for no channel or an invalid channel name;
+   *   SidecarError(LIMIT) naming the config key (sse.max_connections or
+   *   sse.max_connections_per_ip) when the sink has no slot and a limit is reached.
+   *   When it throws, the sink is untouched and its slot (if any) still held.
    */
   subscribe(input: SubscribeInput): { id: number; close(): void } {
     const channels = checkChannels(input.channels);
-    const { sink } = input;
+    const { sink, clientIp } = input;
+    const slot = this.#slots.get(sink);
+    if (slot !== undefined) {
+      // The place moves from the slot to the stream (same address in practice).
+      this.#slots.delete(sink);
+      this.#countIp(slot.clientIp, -1);
+    } else {
+      const problem = this.#limitProblem(clientIp);
+      if (problem !== null) throw new SidecarError(ErrorCodes.LIMIT, problem);
+    }
     const id = this.#nextSubscriberId++;
     if (sink.destroyed) return { id, close: noop };
     if (this.#draining) {
@@ -312,33 +389,64 @@ export class Hub {
       id,
       sink,
       channels,
-      clientIp: input.clientIp,
+      clientIp,
       kind: input.kind,
       connectedAt: now,
       lastEventAt: now,
       lastSeq: this.#seq,
       closed: false,
+      queue: [],
+      queuedBytes: 0,
+      sinkWrites: 0,
+      onWritten: noop,
+    };
+    sub.onWritten = () => {
+      // The sink handed its last write on: what queued meanwhile goes out now, in one write.
+      if (--sub.sinkWrites === 0 && sub.queue.length > 0) {
+        this.#guard('stream write', () => this.#flush(sub));
+      }
     };
     this.#subscribers.set(id, sub);
-    this.#perIp.set(sub.clientIp, (this.#perIp.get(sub.clientIp) ?? 0) + 1);
+    this.#countIp(clientIp, 1);
     this.#byKind[sub.kind]++;
     for (const name of channels) this.#channel(name).subscribers.add(sub);
     sink.once('close', () => this.#guard('stream close', () => this.#remove(sub)));
+    sink.on('drain', () => this.#guard('stream drain', () => this.#flush(sub)));
     this.#hooks.onSubscribersChanged?.();
 
-    // Initial bytes and replay are checked against the queue bound once, at the end: the replay
-    // is planned to fit what is left of it.
-    this.#write(sub, this.#retryFrame, false);
-    if (input.initial !== undefined && input.initial.length > 0) {
-      this.#write(sub, input.initial, false);
-    }
+    // The first bytes go out in one write (one sink entry, not one per replayed event), checked
+    // against the queue bound once, at the end: the replay is planned to fit what is left of it.
+    const parts: Buffer[] = [this.#retryFrame];
+    if (input.initial !== undefined && input.initial.length > 0) parts.push(input.initial);
     const { lastEventId } = input;
-    // sub.closed: a write above failed and the stream is gone (its channels may be too).
-    if (!sub.closed && lastEventId !== undefined && lastEventId !== null && lastEventId !== '') {
-      this.#replay(sub, lastEventId);
+    if (lastEventId !== undefined && lastEventId !== null && lastEventId !== '') {
+      this.#replay(sub, lastEventId, parts);
     }
-    if (!sub.closed && sink.writableLength > this.#opts.subscriberQueueBytes) this.#dropSlow(sub);
+    const first = parts.length === 1 ? this.#retryFrame : Buffer.concat(parts);
+    // sub.closed: the write failed and the stream is gone (its channels may be too).
+    if (this.#write(sub, first) && this.#held(sub) > this.#opts.subscriberQueueBytes) {
+      this.#dropSlow(sub);
+    }
     return { id, close: () => this.#end(sub, undefined) };
+  }
+
+  /**
+   * What stream `id` holds, in bytes, as compared with subscriberQueueBytes: its own queue (bytes
+   * + QUEUED_FRAME_OVERHEAD_BYTES per frame), the writes its sink has not handed on
+   * (SINK_WRITE_OVERHEAD_BYTES each) and the sink's writableLength. 0 for an unknown stream.
+   */
+  heldBytes(id: number): number {
+    const sub = this.#subscribers.get(id);
+    return sub === undefined ? 0 : this.#held(sub);
+  }
+
+  #held(sub: Subscriber): number {
+    return (
+      sub.queuedBytes +
+      sub.queue.length * QUEUED_FRAME_OVERHEAD_BYTES +
+      sub.sinkWrites * SINK_WRITE_OVERHEAD_BYTES +
+      sub.sink.writableLength
+    );
   }
 
   stats(): { connections: number; channels: number; byKind: Record<StreamKind, number> } {
@@ -349,8 +457,13 @@ export class Hub {
     };
   }
 
+  /** Bytes of the frames waiting in the hub's own stream queues (for their sink's 'drain'). */
+  queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
   /** Drain: write a 'retry:' hint to every stream, end them all, stop timers. Later subscribes
-   * get the same hint and are ended at once; admissionProblem() refuses new streams. */
+   * get the same hint and are ended at once; reserve() refuses new streams. */
   closeAll(retryMs: number): void {
     this.#draining = true;
     this.#stopTimers();
@@ -423,7 +536,7 @@ export class Hub {
       for (const sub of channel.subscribers) {
         if (sub.lastSeq === seq) continue;
         sub.lastSeq = seq;
-        if (this.#write(sub, bytes, true)) {
+        if (this.#writeBounded(sub, bytes)) {
           delivered++;
           sub.lastEventAt = now;
         }
@@ -433,29 +546,38 @@ export class Hub {
     return delivered;
   }
 
-  #replay(sub: Subscriber, lastEventId: string): void {
+  /** Appends the replay (or askr:lost) for `lastEventId` to `parts`, the stream's first write. */
+  #replay(sub: Subscriber, lastEventId: string, parts: Buffer[]): void {
     const parsed = parseEventId(lastEventId);
-    if (parsed === null) return this.#lost(sub, 'unknown_id', lastEventId);
-    if (parsed.epoch !== this.epoch) return this.#lost(sub, 'epoch', lastEventId);
-    if (parsed.seq > this.#seq) return this.#lost(sub, 'unknown_id', lastEventId);
+    if (parsed === null) return this.#lost(parts, 'unknown_id', lastEventId);
+    if (parsed.epoch !== this.epoch) return this.#lost(parts, 'epoch', lastEventId);
+    if (parsed.seq > this.#seq) return this.#lost(parts, 'unknown_id', lastEventId);
     const histories = sub.channels.map((name) => this.#channel(name).history);
-    const budget = this.#opts.subscriberQueueBytes - sub.sink.writableLength;
-    const plan = planReplay(histories, parsed.seq, budget);
-    if (plan.tooOld) this.#lost(sub, 'too_old', lastEventId);
-    for (const entry of plan.entries) this.#write(sub, entry.frame, false);
+    // What is left of the bound once the first write (one sink entry) and a possible askr:lost
+    // frame are in: the replay must not make a reconnecting client too slow at once.
+    const lost = this.#lostFrame('too_old', lastEventId);
+    let held = this.#held(sub) + SINK_WRITE_OVERHEAD_BYTES + lost.length;
+    for (const part of parts) held += part.length;
+    const plan = planReplay(histories, parsed.seq, this.#opts.subscriberQueueBytes - held);
+    if (plan.tooOld) this.#lost(parts, 'too_old', lastEventId, lost);
+    for (const entry of plan.entries) parts.push(entry.frame);
     if (plan.entries.length > 0) sub.lastEventAt = this.#now();
     this.#hooks.onReplay?.(plan.entries.length);
   }
 
   /** askr:lost carries the current position as its id, so the next reconnect starts from here. */
-  #lost(sub: Subscriber, reason: LostReason, lastEventId: string): void {
+  #lostFrame(reason: LostReason, lastEventId: string): Buffer {
     const data = JSON.stringify({ reason, lastEventId: lastEventId.slice(0, LOST_ID_MAX_CHARS) });
-    const frame = encodeFrame({
-      id: formatEventId(this.epoch, this.#seq),
-      event: 'askr:lost',
-      data,
-    });
-    this.#write(sub, frame, false);
+    return encodeFrame({ id: formatEventId(this.epoch, this.#seq), event: 'askr:lost', data });
+  }
+
+  #lost(
+    parts: Buffer[],
+    reason: LostReason,
+    lastEventId: string,
+    frame = this.#lostFrame(reason, lastEventId),
+  ): void {
+    parts.push(frame);
     this.#hooks.onLost?.(reason);
     this.#logger.debug(
       { reason, lastEventId: lastEventId.slice(0, LOST_ID_MAX_CHARS) },
@@ -476,27 +598,77 @@ export class Hub {
     return closed;
   }
 
-  /** Writes without ever waiting; `check` enforces the queue bound. True if the stream lives on. */
-  #write(sub: Subscriber, chunk: Buffer, check: boolean): boolean {
+  /** #write, then the queue bound: a stream over it is dropped. True if the stream lives on. */
+  #writeBounded(sub: Subscriber, chunk: Buffer): boolean {
+    if (!this.#write(sub, chunk)) return false;
+    if (this.#held(sub) <= this.#opts.subscriberQueueBytes) return true;
+    this.#dropSlow(sub);
+    return false;
+  }
+
+  /**
+   * Writes without ever waiting. A frame goes to the sink only when the sink holds no write of
+   * this stream (its last one was handed on) and is not over its high-water mark; otherwise it
+   * waits in the stream's own queue, in order, until that write is handed on (or 'drain'), then
+   * everything queued goes out in ONE write. A queued frame costs a reference to the shared
+   * Buffer (~9 B); a write to a chunked response ~300 B of bookkeeping. A client that keeps up
+   * gets one write per event (events are published one per tick); a burst within one tick, or a
+   * client that is behind, gets them coalesced, with no delay added (the response is corked
+   * until the end of the tick anyway). True if the stream lives on.
+   */
+  #write(sub: Subscriber, chunk: Buffer): boolean {
     if (sub.closed) return false;
     const { sink } = sub;
     if (sink.destroyed) {
       this.#remove(sub);
       return false;
     }
+    if (sub.sinkWrites > 0 || sub.queue.length > 0 || sink.writableNeedDrain) {
+      sub.queue.push(chunk);
+      sub.queuedBytes += chunk.length;
+      this.#queuedBytes += chunk.length;
+      return true;
+    }
+    return this.#sinkWrite(sub, chunk);
+  }
+
+  /** Everything queued goes out in ONE write; the queue's memory becomes the sink's (counted in
+   * its writableLength). Called when the sink handed on its last write, and on 'drain'. */
+  #flush(sub: Subscriber): void {
+    if (sub.closed || sub.queue.length === 0) return;
+    if (sub.sink.destroyed) {
+      this.#remove(sub);
+      return;
+    }
+    const chunk = this.#takeQueue(sub);
+    if (chunk !== undefined && this.#sinkWrite(sub, chunk)) {
+      if (this.#held(sub) > this.#opts.subscriberQueueBytes) this.#dropSlow(sub);
+    }
+  }
+
+  /** Empties the stream's own queue; returns its frames as one Buffer (undefined if empty). */
+  #takeQueue(sub: Subscriber): Buffer | undefined {
+    const { queue, queuedBytes } = sub;
+    if (queue.length === 0) return undefined;
+    sub.queue = [];
+    sub.queuedBytes = 0;
+    this.#queuedBytes -= queuedBytes;
+    return queue.length === 1 ? queue[0] : Buffer.concat(queue, queuedBytes);
+  }
+
+  #sinkWrite(sub: Subscriber, chunk: Buffer): boolean {
+    const { sink } = sub;
     try {
-      sink.write(chunk);
+      sub.sinkWrites++;
+      sink.write(chunk, sub.onWritten);
+      return true;
     } catch (err) {
+      sub.sinkWrites--;
       this.#logger.warn({ err: toError(err) }, 'SSE write failed; stream dropped');
       this.#remove(sub);
       this.#destroySink(sink);
       return false;
     }
-    if (check && sink.writableLength > this.#opts.subscriberQueueBytes) {
-      this.#dropSlow(sub);
-      return false;
-    }
-    return true;
   }
 
   #dropSlow(sub: Subscriber): void {
@@ -518,11 +690,19 @@ export class Hub {
     this.#slowLoggedAt = now;
   }
 
-  /** Removes the stream, then writes `finalFrame` (if any) and ends the sink. */
+  /** Removes the stream, then writes what its queue holds and `finalFrame` (if any), and ends
+   * the sink. */
   #end(sub: Subscriber, finalFrame: Buffer | undefined): void {
     if (sub.closed) return;
+    const queued = this.#takeQueue(sub);
     this.#remove(sub);
-    this.#endSink(sub.sink, finalFrame);
+    const last =
+      queued === undefined
+        ? finalFrame
+        : finalFrame === undefined
+          ? queued
+          : Buffer.concat([queued, finalFrame]);
+    this.#endSink(sub.sink, last);
   }
 
   #endSink(sink: SseSink, finalFrame: Buffer | undefined): void {
@@ -545,9 +725,11 @@ export class Hub {
     }
   }
 
+  /** Forgets the stream; its queue is released at once (a dropped stream holds nothing). */
   #remove(sub: Subscriber): void {
     if (sub.closed) return;
     sub.closed = true;
+    this.#takeQueue(sub);
     this.#subscribers.delete(sub.id);
     for (const name of sub.channels) {
       const channel = this.#channels.get(name);
@@ -555,11 +737,27 @@ export class Hub {
       channel.subscribers.delete(sub);
       this.#maybeDelete(channel);
     }
-    const left = (this.#perIp.get(sub.clientIp) ?? 1) - 1;
-    if (left <= 0) this.#perIp.delete(sub.clientIp);
-    else this.#perIp.set(sub.clientIp, left);
+    this.#countIp(sub.clientIp, -1);
     this.#byKind[sub.kind]--;
     this.#hooks.onSubscribersChanged?.();
+  }
+
+  /** The limit a new stream from `clientIp` would exceed (streams and slots count), else null. */
+  #limitProblem(clientIp: string): string | null {
+    const { maxConnections, maxConnectionsPerIp } = this.#opts;
+    if (this.#subscribers.size + this.#slots.size >= maxConnections) {
+      return `too many streams: ${maxConnections} (sse.max_connections)`;
+    }
+    if ((this.#perIp.get(clientIp) ?? 0) >= maxConnectionsPerIp) {
+      return `too many streams from ${clientIp}: ${maxConnectionsPerIp} (sse.max_connections_per_ip)`;
+    }
+    return null;
+  }
+
+  #countIp(clientIp: string, delta: 1 | -1): void {
+    const count = (this.#perIp.get(clientIp) ?? 0) + delta;
+    if (count <= 0) this.#perIp.delete(clientIp);
+    else this.#perIp.set(clientIp, count);
   }
 
   /** The channel's state, created (from its tombstone, if any) when absent. */
@@ -606,8 +804,11 @@ export class Hub {
     this.#sweepTimer = undefined;
   }
 
+  /** A stream with frames waiting needs no keep-alive: its bytes are already on their way. */
   #ping(): void {
-    for (const sub of this.#subscribers.values()) this.#write(sub, PING_FRAME, true);
+    for (const sub of this.#subscribers.values()) {
+      if (sub.queue.length === 0) this.#writeBounded(sub, PING_FRAME);
+    }
   }
 
   /** The coarse timer: history age, tombstone expiry, stream lifetime and idleness. */

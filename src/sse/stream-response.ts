@@ -1,10 +1,18 @@
 /**
- * The response head every held stream gets (DESIGN.md §4), CORS for the events endpoint, and the
- * channel-list checks shared by the events endpoint and PHP holds.
+ * The response head every held stream gets (docs/architecture.md, Design notes: Streams, holds
+ * and the hub), CORS for the events endpoint, and what the events endpoint and PHP holds share:
+ * the channel-list checks and the admission of a stream (a place taken in the hub before the
+ * response head, or a 429).
  */
 import type { IncomingMessage } from 'node:http';
 import type { SidecarConfig } from '../config/schema.ts';
 import { channelNameProblem } from '../broadcast/channel-name.ts';
+import { ErrorCodes, isSidecarError } from '../errors.ts';
+import { sendError, type RequestContext } from '../http/request-context.ts';
+import type { Hub, StreamSlot } from './hub.ts';
+
+/** Seconds a client refused by a stream limit is asked to wait (Retry-After). */
+const LIMIT_RETRY_AFTER_S = '5';
 
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -61,4 +69,28 @@ export function splitChannelHeader(value: string): string[] {
     if (name !== '' && !out.includes(name)) out.push(name);
   }
   return out;
+}
+
+/**
+ * Takes a place for this request's stream in the hub (Hub.reserve; subscribe() with ctx.res
+ * takes it, the response's close gives it back), or answers 429 with Retry-After and the limit's
+ * message (counted as `stream_limit`) and returns null. Also null, answering nothing, when the
+ * client is already gone.
+ * @throws what Hub.reserve throws, other than a limit (nothing else in practice).
+ */
+export function reserveStream(
+  ctx: RequestContext,
+  hub: Hub,
+  onRejected: ((reason: string) => void) | undefined,
+  headers: Record<string, string> = {},
+): StreamSlot | null {
+  if (ctx.res.destroyed) return null;
+  try {
+    return hub.reserve(ctx.res, ctx.clientAddress);
+  } catch (err) {
+    if (!isSidecarError(err) || err.code !== ErrorCodes.LIMIT) throw err;
+    onRejected?.('stream_limit');
+    sendError(ctx, 429, err.message, { ...headers, 'retry-after': LIMIT_RETRY_AFTER_S });
+    return null;
+  }
 }
