@@ -1,7 +1,7 @@
 /**
  * The one error hierarchy of the sidecar. Every error carries a stable `code` that callers branch
- * on (never on message text) and, where it faces HTTP, the status to answer with. `cause` is
- * always passed through so logs show the root.
+ * on (never on message text), never an HTTP status: src/http/error-status.ts maps codes to the
+ * statuses clients see. `cause` is always passed through so logs show the root.
  */
 
 export const ErrorCodes = {
@@ -35,19 +35,15 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 export interface SidecarErrorOptions {
   cause?: unknown;
-  /** HTTP status this error should be answered with, when it reaches a client. */
-  status?: number;
 }
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
-  readonly status: number;
 
   constructor(code: ErrorCode, message: string, options: SidecarErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SidecarError';
     this.code = code;
-    this.status = options.status ?? 500;
   }
 }
 

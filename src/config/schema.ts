@@ -222,7 +222,7 @@ export const schema = {
     ),
     pool_size: int(
       0,
-      'Most FastCGI connections open at once. 0: [fpm].max_children for the managed php-fpm, else 64. Setting it (to the pool\'s pm.max_children or less) tells the sidecar the pool fits, which turns keep-alive on for an external FPM (see keep_alive).',
+      "Most FastCGI connections open at once. 0: [fpm].max_children for the managed php-fpm, else 64. Setting it (to the pool's pm.max_children or less) tells the sidecar the pool fits, which turns keep-alive on for an external FPM (see keep_alive).",
       { check: nonNegative },
     ),
     keep_alive: oneOf(
@@ -232,7 +232,7 @@ export const schema = {
     ),
     buffering: bool(
       true,
-      'Read PHP\'s whole response as fast as FPM sends it (memory up to buffer_size, then a temp file), so the worker is free at once whatever the client\'s speed (nginx fastcgi_buffering). X-Accel-Buffering: no, SSE passthrough and holds always stream.',
+      "Read PHP's whole response as fast as FPM sends it (memory up to buffer_size, then a temp file), so the worker is free at once whatever the client's speed (nginx fastcgi_buffering). X-Accel-Buffering: no, SSE passthrough and holds always stream.",
     ),
     buffer_size: size(
       '256KiB',

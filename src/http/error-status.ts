@@ -34,7 +34,12 @@ const STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
 /** The status an error is answered with (500 for anything that is not a SidecarError). */
 export function httpStatusOf(err: unknown): number {
   if (!isSidecarError(err)) return 500;
-  return STATUS[err.code] ?? 500;
+  return httpStatusOfCode(err.code);
+}
+
+/** The status for an error code (500 for codes that never reach a client). */
+export function httpStatusOfCode(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
 }
 
 /** `unix:/path`, absolute paths and IPv4/IPv6 host:port pairs, as they appear in our messages. */

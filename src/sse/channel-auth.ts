@@ -7,6 +7,7 @@
 import type { FcgiPool } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
 import { buildCgiParams, type CgiServerInfo } from '../http/cgi-params.ts';
+import { ErrorCodes } from '../errors.ts';
 import { phpInternalRequest } from '../cgi/php-internal.ts';
 import { cgiRequestInfo, headerPairs, type RequestContext } from '../http/request-context.ts';
 import { frontControllerRoute } from '../http/route-resolver.ts';
@@ -24,7 +25,13 @@ const FORWARDED = new Set([
 ]);
 
 export type AuthResult =
-  { allowed: true; body: Buffer } | { allowed: false; status: number; reason: string };
+  | { allowed: true; body: Buffer }
+  | {
+      allowed: false;
+      /** CHANNEL_FORBIDDEN: the app said no; UPSTREAM_RESPONSE: the auth request failed. */
+      code: typeof ErrorCodes.CHANNEL_FORBIDDEN | typeof ErrorCodes.UPSTREAM_RESPONSE;
+      reason: string;
+    };
 
 export interface ChannelAuthDeps {
   pool: FcgiPool;
@@ -77,7 +84,7 @@ export async function authorizeChannel(
     if (res.status >= 200 && res.status < 300) return { allowed: true, body: res.body };
     return {
       allowed: false,
-      status: 403,
+      code: ErrorCodes.CHANNEL_FORBIDDEN,
       reason: `not authorized for channel "${channel}" (the app answered ${res.status})`,
     };
   } catch (err) {
@@ -87,7 +94,7 @@ export async function authorizeChannel(
     );
     return {
       allowed: false,
-      status: 502,
+      code: ErrorCodes.UPSTREAM_RESPONSE,
       reason: `cannot authorize channel "${channel}": the app's auth route failed`,
     };
   }

@@ -7,6 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isPrivateChannel } from '../broadcast/channel-name.ts';
+import { ErrorCodes } from '../errors.ts';
+import { httpStatusOfCode } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
@@ -61,7 +63,7 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       sendError(ctx, 400, problem, cors);
       return;
     }
-    const slot = reserveStream(ctx, deps.hub, deps.onRejected, cors);
+    const slot = reserveStream(ctx, deps, cors);
     if (slot === null) return;
     try {
       await authorizeAndSubscribe(ctx, url, channels, cors, deps);
@@ -86,8 +88,9 @@ async function authorizeAndSubscribe(
   for (const channel of channels.filter(isPrivateChannel)) {
     const result = await authorizeChannel(ctx, channel, socketId, deps);
     if (!result.allowed) {
-      deps.onRejected?.(result.status === 403 ? 'auth_denied' : 'auth_failed');
-      sendError(ctx, result.status, result.reason, cors);
+      const denied = result.code === ErrorCodes.CHANNEL_FORBIDDEN;
+      deps.onRejected?.(denied ? 'auth_denied' : 'auth_failed');
+      sendError(ctx, httpStatusOfCode(result.code), result.reason, cors);
       return;
     }
     if (channel.startsWith('presence-')) {

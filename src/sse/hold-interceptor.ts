@@ -108,7 +108,7 @@ async function hold(
     sendError(ctx, 500, `the application asked for an invalid stream: ${problem}`);
     return;
   }
-  if (reserveStream(ctx, deps.hub, deps.onRejected) === null) return;
+  if (reserveStream(ctx, deps) === null) return;
   if (ctx.res.destroyed) return;
   const status = head.status >= 200 && head.status < 300 ? head.status : 200;
   ctx.res.writeHead(status, streamHead(head, ctx));

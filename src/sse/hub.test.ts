@@ -299,7 +299,11 @@ describe('Hub over HTTP with EventSource', () => {
     let published = 0;
     const burst = (n: number): void => {
       for (let k = 0; k < n; k++) {
-        h.hub.publish({ channels: ['q'], data: data(`${published++} ${payload}`), ingress: 'internal' });
+        h.hub.publish({
+          channels: ['q'],
+          data: data(`${published++} ${payload}`),
+          ingress: 'internal',
+        });
       }
     };
     // Loopback buffers take a few MiB; 100 events (~100 KB) per turn of the event loop.

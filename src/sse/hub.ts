@@ -10,7 +10,8 @@
  *                                          └──▶ each subscriber (skip if seen) ──▶ #write
  *
  *   #write ──▶ sink holds no write of ours? ──yes──▶ sink.write(frame, onWritten)   (zero-copy)
- *                     └──no──▶ own queue [frame, frame, …] ──onWritten / 'drain'──▶ ONE write
+ *                     └──no──▶ own queue [256 merged | frame, frame, …] ──onWritten / 'drain'
+ *                                                                        └──▶ ONE write
  *          └──▶ heldBytes() > subscriberQueueBytes? ──▶ destroy, count, log
  */
 import { randomInt } from 'node:crypto';
@@ -149,9 +150,13 @@ interface Subscriber {
   /** Seq of the last event written: a multi-channel publish reaches a stream once. */
   lastSeq: number;
   closed: boolean;
-  /** Frames waiting for the sink's 'drain', in order (references to the shared Buffers). */
+  /** Frames waiting for the sink to hand on its last write (or 'drain'), in order: references
+   * to the shared Buffers. */
   queue: Buffer[];
   queuedBytes: number;
+  /** Frames at the end of `queue` not merged yet (see QUEUE_MERGE_FRAMES), and their bytes. */
+  looseFrames: number;
+  looseBytes: number;
   /** Writes handed to the sink whose callback has not run: the sink still holds them. */
   sinkWrites: number;
   /** The write callback: one function per stream, not one per write. */
@@ -183,16 +188,21 @@ const TOMBSTONE_MAX = 100_000;
 const SLOW_LOG_INTERVAL_MS = 10_000;
 /**
  * What a stream holds besides the bytes it counts, measured on Node 24 x64 (heapUsed + external
- * after gc, 50,000 writes to a stalled socket; see docs/sse.md, Slow clients):
+ * after gc, 50,000 writes to a stalled socket; docs/sse.md, Slow clients):
  * - a write handed to a chunked ServerResponse and not yet taken by the socket: 216-320 B of
- *   heap besides its data (chunk-size string, four buffered write requests of the socket);
- * - a frame in the hub's own queue: its array slot (~9 B) and, when history no longer keeps the
- *   frame, its Buffer view (~113 B); the frame's bytes are counted in full as well, as if this
- *   stream were the only one holding them (others usually share them: the bound is conservative).
- * Without these a stalled stream of small events held 9-16x sse.subscriber_queue_size.
+ *   heap besides its data (the chunk-size string and four buffered socket write requests);
+ * - a frame in the hub's own queue: a reference in an array, ~9 B (16 with the array's growth).
+ *   The frame itself is shared with history and the channel's other streams; its bytes count in
+ *   full for every stream holding it, its Buffer object (~113 B) does not (at most
+ *   QUEUE_MERGE_FRAMES - 1 frames per stream are held that way: older ones are merged).
+ * Before they were counted, a stalled stream of small events held 9-16x its bound.
  */
 export const SINK_WRITE_OVERHEAD_BYTES = 320;
-export const QUEUED_FRAME_OVERHEAD_BYTES = 128;
+export const QUEUED_FRAME_OVERHEAD_BYTES = 16;
+/** A stream's queued frames are merged this many at a time into one Buffer: a long queue is a few
+ * Buffers (bytes outside the JS heap), not thousands of references the GC copies over and over;
+ * streams that queued the same frames share the merged Buffer (see #merge). */
+const QUEUE_MERGE_FRAMES = 256;
 /** The client's Last-Event-ID is echoed in askr:lost; a query parameter could be long. */
 const LOST_ID_MAX_CHARS = 256;
 /** Length limits are the ingress's (it has the config); the hub guards the charset only, since
@@ -225,6 +235,9 @@ export class Hub {
   readonly #slots = new Map<SseSink, StreamSlot>();
   /** Bytes in every stream's own queue (stats). */
   #queuedBytes = 0;
+  /** The last merge of queued frames and the frames it was made of (see #merge); dropped by the
+   * sweep so that a quiet hub pins nothing. */
+  #merged: { parts: readonly Buffer[]; bytes: Buffer } | undefined;
   readonly #byKind: Record<StreamKind, number> = { hold: 0, events: 0 };
   readonly #tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   #seq = 0;
@@ -303,6 +316,8 @@ export class Hub {
     if (existing !== undefined) return existing;
     const problem = this.admissionProblem(clientIp);
     if (problem !== null) throw new SidecarError(ErrorCodes.LIMIT, problem);
+    // A sink already closed will not emit 'close' again: its place would never come back.
+    if (sink.destroyed) return { clientIp, release: noop };
     this.#countIp(clientIp, 1);
     const slot: StreamSlot = {
       clientIp,
@@ -313,21 +328,19 @@ export class Hub {
       },
     };
     this.#slots.set(sink, slot);
-    sink.once('close', slot.release);
+    sink.once('close', () => slot.release());
     return slot;
   }
 
   /**
    * Publishes one event to `channels` (duplicates ignored). Never blocks on slow subscribers.
-   * @throws SidecarError(SSE_ENCODE, 400) for CR/LF in `event`; SidecarError(BAD_REQUEST, 400)
+   * @throws SidecarError(SSE_ENCODE) for CR/LF in `event`; SidecarError(BAD_REQUEST)
    *   for no channel or a channel name outside the channel charset.
    */
   publish(input: PublishInput): PublishResult {
     const { event, data, publisherId } = input;
     if (event !== undefined && EVENT_FORBIDDEN.test(event)) {
-      throw new SidecarError(ErrorCodes.SSE_ENCODE, 'SSE event name must not contain CR or LF', {
-        status: 400,
-      });
+      throw new SidecarError(ErrorCodes.SSE_ENCODE, 'SSE event name must not contain CR or LF');
     }
     const channels = checkChannels(input.channels);
     this.#hooks.onPublish?.(input.ingress, channels.length);
@@ -397,6 +410,8 @@ export class Hub {
       closed: false,
       queue: [],
       queuedBytes: 0,
+      looseFrames: 0,
+      looseBytes: 0,
       sinkWrites: 0,
       onWritten: noop,
     };
@@ -432,8 +447,9 @@ export class Hub {
 
   /**
    * What stream `id` holds, in bytes, as compared with subscriberQueueBytes: its own queue (bytes
-   * + QUEUED_FRAME_OVERHEAD_BYTES per frame), the writes its sink has not handed on
-   * (SINK_WRITE_OVERHEAD_BYTES each) and the sink's writableLength. 0 for an unknown stream.
+   * + QUEUED_FRAME_OVERHEAD_BYTES per entry: a frame, or QUEUE_MERGE_FRAMES merged), the writes
+   * its sink has not handed on (SINK_WRITE_OVERHEAD_BYTES each) and the sink's writableLength.
+   * 0 for an unknown stream.
    */
   heldBytes(id: number): number {
     const sub = this.#subscribers.get(id);
@@ -627,6 +643,12 @@ export class Hub {
       sub.queue.push(chunk);
       sub.queuedBytes += chunk.length;
       this.#queuedBytes += chunk.length;
+      sub.looseBytes += chunk.length;
+      if (++sub.looseFrames === QUEUE_MERGE_FRAMES) {
+        sub.queue.push(this.#merge(sub.queue.splice(-QUEUE_MERGE_FRAMES), sub.looseBytes));
+        sub.looseFrames = 0;
+        sub.looseBytes = 0;
+      }
       return true;
     }
     return this.#sinkWrite(sub, chunk);
@@ -649,11 +671,37 @@ export class Hub {
   /** Empties the stream's own queue; returns its frames as one Buffer (undefined if empty). */
   #takeQueue(sub: Subscriber): Buffer | undefined {
     const { queue, queuedBytes } = sub;
-    if (queue.length === 0) return undefined;
+    this.#clearQueue(sub);
+    return queue.length <= 1 ? queue[0] : this.#merge(queue, queuedBytes);
+  }
+
+  /**
+   * `parts` as one Buffer. Streams of one channel queue the same frames during a burst or a
+   * stall: the first one's copy serves the others (one copy, not one per stream; compared by
+   * identity, never by content).
+   */
+  #merge(parts: Buffer[], bytes: number): Buffer {
+    const last = this.#merged;
+    if (
+      last !== undefined &&
+      last.parts.length === parts.length &&
+      parts.every((part, i) => part === last.parts[i])
+    ) {
+      return last.bytes;
+    }
+    const merged = Buffer.concat(parts, bytes);
+    this.#merged = { parts, bytes: merged };
+    return merged;
+  }
+
+  /** Releases the stream's own queue at once. */
+  #clearQueue(sub: Subscriber): void {
+    if (sub.queue.length === 0) return;
+    this.#queuedBytes -= sub.queuedBytes;
     sub.queue = [];
     sub.queuedBytes = 0;
-    this.#queuedBytes -= queuedBytes;
-    return queue.length === 1 ? queue[0] : Buffer.concat(queue, queuedBytes);
+    sub.looseFrames = 0;
+    sub.looseBytes = 0;
   }
 
   #sinkWrite(sub: Subscriber, chunk: Buffer): boolean {
@@ -729,7 +777,7 @@ export class Hub {
   #remove(sub: Subscriber): void {
     if (sub.closed) return;
     sub.closed = true;
-    this.#takeQueue(sub);
+    this.#clearQueue(sub);
     this.#subscribers.delete(sub.id);
     for (const name of sub.channels) {
       const channel = this.#channels.get(name);
@@ -822,6 +870,7 @@ export class Hub {
       }
     }
     this.#tombstones.expire(now);
+    this.#merged = undefined;
     if (maxLifetimeMs > 0 || idleTimeoutMs > 0) {
       for (const sub of this.#subscribers.values()) {
         const expired =
@@ -846,11 +895,11 @@ export class Hub {
 /** Validates channel names (charset) and drops duplicates, keeping the first occurrence. */
 function checkChannels(channels: readonly string[]): readonly string[] {
   if (channels.length === 0) {
-    throw new SidecarError(ErrorCodes.BAD_REQUEST, 'no channel given', { status: 400 });
+    throw new SidecarError(ErrorCodes.BAD_REQUEST, 'no channel given');
   }
   for (const name of channels) {
     const problem = channelNameProblem(name, ANY_LENGTH);
-    if (problem !== null) throw new SidecarError(ErrorCodes.BAD_REQUEST, problem, { status: 400 });
+    if (problem !== null) throw new SidecarError(ErrorCodes.BAD_REQUEST, problem);
   }
   return channels.length === 1 ? channels : [...new Set(channels)];
 }

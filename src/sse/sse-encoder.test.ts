@@ -74,7 +74,6 @@ function expectEncodeError(frame: SseFrame): void {
   }
   expect(caught).toBeInstanceOf(SidecarError);
   expect((caught as SidecarError).code).toBe(ErrorCodes.SSE_ENCODE);
-  expect((caught as SidecarError).status).toBe(400);
 }
 
 describe('encodeFrame wire bytes', () => {

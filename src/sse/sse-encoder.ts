@@ -30,7 +30,7 @@ const LINE_BREAK = /\r\n|\r|\n/;
 export const PING_FRAME: Buffer = Buffer.from(': ping\n\n');
 
 function reject(message: string): never {
-  throw new SidecarError(ErrorCodes.SSE_ENCODE, message, { status: 400 });
+  throw new SidecarError(ErrorCodes.SSE_ENCODE, message);
 }
 
 /**
@@ -68,7 +68,7 @@ function splitLines(buf: Buffer): number[] {
 
 /**
  * Encodes one frame.
- * @throws SidecarError(SSE_ENCODE, status 400) when `id` contains CR, LF or NUL, when `event`
+ * @throws SidecarError(SSE_ENCODE) when `id` contains CR, LF or NUL, when `event`
  *   contains CR or LF, or when `retryMs` is not a non-negative integer.
  */
 export function encodeFrame(frame: SseFrame): Buffer {

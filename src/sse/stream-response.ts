@@ -80,16 +80,15 @@ export function splitChannelHeader(value: string): string[] {
  */
 export function reserveStream(
   ctx: RequestContext,
-  hub: Hub,
-  onRejected: ((reason: string) => void) | undefined,
+  deps: { hub: Hub; onRejected?(reason: string): void },
   headers: Record<string, string> = {},
 ): StreamSlot | null {
   if (ctx.res.destroyed) return null;
   try {
-    return hub.reserve(ctx.res, ctx.clientAddress);
+    return deps.hub.reserve(ctx.res, ctx.clientAddress);
   } catch (err) {
     if (!isSidecarError(err) || err.code !== ErrorCodes.LIMIT) throw err;
-    onRejected?.('stream_limit');
+    deps.onRejected?.('stream_limit');
     sendError(ctx, 429, err.message, { ...headers, 'retry-after': LIMIT_RETRY_AFTER_S });
     return null;
   }
