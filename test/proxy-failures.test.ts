@@ -62,6 +62,9 @@ describe('FPM failures', () => {
     const text = await res.body.text();
     expect(res.statusCode).toBe(504);
     expect(text).toContain('read');
+    // Regression: the 504 body used to end with "(unix:/tmp/…/php-fpm.sock)".
+    expect(text).not.toMatch(/unix:|\.sock/);
+    expect(text).toContain('<fpm>');
   });
 
   it('answers 503 after fastcgi.queue_timeout when every connection is busy', async () => {
