@@ -26,8 +26,14 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { concurrentGets, startFpmPool, withDeadline, type FpmPool } from './helpers/fpm-pool.ts';
-import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import {
+  concurrentGets,
+  sidecarBehind,
+  startFpmPool,
+  withDeadline,
+  type FpmPool,
+} from './helpers/fpm-pool.ts';
+import type { TestSidecar } from './helpers/sidecar.ts';
 import { until } from './helpers/wait.ts';
 
 /** Per test: a stall fails here instead of ending in a 504 after 60 s of fastcgi.read_timeout. */
@@ -60,17 +66,8 @@ async function pool(): Promise<FpmPool> {
 }
 
 /** A sidecar with default settings in front of `fpm`, scripts callable by name, plus `overrides`. */
-async function sidecar(
-  fpm: FpmPool,
-  overrides: Record<string, unknown> = {},
-): Promise<TestSidecar> {
-  const s = await startTestSidecar({
-    'fastcgi.address': fpm.address,
-    'server.php_scripts': 'true',
-    ...overrides,
-  });
-  cleanups.push(() => s.close());
-  return s;
+function sidecar(fpm: FpmPool, overrides: Record<string, unknown> = {}): Promise<TestSidecar> {
+  return sidecarBehind(fpm, cleanups, overrides);
 }
 
 function freshDir(prefix: string): string {

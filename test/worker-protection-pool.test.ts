@@ -12,13 +12,14 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   concurrentGets,
+  sidecarBehind,
   startFpmPool,
   withDeadline,
   type FpmPool,
   type FpmPoolShape,
 } from './helpers/fpm-pool.ts';
 import { rawFastCgiRequest, scriptParams } from './helpers/raw-fastcgi.ts';
-import { APP_ROOT, startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { APP_ROOT, type TestSidecar } from './helpers/sidecar.ts';
 
 /** Per test: well under the 60 s of fastcgi.read_timeout, so a stall fails instead of passing late. */
 const TEST_TIMEOUT_MS = 30_000;
@@ -48,17 +49,8 @@ async function pool(shape: FpmPoolShape): Promise<FpmPool> {
 }
 
 /** A sidecar with default settings in front of `fpm`, scripts callable by name, plus `overrides`. */
-async function sidecar(
-  fpm: FpmPool,
-  overrides: Record<string, unknown> = {},
-): Promise<TestSidecar> {
-  const s = await startTestSidecar({
-    'fastcgi.address': fpm.address,
-    'server.php_scripts': 'true',
-    ...overrides,
-  });
-  cleanups.push(() => s.close());
-  return s;
+function sidecar(fpm: FpmPool, overrides: Record<string, unknown> = {}): Promise<TestSidecar> {
+  return sidecarBehind(fpm, cleanups, overrides);
 }
 
 /** The end of php-fpm's log ("server reached pm.max_children"...), for failure messages. */

@@ -16,6 +16,7 @@ import { findPhpFpm } from '../../src/fpm/find-php-fpm.ts';
 import { livePidsInGroup, signalGroup } from '../../src/fpm/process-group.ts';
 import { parseFpmStatus, type FpmStatus } from '../../src/observability/fpm-status.ts';
 import { rawFastCgiRequest } from './raw-fastcgi.ts';
+import { startTestSidecar, type TestSidecar } from './sidecar.ts';
 import { until } from './wait.ts';
 
 /** The process manager of the pool and its sizes (php-fpm's pm.* directives). */
@@ -272,4 +273,22 @@ export async function concurrentGets(
   const summary: Record<string, number> = {};
   for (const outcome of outcomes) summary[outcome] = (summary[outcome] ?? 0) + 1;
   return summary;
+}
+
+/**
+ * A sidecar with default settings in front of `fpm` (an external pool, so the defaults a user
+ * gets apply), scripts callable by name, plus `overrides`; `cleanups` gets its close().
+ */
+export async function sidecarBehind(
+  fpm: FpmPool,
+  cleanups: Array<() => Promise<void> | void>,
+  overrides: Record<string, unknown> = {},
+): Promise<TestSidecar> {
+  const s = await startTestSidecar({
+    'fastcgi.address': fpm.address,
+    'server.php_scripts': 'true',
+    ...overrides,
+  });
+  cleanups.push(() => s.close());
+  return s;
 }
