@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { loadConfig } from './config/load.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import { isSidecarError, toError } from './errors.ts';
-import { startSidecar } from './main.ts';
+import { startSidecar, usableSocketPath } from './main.ts';
+import { startRelay, type Relay } from './cluster/relay.ts';
 import { createLogger } from './observability/logger.ts';
 import { VERSION } from './version.ts';
 import { parseUpstreamRoutes } from './http/upstream-routes.ts';
@@ -17,11 +18,14 @@ const HELP = `askr-sidecar ${VERSION}: HTTP front server for PHP-FPM with Server
 
 Usage:
   askr-sidecar serve [--config FILE] [--listen HOST:PORT] [--root DIR] [--fpm ADDRESS]
+  askr-sidecar relay [--config FILE] [--redis URL] [--socket PATH]
   askr-sidecar check-config [--config FILE]
   askr-sidecar --help | --version
 
 Commands:
   serve          Start the server (the default command).
+  relay          Run only the datagram socket and forward every publish to the cluster (Redis),
+                 for queue-worker and scheduler containers that run no sidecar.
   check-config   Validate the configuration (file, ASKR_* environment, flags) and exit.
 
 Options:
@@ -30,6 +34,8 @@ Options:
   -r, --root DIR        Document root  [server.root]
   -f, --fpm ADDRESS     PHP-FPM address, e.g. unix:/run/php/php-fpm.sock or 127.0.0.1:9000;
                         omit to start and supervise a private php-fpm  [fastcgi.address]
+      --redis URL       Redis shared by the cluster, e.g. redis://redis:6379/0  [cluster.redis_url]
+      --socket PATH     Datagram socket PHP publishes to  [broadcast.socket]
       --log-level LVL   fatal|error|warn|info|debug|trace|silent  [log.level]
   -h, --help            Show this help
   -v, --version         Show the version
@@ -39,7 +45,7 @@ Precedence: flags > environment > config file > defaults.
 `;
 
 interface Parsed {
-  command: 'serve' | 'check-config' | 'help' | 'version';
+  command: 'serve' | 'relay' | 'check-config' | 'help' | 'version';
   configFile: string | undefined;
   overrides: Record<string, unknown>;
 }
@@ -55,6 +61,8 @@ export function parseCli(argv: string[]): Parsed {
       root: { type: 'string', short: 'r' },
       fpm: { type: 'string', short: 'f' },
       'log-level': { type: 'string' },
+      redis: { type: 'string' },
+      socket: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -62,8 +70,10 @@ export function parseCli(argv: string[]): Parsed {
   if (values.help === true) return { command: 'help', configFile: undefined, overrides: {} };
   if (values.version === true) return { command: 'version', configFile: undefined, overrides: {} };
   const command = positionals[0] ?? 'serve';
-  if (command !== 'serve' && command !== 'check-config') {
-    throw new UsageError(`unknown command "${command}"; expected "serve" or "check-config"`);
+  if (command !== 'serve' && command !== 'relay' && command !== 'check-config') {
+    throw new UsageError(
+      `unknown command "${command}"; expected "serve", "relay" or "check-config"`,
+    );
   }
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1] ?? ''}"`);
   const overrides: Record<string, unknown> = {};
@@ -71,6 +81,8 @@ export function parseCli(argv: string[]): Parsed {
   if (values.root !== undefined) overrides['server.root'] = values.root;
   if (values.fpm !== undefined) overrides['fastcgi.address'] = values.fpm;
   if (values['log-level'] !== undefined) overrides['log.level'] = values['log-level'];
+  if (values.redis !== undefined) overrides['cluster.redis_url'] = values.redis;
+  if (values.socket !== undefined) overrides['broadcast.socket'] = values.socket;
   let configFile = values.config;
   if (configFile === undefined && existsSync('sidecar.toml')) configFile = 'sidecar.toml';
   return { command, configFile, overrides };
@@ -121,7 +133,40 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`configuration OK (${config.source})\n`);
     return 0;
   }
+  if (parsed.command === 'relay') return relay(config);
   return serve(parsed, config);
+}
+
+async function relay(config: SidecarConfig): Promise<number> {
+  const logger = createLogger(config.log.level);
+  let started: Relay;
+  try {
+    started = await startRelay(
+      config,
+      await usableSocketPath(config.broadcast.socket, logger),
+      logger,
+    );
+  } catch (err) {
+    const e = toError(err);
+    logger.fatal({ err: e.message }, 'cannot start the relay');
+    logger.flush();
+    process.stderr.write(`askr-sidecar relay: cannot start: ${e.message}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      logger.info({ signal, buffered: started.buffered() }, 'relay stopping');
+      started.close().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
 }
 
 async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {

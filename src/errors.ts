@@ -29,6 +29,7 @@ export const ErrorCodes = {
   DATAGRAM: 'ASKR_ERR_DATAGRAM',
   STATIC_FILE: 'ASKR_ERR_STATIC_FILE',
   TEMP_FILE: 'ASKR_ERR_TEMP_FILE',
+  CLUSTER_UNAVAILABLE: 'ASKR_ERR_CLUSTER_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -20,9 +20,11 @@ import { startManagedFpm, type ManagedFpm } from './fpm/managed-fpm.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts';
 import { VERSION } from './version.ts';
-import { Hub } from './sse/hub.ts';
+import { Hub, type PublishFn, type SharedHistoryFn } from './sse/hub.ts';
 import { loadHubState, saveHubState } from './sse/hub-state.ts';
 import { PresenceRegistry } from './sse/presence.ts';
+import { ClusterNode } from './cluster/cluster-node.ts';
+import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
 import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
@@ -172,6 +174,35 @@ export async function startSidecar(
   });
   metrics.bindSources({ pool: () => pool.stats(), hub: () => hub.stats() });
 
+  // Several sidecars: every publish goes through Redis and comes back numbered in cluster order.
+  const cluster =
+    config.cluster.redis_url === ''
+      ? null
+      : new ClusterNode({
+          url: config.cluster.redis_url,
+          keyPrefix: config.cluster.key_prefix,
+          nodeId: config.cluster.node_id === '' ? defaultNodeId() : config.cluster.node_id,
+          hub,
+          historySize: () => config.sse.history_size,
+          historyMaxAgeMs: () => config.sse.history_max_age,
+          logger,
+          hooks: metrics.clusterHooks(),
+        });
+  if (cluster !== null) {
+    if (savedState !== null) {
+      logger.warn('sse.state_file is ignored in a cluster: history and ids live in Redis');
+    }
+    await cluster.start();
+  }
+  const publish: PublishFn =
+    cluster === null
+      ? (input) => Promise.resolve(hub.publish(input))
+      : (input) => cluster.publish(input);
+  const sharedHistory: SharedHistoryFn | undefined =
+    cluster === null
+      ? undefined
+      : (channels, lastEventId) => cluster.sharedHistory(channels, lastEventId);
+
   // Started after php-fpm: the socket library cannot set FD_CLOEXEC, so children spawned later
   // inherit it (see datagram-ingress.ts).
   let ingress: DatagramIngress | null = null;
@@ -188,13 +219,15 @@ export async function startSidecar(
       logger,
       onReject: (reason) => metrics.onDatagramReject(reason),
       onMessage: (m) => {
-        hub.publish({
+        publish({
           channels: m.channels,
           data: m.data,
           ...(m.event === undefined ? {} : { event: m.event }),
           ...(m.id === undefined ? {} : { publisherId: m.id }),
           close: m.close,
           ingress: 'datagram',
+        }).catch((err: unknown) => {
+          logger.warn({ err: (err as Error).message }, 'datagram publish failed');
         });
       },
     });
@@ -212,9 +245,10 @@ export async function startSidecar(
       [c.sse.publish_path, publishRoute],
     ]);
   };
-  const presence = new PresenceRegistry(hub);
+  const presence = new PresenceRegistry(hub, publish);
   const eventsRoute = createEventsRoute({
     hub,
+    ...(sharedHistory === undefined ? {} : { sharedHistory }),
     presence,
     pool,
     config: () => config,
@@ -223,6 +257,7 @@ export async function startSidecar(
   });
   const publishRoute = createPublishRoute({
     hub,
+    publish,
     config: () => config,
     onRejected: (reason) => metrics.onRejected(reason),
   });
@@ -243,6 +278,7 @@ export async function startSidecar(
       hooks: phpHooks(metrics, logger),
       interceptor: createHoldInterceptor({
         hub,
+        ...(sharedHistory === undefined ? {} : { sharedHistory }),
         config: () => config,
         onPassthrough: (delta) => metrics.passthrough(delta),
         onRejected: (reason) => metrics.onRejected(reason),
@@ -272,6 +308,9 @@ export async function startSidecar(
           fpm: () => fpmReachable(address),
           ...(ingress === null ? {} : { datagram_socket: () => unixSocketPresent(ingress.path) }),
         },
+        ...(cluster === null
+          ? {}
+          : { degraded: { cluster: () => Promise.resolve(cluster.degraded()) } }),
       })
     : null;
 
@@ -353,6 +392,7 @@ export async function startSidecar(
           );
         http.server.closeAllConnections();
         upstreamProxy.close();
+        await cluster?.close();
         await pool.close();
         if (fpm) await fpm.stop();
         poller?.stop();
@@ -371,7 +411,7 @@ export async function startSidecar(
  * directory under the OS temp dir instead and say so; PHP under this sidecar learns the path from
  * ASKR_SOCKET either way. A socket path set explicitly is never changed.
  */
-async function usableSocketPath(path: string, logger: Logger): Promise<string> {
+export async function usableSocketPath(path: string, logger: Logger): Promise<string> {
   if (path === '' || path !== schema.broadcast.socket.default) return path;
   try {
     await mkdir(dirname(path), { recursive: true });

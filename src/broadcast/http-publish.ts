@@ -13,11 +13,13 @@ import { isSidecarError } from '../errors.ts';
 import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
-import type { Hub } from '../sse/hub.ts';
+import type { Hub, PublishFn } from '../sse/hub.ts';
 import { channelListProblem } from '../sse/stream-response.ts';
 
 export interface HttpPublishDeps {
   hub: Hub;
+  /** Cluster mode: publishes through the bus; default Hub.publish. */
+  publish?: PublishFn;
   config: () => SidecarConfig;
   onRejected?(reason: string): void;
 }
@@ -138,7 +140,8 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
       return;
     }
     try {
-      const result = deps.hub.publish({
+      const publish = deps.publish ?? ((input) => Promise.resolve(deps.hub.publish(input)));
+      const result = await publish({
         channels: parsed.channels,
         data: parsed.data,
         ...(parsed.event === undefined ? {} : { event: parsed.event }),

@@ -99,6 +99,10 @@ const listenAddress = (v: string): string | null =>
 const fpmAddress = (v: string): string | null => (v === '' ? null : listenAddress(v));
 const octalMode = (v: string): string | null =>
   /^0?[0-7]{3}$/.test(v) ? null : 'an octal file mode such as "0660"';
+const redisUrl = (v: string): string | null =>
+  v === '' || /^rediss?:\/\/[^\s]+$/.test(v)
+    ? null
+    : '"redis://[user:password@]host:port/db" or "rediss://…" (TLS), or empty for a single node';
 const urlPath = (v: string): string | null =>
   v.startsWith('/') ? null : 'a path starting with "/"';
 
@@ -411,6 +415,35 @@ export const schema = {
       { restart: true },
     ),
     max_datagram_size: size('64KiB', 'Largest datagram accepted.', { check: positive }),
+  },
+  cluster: {
+    redis_url: str(
+      '',
+      'Redis (or Valkey) shared by every sidecar and relay: "redis://[:password@]host:6379/0" or "rediss://…". Every publish goes through it, ids and history are cluster-wide, presence too. Empty: a single node.',
+      { check: redisUrl, restart: true },
+    ),
+    key_prefix: str('askr:', 'Prefix of every Redis key and channel the cluster uses.', {
+      check: (v) => (/^[\w:.-]{1,64}$/.test(v) ? null : '1-64 of A-Z a-z 0-9 _ : . -'),
+      restart: true,
+    }),
+    node_id: str(
+      '',
+      'This sidecar\'s name in the cluster (presence, logs); empty: the hostname plus a random suffix.',
+      {
+        check: (v) => (v === '' || /^[\w.-]{1,64}$/.test(v) ? null : '1-64 of A-Z a-z 0-9 _ . -'),
+        restart: true,
+      },
+    ),
+    presence_ttl: duration(
+      '30s',
+      'A sidecar that stops refreshing its presence members for this long (it died) has them removed.',
+      { check: positive, restart: true },
+    ),
+    relay_buffer: int(
+      10000,
+      'Events a relay (or sidecar) keeps while Redis is away, sent in order once it is back; beyond it the oldest are dropped and counted.',
+      { check: nonNegative },
+    ),
   },
 } as const;
 

@@ -14,6 +14,7 @@ const STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   [ErrorCodes.UPSTREAM_RESPONSE]: 502,
   [ErrorCodes.FCGI_POOL_EXHAUSTED]: 503,
   [ErrorCodes.FCGI_POOL_CLOSED]: 503,
+  [ErrorCodes.CLUSTER_UNAVAILABLE]: 503,
   [ErrorCodes.FCGI_TIMEOUT]: 504,
   [ErrorCodes.UPSTREAM_TIMEOUT]: 504,
   [ErrorCodes.FCGI_ABORTED]: 499,

@@ -22,6 +22,11 @@ export interface AdminServerOptions {
   registry: Registry;
   /** Run in parallel on every GET /readyz; keys name them in the JSON answer. */
   checks: Record<string, ReadinessCheck>;
+  /**
+   * Checks that make /readyz say `"status": "degraded"` (still 200: the instance serves, with
+   * less) instead of not ready, e.g. the cluster bus being down.
+   */
+  degraded?: Record<string, ReadinessCheck>;
   logger: Logger;
   /** A check not settled after this long fails with "timed out"; default 2000 ms. */
   checkTimeoutMs?: number;
@@ -155,8 +160,17 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       const uptimeSeconds = Math.round(process.uptime() * 1000) / 1000;
       sendJson(res, 200, { status: 'ok', uptimeSeconds }, head);
     } else if (path === '/readyz') {
-      const result = await runChecks(checks, checkTimeoutMs);
-      sendJson(res, result.ready ? 200 : 503, result, head);
+      const [result, soft] = await Promise.all([
+        runChecks(checks, checkTimeoutMs),
+        runChecks(options.degraded ?? {}, checkTimeoutMs),
+      ]);
+      const status = !result.ready ? 'not_ready' : soft.ready ? 'ok' : 'degraded';
+      sendJson(
+        res,
+        result.ready ? 200 : 503,
+        { ...result, status, ...(options.degraded === undefined ? {} : { degraded: soft.checks }) },
+        head,
+      );
     } else {
       const text = await registry.metrics();
       res.writeHead(200, {

@@ -9,6 +9,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { DATAGRAM_REJECT_REASONS as CODEC_REJECT_REASONS } from '../broadcast/datagram-codec.ts';
 import type { FcgiPool, FcgiPoolHooks } from '../fastcgi/pool.ts';
+import type { ClusterHooks } from '../cluster/cluster-node.ts';
 import type { PhpHandlerHooks } from '../http/php-handler.ts';
 import type { HttpServerDeps } from '../http/server.ts';
 import type { RouteKind } from '../http/request-context.ts';
@@ -56,7 +57,7 @@ export const DATAGRAM_REJECT_REASONS = [
 ] as const;
 const TIMEOUT_KINDS = ['connect', 'send', 'read', 'queue'] as const;
 const INGRESS_KINDS = ['datagram', 'http', 'grip', 'internal'] as const satisfies IngressKind[];
-const LOST_REASONS = ['too_old', 'epoch', 'unknown_id'] as const satisfies LostReason[];
+const LOST_REASONS = ['too_old', 'epoch', 'unknown_id', 'bus'] as const satisfies LostReason[];
 
 /** Seconds. Request latency: static files in µs, PHP up to the 60 s read timeout. */
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -84,6 +85,8 @@ export interface Metrics {
   readonly registry: Registry;
   /** Pass as FcgiPoolOptions.hooks. */
   poolHooks(): FcgiPoolHooks;
+  /** Pass as ClusterNodeOptions.hooks: bus state, traffic, lag, errors. */
+  clusterHooks(): Required<ClusterHooks>;
   /** Pass as PhpHandlerDeps.hooks: temp files and client timeouts. */
   phpHooks(): Required<PhpHandlerHooks>;
   /** Pass as HubOptions.hooks. */
@@ -213,6 +216,51 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     labelNames: ['kind'] as const,
     registers,
   });
+  const busUp = new Gauge({
+    name: 'askr_cluster_bus_up',
+    help: '1 while the Redis cluster bus is connected (0 down; absent on a single node).',
+    registers: [],
+  });
+  const busPublished = new Counter({
+    name: 'askr_cluster_published_total',
+    help: 'Events this node sent to the cluster bus.',
+    registers: [],
+  });
+  const busReceived = new Counter({
+    name: 'askr_cluster_received_total',
+    help: 'Events this node received from the cluster bus (its own included).',
+    registers: [],
+  });
+  const busLag = new Histogram({
+    name: 'askr_cluster_lag_seconds',
+    help: 'Time from a publish reaching Redis until this node received it.',
+    buckets: LAG_BUCKETS,
+    registers: [],
+  });
+  const busErrors = new Counter({
+    name: 'askr_cluster_errors_total',
+    help: 'Failed Redis commands and connection errors of the cluster bus.',
+    registers: [],
+  });
+  const busReconnects = new Counter({
+    name: 'askr_cluster_reconnects_total',
+    help: 'Times the cluster bus came back after Redis was lost.',
+    registers: [],
+  });
+  const busLocalOnly = new Counter({
+    name: 'askr_cluster_local_only_total',
+    help: 'Publishes delivered on this node only because the cluster bus was down.',
+    registers: [],
+  });
+  const clusterMetrics: Array<[string, Gauge | Counter | Histogram]> = [
+    ['askr_cluster_bus_up', busUp],
+    ['askr_cluster_published_total', busPublished],
+    ['askr_cluster_received_total', busReceived],
+    ['askr_cluster_lag_seconds', busLag],
+    ['askr_cluster_errors_total', busErrors],
+    ['askr_cluster_reconnects_total', busReconnects],
+    ['askr_cluster_local_only_total', busLocalOnly],
+  ];
   const queueWait = new Histogram({
     name: 'askr_fastcgi_queue_wait_seconds',
     help: 'Time a request waited for a FastCGI connection (0 when one was free).',
@@ -346,6 +394,23 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
       onStall: () => stalls.inc(),
       onWorkersFreed: (count) => workersFreed.inc(count),
     }),
+    clusterHooks: () => {
+      // Registered only when a cluster is configured: a single node shows no cluster series.
+      for (const [name, metric] of clusterMetrics) {
+        if (registry.getSingleMetric(name) === undefined) registry.registerMetric(metric);
+      }
+      return {
+        onBusState: (up) => busUp.set(up ? 1 : 0),
+        onBusPublish: () => busPublished.inc(),
+        onBusReceive: (lagMs) => {
+          busReceived.inc();
+          if (lagMs >= 0) busLag.observe(lagMs / 1000);
+        },
+        onBusError: () => busErrors.inc(),
+        onReconnect: () => busReconnects.inc(),
+        onLocalOnly: () => busLocalOnly.inc(),
+      };
+    },
     phpHooks: () => ({
       onTempFile: (kind) => bufferTempFiles.inc({ kind }),
       onClientTimeout: (kind) => clientTimeouts.inc({ kind }),

@@ -12,7 +12,7 @@ import { httpStatusOfCode } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
-import type { Hub } from './hub.ts';
+import type { Hub, SharedHistoryFn } from './hub.ts';
 import { memberFromAuthBody, type PresenceMember, type PresenceRegistry } from './presence.ts';
 import {
   channelListProblem,
@@ -24,6 +24,8 @@ import {
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
   hub: Hub;
+  /** Cluster mode: the shared history a resume needs (see Hub.needsSharedHistory). */
+  sharedHistory?: SharedHistoryFn;
   presence: PresenceRegistry;
   onRejected?(reason: string): void;
 }
@@ -107,6 +109,8 @@ async function authorizeAndSubscribe(
       presence.push([channel, member]);
     }
   }
+  const lastEventId = lastEventIdOf(req, url);
+  const shared = await deps.sharedHistory?.(channels, lastEventId);
   if (res.destroyed) return;
   res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
   req.socket.setNoDelay(true);
@@ -125,9 +129,10 @@ async function authorizeAndSubscribe(
   deps.hub.subscribe({
     sink: res,
     channels,
-    lastEventId: lastEventIdOf(req, url),
+    lastEventId,
     clientIp: ctx.clientAddress,
     kind: 'events',
+    ...(shared === undefined ? {} : { shared }),
     ...(initial === undefined ? {} : { initial }),
   });
 }

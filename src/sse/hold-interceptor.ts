@@ -11,7 +11,7 @@ import { clientHeaders, collectBody, type PhpResponse } from '../cgi/php-respons
 import { pump } from '../cgi/pump.ts';
 import type { ResponseInterceptor } from '../http/php-handler.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
-import type { Hub } from './hub.ts';
+import type { Hub, SharedHistoryFn } from './hub.ts';
 import {
   channelListProblem,
   lastEventIdOf,
@@ -22,6 +22,8 @@ import {
 
 export interface HoldDeps {
   hub: Hub;
+  /** Cluster mode: the shared history a resume needs (see Hub.needsSharedHistory). */
+  sharedHistory?: SharedHistoryFn;
   config: () => SidecarConfig;
   onPassthrough?(delta: 1 | -1): void;
   onRejected?(reason: string): void;
@@ -109,16 +111,19 @@ async function hold(
     return;
   }
   if (reserveStream(ctx, deps) === null) return;
+  const url = new URL(ctx.req.url ?? '/', 'http://sidecar.invalid');
+  const lastEventId = lastEventIdOf(ctx.req, url);
+  const shared = await deps.sharedHistory?.(channels, lastEventId);
   if (ctx.res.destroyed) return;
   const status = head.status >= 200 && head.status < 300 ? head.status : 200;
   ctx.res.writeHead(status, streamHead(head, ctx));
   ctx.req.socket.setNoDelay(true);
   ctx.req.socket.setKeepAlive(true, 60_000);
-  const url = new URL(ctx.req.url ?? '/', 'http://sidecar.invalid');
   deps.hub.subscribe({
     sink: ctx.res,
     channels,
-    lastEventId: lastEventIdOf(ctx.req, url),
+    lastEventId,
+    ...(shared === undefined ? {} : { shared }),
     clientIp: ctx.clientAddress,
     kind: 'hold',
     initial,

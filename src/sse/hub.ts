@@ -83,7 +83,7 @@ export interface HubHooks {
   onSubscribersChanged?(): void;
 }
 
-export type LostReason = 'too_old' | 'epoch' | 'unknown_id';
+export type LostReason = 'too_old' | 'epoch' | 'unknown_id' | 'bus';
 
 /** What the hub writes to. A node:http ServerResponse satisfies it. */
 export interface SseSink {
@@ -126,12 +126,43 @@ export interface PublishResult {
   closed: number;
 }
 
+/** Events of the cluster's shared history that this hub did not see (see needsSharedHistory). */
+export interface SharedHistory {
+  /** The seq the client resumes after. */
+  afterSeq: number;
+  /** Per channel, entries with seq > afterSeq, oldest first. */
+  entries: ReadonlyMap<
+    string,
+    ReadonlyArray<{
+      seq: number;
+      time: number;
+      rank: number;
+      event: string | undefined;
+      publisherId: string | undefined;
+      data: Buffer;
+    }>
+  >;
+  /** Channels where an event after afterSeq is gone from the shared history. */
+  gaps: ReadonlySet<string>;
+}
+
+/** How events enter the hub: Hub.publish on one node, the cluster bus on several. */
+export type PublishFn = (input: PublishInput) => Promise<PublishResult>;
+
+/** In a cluster, fetches the shared history a resume from before this node joined needs. */
+export type SharedHistoryFn = (
+  channels: readonly string[],
+  lastEventId: string | null | undefined,
+) => Promise<SharedHistory | undefined>;
+
 export interface SubscribeInput {
   sink: SseSink;
   channels: readonly string[];
   lastEventId?: string | null;
   clientIp: string;
   kind: StreamKind;
+  /** What a cluster node fetched for a resume from before it joined (needsSharedHistory). */
+  shared?: SharedHistory;
   /** Bytes written first, after `retry:` (PHP's body for holds). */
   initial?: Buffer;
 }
@@ -166,7 +197,7 @@ interface Subscriber {
 interface Channel {
   readonly name: string;
   readonly subscribers: Set<Subscriber>;
-  readonly history: EventHistory;
+  history: EventHistory;
 }
 
 const TUNABLE_KEYS: readonly TunableKey[] = [
@@ -221,8 +252,12 @@ function checkTunables(values: Partial<Tunables>): void {
 }
 
 export class Hub {
-  /** Identifies this instance in event ids; a Last-Event-ID of another epoch is unknown. */
-  readonly epoch: string;
+  /** Identifies this id space in event ids; a Last-Event-ID of another epoch is unknown. In a
+   * cluster it is the cluster's epoch while the bus is up, a local one while it is down. */
+  #epoch: string;
+  /** Lowest seq this hub saw live since it joined the id space (cluster mode; see useEpoch):
+   * a replay from before it needs the shared history. 0: every event of the epoch was seen. */
+  #coverageFrom = 0;
   readonly #logger: Logger;
   readonly #hooks: HubHooks;
   readonly #now: () => number;
@@ -254,7 +289,7 @@ export class Hub {
     if (!EPOCH_RE.test(epoch)) {
       throw new ConfigError(`hub epoch ${JSON.stringify(epoch)} must be 1-64 of A-Z a-z 0-9 _ . -`);
     }
-    this.epoch = epoch;
+    this.#epoch = epoch;
     this.#logger = options.logger;
     this.#hooks = options.hooks ?? {};
     this.#now = options.now ?? Date.now;
@@ -270,10 +305,102 @@ export class Hub {
     this.#startTimers();
   }
 
+  get epoch(): string {
+    return this.#epoch;
+  }
+
+  /** The newest seq of the current epoch this hub knows of. */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /**
+   * Switches to another id space (cluster mode: the cluster's epoch when the bus comes up, a
+   * local one while it is down). Local histories belong to the old space and are dropped; events
+   * of the new epoch up to `seq` were not seen here (see {@link Hub.needsSharedHistory}).
+   */
+  useEpoch(epoch: string, seq: number): void {
+    if (!EPOCH_RE.test(epoch)) throw new ConfigError(`hub epoch ${JSON.stringify(epoch)} invalid`);
+    this.#epoch = epoch;
+    this.#seq = seq;
+    this.#coverageFrom = seq + 1;
+    for (const channel of this.#channels.values()) {
+      channel.history = new EventHistory();
+      this.#maybeDelete(channel);
+    }
+    this.#tombstones.import({ floor: 0, channels: [] });
+  }
+
+  /**
+   * Checks a publish without delivering it (cluster mode checks before sending to the bus).
+   * @throws as {@link Hub.publish}.
+   */
+  checkPublish(input: Pick<PublishInput, 'channels' | 'event'>): readonly string[] {
+    if (input.event !== undefined && EVENT_FORBIDDEN.test(input.event)) {
+      throw new SidecarError(ErrorCodes.SSE_ENCODE, 'SSE event name must not contain CR or LF');
+    }
+    return checkChannels(input.channels);
+  }
+
+  /**
+   * Delivers an event that already has its seq (from the cluster bus): stored in the local
+   * history and written to this hub's streams exactly as a local publish would be.
+   */
+  deliverNumbered(input: {
+    seq: number;
+    channels: readonly string[];
+    data: Buffer;
+    event?: string | undefined;
+    publisherId?: string | undefined;
+    close?: boolean | undefined;
+  }): PublishResult {
+    const channels = checkChannels(input.channels);
+    let delivered = 0;
+    let id: string | null = null;
+    if (input.seq > 0) {
+      const started = performance.now();
+      this.#seq = Math.max(this.#seq, input.seq);
+      id = formatEventId(this.#epoch, input.seq);
+      const frame: SseFrame = { data: input.data };
+      if (input.event !== undefined) frame.event = input.event;
+      delivered = this.#deliver(channels, input.seq, id, frame, input.publisherId);
+      this.#hooks.onDeliver?.(delivered, performance.now() - started);
+    }
+    const closed = input.close === true ? this.#closeChannels(channels) : 0;
+    return { id, subscribers: delivered, closed };
+  }
+
+  /**
+   * Whether a stream resuming from `lastEventId` needs events this hub did not see (it joined
+   * the cluster's id space after them): the caller fetches them and passes them to subscribe().
+   */
+  needsSharedHistory(lastEventId: string | null | undefined): number | null {
+    if (this.#coverageFrom === 0 || lastEventId === undefined || lastEventId === null) return null;
+    const parsed = parseEventId(lastEventId);
+    if (parsed === null || parsed.epoch !== this.#epoch || parsed.seq > this.#seq) return null;
+    return parsed.seq + 1 < this.#coverageFrom ? parsed.seq : null;
+  }
+
+  /** Tells every stream that events may have been missed (the bus was down): askr:lost. */
+  announceLost(reason: LostReason): number {
+    const data = JSON.stringify({ reason, lastEventId: null });
+    const frame = encodeFrame({
+      id: formatEventId(this.#epoch, this.#seq),
+      event: 'askr:lost',
+      data,
+    });
+    let told = 0;
+    for (const sub of [...this.#subscribers.values()]) {
+      if (this.#writeBounded(sub, frame)) told++;
+      this.#hooks.onLost?.(reason);
+    }
+    return told;
+  }
+
   /** A copy of the replay state, for sse.state_file (written on graceful shutdown). */
   exportState(): HubState {
     return {
-      epoch: this.epoch,
+      epoch: this.#epoch,
       seq: this.#seq,
       channels: [...this.#channels.values()].map((c) => ({
         name: c.name,
@@ -355,7 +482,7 @@ export class Hub {
       }
       const started = performance.now();
       const seq = ++this.#seq;
-      id = formatEventId(this.epoch, seq);
+      id = formatEventId(this.#epoch, seq);
       const frame: SseFrame = { data };
       if (event !== undefined) frame.event = event;
       delivered = this.#deliver(channels, seq, id, frame, publisherId);
@@ -435,7 +562,7 @@ export class Hub {
     if (input.initial !== undefined && input.initial.length > 0) parts.push(input.initial);
     const { lastEventId } = input;
     if (lastEventId !== undefined && lastEventId !== null && lastEventId !== '') {
-      this.#replay(sub, lastEventId, parts);
+      this.#replay(sub, lastEventId, parts, input.shared);
     }
     const first = parts.length === 1 ? this.#retryFrame : Buffer.concat(parts);
     // sub.closed: the write failed and the stream is gone (its channels may be too).
@@ -563,12 +690,20 @@ export class Hub {
   }
 
   /** Appends the replay (or askr:lost) for `lastEventId` to `parts`, the stream's first write. */
-  #replay(sub: Subscriber, lastEventId: string, parts: Buffer[]): void {
+  #replay(
+    sub: Subscriber,
+    lastEventId: string,
+    parts: Buffer[],
+    shared: SharedHistory | undefined,
+  ): void {
     const parsed = parseEventId(lastEventId);
     if (parsed === null) return this.#lost(parts, 'unknown_id', lastEventId);
-    if (parsed.epoch !== this.epoch) return this.#lost(parts, 'epoch', lastEventId);
+    if (parsed.epoch !== this.#epoch) return this.#lost(parts, 'epoch', lastEventId);
     if (parsed.seq > this.#seq) return this.#lost(parts, 'unknown_id', lastEventId);
-    const histories = sub.channels.map((name) => this.#channel(name).history);
+    const needsShared = parsed.seq + 1 < this.#coverageFrom;
+    const histories = sub.channels.map((name) =>
+      needsShared ? this.#mergedHistory(name, parsed.seq, shared) : this.#channel(name).history,
+    );
     // What is left of the bound once the first write (one sink entry) and a possible askr:lost
     // frame are in: the replay must not make a reconnecting client too slow at once.
     const lost = this.#lostFrame('too_old', lastEventId);
@@ -581,10 +716,46 @@ export class Hub {
     this.#hooks.onReplay?.(plan.entries.length);
   }
 
+  /**
+   * A channel's history for a resume from before this hub joined the id space: the shared
+   * history's entries up to #coverageFrom, then the local ones. Without them (Redis away) or with
+   * a gap there, the events in between are reported lost.
+   */
+  #mergedHistory(name: string, afterSeq: number, shared: SharedHistory | undefined): EventHistory {
+    const local = this.#channel(name).history;
+    const usable = shared !== undefined && shared.afterSeq === afterSeq;
+    const gap = !usable || shared.gaps.has(name) || local.evictedMaxSeq >= this.#coverageFrom;
+    const merged = new EventHistory(gap ? afterSeq + 1 : 0);
+    if (usable) {
+      for (const e of shared.entries.get(name) ?? []) {
+        if (e.seq >= this.#coverageFrom) break;
+        const frame: SseFrame = {
+          id: `${formatEventId(this.#epoch, e.seq)}@${name}`,
+          data: e.data,
+        };
+        if (e.event !== undefined) frame.event = e.event;
+        merged.push(
+          {
+            seq: e.seq,
+            time: e.time,
+            publisherId: e.publisherId,
+            rank: e.rank,
+            frame: encodeFrame(frame),
+          },
+          Number.MAX_SAFE_INTEGER,
+        );
+      }
+    }
+    for (const entry of local.since(this.#coverageFrom - 1)) {
+      merged.push(entry, Number.MAX_SAFE_INTEGER);
+    }
+    return merged;
+  }
+
   /** askr:lost carries the current position as its id, so the next reconnect starts from here. */
   #lostFrame(reason: LostReason, lastEventId: string): Buffer {
     const data = JSON.stringify({ reason, lastEventId: lastEventId.slice(0, LOST_ID_MAX_CHARS) });
-    return encodeFrame({ id: formatEventId(this.epoch, this.#seq), event: 'askr:lost', data });
+    return encodeFrame({ id: formatEventId(this.#epoch, this.#seq), event: 'askr:lost', data });
   }
 
   #lost(

@@ -5,7 +5,7 @@
  * `askr:presence.members` (everyone present, itself included). Events go through the hub, so
  * they have ids and are replayed like any other event.
  */
-import type { Hub } from './hub.ts';
+import type { Hub, PublishFn } from './hub.ts';
 import { encodeFrame } from './sse-encoder.ts';
 
 export interface PresenceMember {
@@ -41,12 +41,13 @@ export function memberFromAuthBody(body: Buffer): PresenceMember | string {
 }
 
 export class PresenceRegistry {
-  readonly #hub: Hub;
+  readonly #publishFn: PublishFn;
   readonly #channels = new Map<string, Map<string, Present>>();
   #closed = false;
 
-  constructor(hub: Hub) {
-    this.#hub = hub;
+  /** `publish`: how join/leave events enter the hub (the cluster bus on several nodes). */
+  constructor(hub: Hub, publish?: PublishFn) {
+    this.#publishFn = publish ?? ((input) => Promise.resolve(hub.publish(input)));
   }
 
   /** Adds one stream of `member`; publishes a join when it is the user's first on `channel`. */
@@ -99,11 +100,12 @@ export class PresenceRegistry {
 
   #publish(channel: string, event: string, payload: unknown): void {
     if (this.#closed) return;
-    this.#hub.publish({
+    // A presence event that cannot be published is not worth a crash; the stream goes on.
+    this.#publishFn({
       channels: [channel],
       event,
       data: Buffer.from(JSON.stringify(payload)),
       ingress: 'internal',
-    });
+    }).catch(() => undefined);
   }
 }
