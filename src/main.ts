@@ -22,7 +22,8 @@ import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts'
 import { VERSION } from './version.ts';
 import { Hub, type PublishFn, type SharedHistoryFn } from './sse/hub.ts';
 import { loadHubState, saveHubState } from './sse/hub-state.ts';
-import { PresenceRegistry } from './sse/presence.ts';
+import { PresenceRegistry, type Presence } from './sse/presence.ts';
+import { ClusterPresence } from './cluster/cluster-presence.ts';
 import { ClusterNode } from './cluster/cluster-node.ts';
 import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
@@ -245,7 +246,22 @@ export async function startSidecar(
       [c.sse.publish_path, publishRoute],
     ]);
   };
-  const presence = new PresenceRegistry(hub, publish);
+  let presence: Presence;
+  if (cluster === null) {
+    presence = new PresenceRegistry(hub, publish);
+  } else {
+    const clusterPresence = new ClusterPresence({
+      bus: cluster.bus,
+      hub,
+      publish,
+      keyPrefix: config.cluster.key_prefix,
+      nodeId: cluster.nodeId,
+      ttlMs: config.cluster.presence_ttl,
+      logger,
+    });
+    cluster.observer = (event) => clusterPresence.observe(event);
+    presence = clusterPresence;
+  }
   const eventsRoute = createEventsRoute({
     hub,
     ...(sharedHistory === undefined ? {} : { sharedHistory }),

@@ -1,9 +1,11 @@
 /**
  * The packaging and deploy recipes (Dockerfile, .dockerignore, deploy/**), checked without Docker,
  * Kubernetes or systemd: every example config passes `askr-sidecar check-config` with the
- * environment its recipe gives it; each recipe agrees with itself (socket directory shared by
- * both containers, FPM address, probe paths and ports); the image layout the Dockerfile assembles
- * runs dist/cli.js; the Grafana dashboard queries only metrics the sidecar exports.
+ * environment its recipe gives it, and every ASKR_* variable given is a config key (askr) or one
+ * PHP reads (PHP); each recipe agrees with itself (socket directory shared by PHP and the sidecar
+ * or relay beside it, FPM address, probe paths and ports, one Redis and key prefix for every
+ * sidecar and relay of the cluster, selectors that pick the right pods); the image layout the
+ * Dockerfile assembles runs dist/cli.js; the Grafana dashboard queries only exported metrics.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -16,8 +18,9 @@ import { basename, dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseRedisUrl } from '../src/cluster/redis-url.ts';
 import { loadConfig } from '../src/config/load.ts';
-import type { SidecarConfig } from '../src/config/schema.ts';
+import { schema, type SidecarConfig } from '../src/config/schema.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin/askr-sidecar.js');
@@ -319,34 +322,98 @@ const envOf = (container: Rec): Record<string, string> =>
     ]),
   );
 
+/**
+ * ASKR_* variables a recipe gives askr-sidecar must be config keys: the loader ignores ASKR_*
+ * names of no section (they belong to the PHP side), so a misspelt or not yet existing key would
+ * pass check-config and silently do nothing (a "cluster" that is one node per pod).
+ */
+const CONFIG_ENV = new Set(
+  Object.entries(schema).flatMap(([section, fields]) =>
+    Object.keys(fields).map((key) => `ASKR_${section}_${key}`.toUpperCase()),
+  ),
+);
+/** What the PHP shim and its Laravel driver read (php/src/askr.php, config/broadcasting.php). */
+const PHP_ENV = new Set(['ASKR_SOCKET', 'ASKR_THROW']);
+const askrNames = (env: Record<string, string>): string[] =>
+  Object.keys(env).filter((name) => name.startsWith('ASKR_'));
+function expectAskrEnv(env: Record<string, string>, what: string): void {
+  expect(
+    askrNames(env).filter((n) => !CONFIG_ENV.has(n)),
+    `${what}: not config keys`,
+  ).toEqual([]);
+}
+function expectPhpEnv(env: Record<string, string>, what: string): void {
+  expect(
+    askrNames(env).filter((n) => !PHP_ENV.has(n)),
+    `${what}: not read by PHP`,
+  ).toEqual([]);
+}
+/** What makes two askr processes one cluster: the same Redis database and key prefix. */
+const cluster = ({ cluster: c }: SidecarConfig): { redis_url: string; key_prefix: string } => ({
+  redis_url: c.redis_url,
+  key_prefix: c.key_prefix,
+});
+
+describe('the image and the commands the recipes run', () => {
+  it('sets only config keys in the image; askr-sidecar has the relay command', async () => {
+    expectAskrEnv(IMAGE_ENV, 'Dockerfile ENV');
+    const help = await run([process.execPath, BIN, '--help'], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^\s*askr-sidecar relay\b/m);
+  });
+});
+
 describe('deploy/docker-compose.yml', () => {
   const compose = yaml.load(read('deploy/docker-compose.yml'));
-  const php = rec(get(compose, 'services', 'php-fpm'));
-  const sidecar = rec(get(compose, 'services', 'sidecar'));
+  const service = (name: string): Rec => rec(get(compose, 'services', name), `service ${name}`);
+  const php = service('php-fpm');
+  const sidecar = service('sidecar');
+  const relay = service('relay');
+  const worker = service('worker');
+  const redis = service('redis');
   /** Short-syntax mounts as [source, target]; bind sources resolved against deploy/. */
-  const mounts = (service: Rec): Array<[string, string]> =>
-    (service['volumes'] as unknown[]).map((v) => {
+  const mounts = (s: Rec): Array<[string, string]> =>
+    (s['volumes'] as unknown[]).map((v) => {
       const [source = '', target = ''] = str(v, 'volume').split(':');
       return [source.startsWith('.') ? resolve(ROOT, 'deploy', source) : source, target];
     });
+  const envOfService = (s: Rec): Record<string, string> =>
+    rec(s['environment'] ?? {}) as Record<string, string>;
+  const dockerfileOf = (s: Rec): string =>
+    resolve(ROOT, 'deploy', str(get(s, 'build', 'context')), str(get(s, 'build', 'dockerfile')));
+  /** check-config for the askr container `s`, with its config file mount and its env. */
+  async function resolvedFor(s: Rec): Promise<SidecarConfig> {
+    const config = mounts(s).find(([, target]) => target === execForm(FINAL, 'CMD')[2]);
+    expect(config?.[0]).toBe(join(ROOT, 'deploy/docker/sidecar.toml'));
+    return checkConfig(config?.[0] ?? '', { ...IMAGE_ENV, ...envOfService(s) });
+  }
 
-  it('runs php:8.3-fpm, the sidecar built from the repository Dockerfile, Redis in a profile', () => {
+  it('runs php:8.3-fpm, the sidecar and the relay built from the repository Dockerfile, Redis', () => {
     expect(php['image']).toBe('php:8.3-fpm');
-    const dockerfile = resolve(
-      ROOT,
-      'deploy',
-      str(get(sidecar, 'build', 'context')),
-      str(get(sidecar, 'build', 'dockerfile')),
-    );
-    expect(dockerfile).toBe(join(ROOT, 'Dockerfile'));
-    expect(get(compose, 'services', 'redis', 'profiles')).toEqual(['redis']);
+    expect(dockerfileOf(sidecar)).toBe(join(ROOT, 'Dockerfile'));
+    expect(dockerfileOf(relay)).toBe(join(ROOT, 'Dockerfile'));
+    expect(relay['image']).toBe(sidecar['image']);
+    // The image's ENTRYPOINT runs bin/askr-sidecar.js; the relay only changes the command.
+    expect(sidecar['command']).toBeUndefined();
+    expect(relay['command']).toEqual(['relay', '--config', execForm(FINAL, 'CMD')[2]]);
+    // Redis is part of the cluster, not an option: no profile, and no persistence.
+    expect(redis['image']).toBe('redis:7-alpine');
+    expect(redis['profiles']).toBeUndefined();
+    expect(redis['command']).toEqual(['redis-server', '--save', '', '--appendonly', 'no']);
+    for (const s of [sidecar, relay]) expect(s['depends_on']).toContain('redis');
+    expect(worker['depends_on']).toContain('relay');
   });
 
-  it('passes check-config with the image and compose env; both containers agree', async () => {
-    const config = mounts(sidecar).find(([, target]) => target === execForm(FINAL, 'CMD')[2]);
-    expect(config?.[0]).toBe(join(ROOT, 'deploy/docker/sidecar.toml'));
-    const env = { ...IMAGE_ENV, ...(rec(sidecar['environment']) as Record<string, string>) };
-    const resolved = await checkConfig(join(ROOT, 'deploy/docker/sidecar.toml'), env);
+  it('only gives askr config keys to askr, and only what PHP reads to PHP', () => {
+    for (const [name, s] of Object.entries(rec(get(compose, 'services')))) {
+      const env = envOfService(rec(s));
+      if (name === 'sidecar' || name === 'relay') expectAskrEnv(env, name);
+      else expectPhpEnv(env, name);
+    }
+  });
+
+  it('web: passes check-config with the image and compose env; sidecar and php-fpm agree', async () => {
+    const resolved = await resolvedFor(sidecar);
 
     // The datagram socket is in a volume php-fpm mounts at the same place, and PHP looks there.
     const socketDir = dirname(resolved.broadcast.socket);
@@ -363,83 +430,314 @@ describe('deploy/docker-compose.yml', () => {
       mounts(sidecar).find(([s, t]) => s.startsWith('/') && root.startsWith(`${t}/`)) ?? [];
     expect(mounts(php)).toContainEqual([source, target]);
     expect(existsSync(join(source, relative(target, root), index))).toBe(true);
+
+    // The cluster is on, on the redis service (Compose's DNS name) at Redis' port.
+    const redisTarget = parseRedisUrl(cluster(resolved).redis_url);
+    expect([redisTarget.host, redisTarget.port, redisTarget.tls]).toEqual(['redis', 6379, false]);
+  });
+
+  it('worker: the relay joins the same cluster and binds the socket the PHP worker writes to', async () => {
+    const web = await resolvedFor(sidecar);
+    const resolved = await resolvedFor(relay);
+    // Same Redis, same database, same key prefix: otherwise the relay publishes into nothing.
+    expect(cluster(resolved)).toEqual(cluster(web));
+
+    // The relay's socket directory is a volume of its own, shared with the worker only.
+    const socketDir = dirname(resolved.broadcast.socket);
+    const volume = mounts(relay).find(([, target]) => target === socketDir)?.[0] ?? '';
+    expect(Object.keys(rec(get(compose, 'volumes')))).toContain(volume);
+    expect(get(compose, 'volumes', volume)).toEqual(
+      get(compose, 'volumes', mounts(sidecar).find(([, t]) => t === socketDir)?.[0] ?? ''),
+    );
+    expect(mounts(worker)).toContainEqual([volume, socketDir]);
+    expect(mounts(php).map(([s]) => s)).not.toContain(volume);
+    expect(get(worker, 'environment', 'ASKR_SOCKET')).toBe(resolved.broadcast.socket);
+    // PHP runs in the socket's group (the socket is 0660), under an init that passes SIGTERM on.
+    expect(str(worker['user']).split(':')[1]).toBe(resolved.broadcast.socket_group);
+    expect(worker['init']).toBe(true);
+
+    // The worker's script is mounted where its command runs it, and the shim where it requires it.
+    const [interpreter, script = ''] = worker['command'] as string[];
+    expect(interpreter).toBe('php');
+    const scriptSource = mounts(worker).find(([, t]) => t === script)?.[0] ?? '';
+    expect(existsSync(scriptSource), script).toBe(true);
+    const required = /require '([^']+)'/.exec(readFileSync(scriptSource, 'utf8'))?.[1] ?? '';
+    const shim = mounts(worker).find(([, t]) => required.startsWith(`${t}/`));
+    expect(existsSync(join(shim?.[0] ?? '', relative(shim?.[1] ?? '', required))), required).toBe(
+      true,
+    );
   });
 });
 
 describe('deploy/kubernetes', () => {
-  const docs = yaml.loadAll(read('deploy/kubernetes/deployment.yaml')).map((d) => rec(d));
-  const byKind = (kind: string): Rec =>
+  const files = readdirSync(join(ROOT, 'deploy/kubernetes')).filter((f) => f.endsWith('.yaml'));
+  const docs = files.flatMap((f) =>
+    yaml.loadAll(read(`deploy/kubernetes/${f}`)).map((d) => rec(d, f)),
+  );
+  const named = (kind: string, name: string): Rec =>
     rec(
-      docs.find((d) => d['kind'] === kind),
-      kind,
+      docs.find((d) => d['kind'] === kind && get(d, 'metadata', 'name') === name),
+      `${kind} ${name}`,
     );
-  const pod = rec(get(byKind('Deployment'), 'spec', 'template', 'spec'));
-  const container = (name: string): Rec =>
+  const podOf = (deployment: string): Rec =>
+    rec(get(named('Deployment', deployment), 'spec', 'template', 'spec'));
+  const podLabels = (deployment: string): Rec =>
+    rec(get(named('Deployment', deployment), 'spec', 'template', 'metadata', 'labels'));
+  const allContainers = (pod: Rec): Rec[] => [
+    ...recs(pod['initContainers'] ?? []),
+    ...recs(pod['containers']),
+  ];
+  const container = (pod: Rec, name: string): Rec =>
     rec(
-      recs(pod['containers']).find((c) => c['name'] === name),
+      allContainers(pod).find((c) => c['name'] === name),
       `container ${name}`,
     );
-  const sidecar = container('sidecar');
-  const php = container('php-fpm');
-  const volume = (name: unknown): Rec =>
+  const volume = (pod: Rec, name: unknown): Rec =>
     rec(
       recs(pod['volumes']).find((v) => v['name'] === name),
       `volume ${String(name)}`,
     );
   const mountAt = (c: Rec, path: string): Rec | undefined =>
     recs(c['volumeMounts']).find((m) => m['mountPath'] === path);
-  const portNumber = (port: unknown): number =>
+  const portNumber = (c: Rec, port: unknown): number =>
     typeof port === 'number'
       ? port
-      : Number(recs(sidecar['ports']).find((p) => p['name'] === port)?.['containerPort']);
-  // The ConfigMap's sidecar.toml, as the sidecar container reads it.
+      : Number(recs(c['ports']).find((p) => p['name'] === port)?.['containerPort']);
+  /** Kubernetes label selectors (matchLabels and In/NotIn/Exists/DoesNotExist expressions). */
+  function selects(selector: unknown, labels: Rec): boolean {
+    const s = rec(selector, 'selector');
+    const matchLabels = rec(s['matchLabels'] ?? {});
+    const plain = s['matchLabels'] === undefined && s['matchExpressions'] === undefined;
+    const pairs = Object.entries(plain ? s : matchLabels);
+    return (
+      pairs.every(([k, v]) => labels[k] === v) &&
+      recs(s['matchExpressions'] ?? []).every((e) => {
+        const value = labels[str(e['key'])];
+        const values = (e['values'] ?? []) as unknown[];
+        switch (e['operator']) {
+          case 'In':
+            return values.includes(value);
+          case 'NotIn':
+            return !values.includes(value);
+          case 'Exists':
+            return value !== undefined;
+          default:
+            return value === undefined;
+        }
+      })
+    );
+  }
+  const deployments = docs
+    .filter((d) => d['kind'] === 'Deployment')
+    .map((d) => str(get(d, 'metadata', 'name')));
+  // The ConfigMap's sidecar.toml, as the sidecar and relay containers read it.
+  const configMap = named('ConfigMap', 'my-app-askr');
   const configFile = join(scratch, 'k8s-sidecar.toml');
-  writeFileSync(configFile, str(get(byKind('ConfigMap'), 'data', 'sidecar.toml')));
-  const env = { ...IMAGE_ENV, ...envOf(sidecar) };
+  writeFileSync(configFile, str(get(configMap, 'data', 'sidecar.toml')));
+  /** The askr container of a pod passes check-config with the image's ENV and its own. */
+  async function resolvedFor(pod: Rec, c: Rec, command: string): Promise<SidecarConfig> {
+    const args = c['args'] as string[];
+    expect(args[0]).toBe(command);
+    const configPath = args[args.indexOf('--config') + 1] ?? '';
+    expect(basename(configPath)).toBe('sidecar.toml');
+    const configVolume = volume(pod, mountAt(c, dirname(configPath))?.['name']);
+    expect(get(configVolume, 'configMap', 'name')).toBe(get(configMap, 'metadata', 'name'));
+    return checkConfig(configFile, { ...IMAGE_ENV, ...envOf(c) });
+  }
+  const web = podOf('my-app-web');
+  const sidecar = container(web, 'sidecar');
+  const php = container(web, 'php-fpm');
+  const WORKERS = [
+    { deployment: 'my-app-queue-worker', php: 'queue-worker', artisan: 'queue:work' },
+    { deployment: 'my-app-scheduler', php: 'scheduler', artisan: 'schedule:work' },
+  ];
 
-  it('runs the sidecar and php-fpm in one pod, the socket directory an emptyDir in both', async () => {
-    const resolved = await checkConfig(configFile, env);
+  it('has the web tier, the queue workers, the scheduler and Redis', () => {
+    expect(deployments.sort()).toEqual(
+      ['my-app-queue-worker', 'my-app-redis', 'my-app-scheduler', 'my-app-web'].sort(),
+    );
+    for (const name of deployments) {
+      const d = named('Deployment', name);
+      expect(selects(get(d, 'spec', 'selector'), podLabels(name)), name).toBe(true);
+      // No Deployment's selector takes another's pods (a rollout would fight over them).
+      for (const other of deployments.filter((o) => o !== name))
+        expect(selects(get(d, 'spec', 'selector'), podLabels(other)), `${name} / ${other}`).toBe(
+          false,
+        );
+    }
+  });
+
+  it('only gives askr config keys to askr, and only what PHP reads to PHP', () => {
+    for (const name of deployments.filter((d) => d !== 'my-app-redis')) {
+      for (const c of allContainers(podOf(name))) {
+        const what = `${name}/${str(c['name'])}`;
+        const isAskr = str(c['image']).includes('askr-sidecar');
+        if (isAskr) expectAskrEnv(envOf(c), what);
+        else expectPhpEnv(envOf(c), what);
+      }
+    }
+  });
+
+  it('web: sidecar and php-fpm in one pod, the socket directory an emptyDir in both', async () => {
+    const resolved = await resolvedFor(web, sidecar, 'serve');
     const socketDir = dirname(resolved.broadcast.socket);
     const mount = mountAt(sidecar, socketDir);
-    expect(volume(mount?.['name'])['emptyDir']).toBeDefined();
+    expect(volume(web, mount?.['name'])['emptyDir']).toBeDefined();
     expect(mountAt(php, socketDir)?.['name']).toBe(mount?.['name']);
     expect(envOf(php)['ASKR_SOCKET']).toBe(resolved.broadcast.socket);
     expect(resolved.fastcgi.address).toBe('127.0.0.1:9000');
-    // The file the sidecar is told to read is the ConfigMap's sidecar.toml.
-    const args = sidecar['args'] as string[];
-    const configPath = args[args.indexOf('--config') + 1] ?? '';
-    expect(basename(configPath)).toBe('sidecar.toml');
-    const configVolume = volume(mountAt(sidecar, dirname(configPath))?.['name']);
-    expect(get(configVolume, 'configMap', 'name')).toBe(
-      get(byKind('ConfigMap'), 'metadata', 'name'),
-    );
     // The pod's fsGroup owns the socket directory and is the socket's group.
-    expect(String(get(pod, 'securityContext', 'fsGroup'))).toBe(resolved.broadcast.socket_group);
+    expect(String(get(web, 'securityContext', 'fsGroup'))).toBe(resolved.broadcast.socket_group);
     expect(get(sidecar, 'securityContext', 'runAsNonRoot')).toBe(true);
   });
 
+  it('web: several replicas on Redis, a rollout never takes one away before its successor is ready', async () => {
+    const resolved = await resolvedFor(web, sidecar, 'serve');
+    const deployment = named('Deployment', 'my-app-web');
+    expect(get(deployment, 'spec', 'replicas')).toBeGreaterThanOrEqual(2);
+    expect(get(deployment, 'spec', 'strategy', 'rollingUpdate', 'maxUnavailable')).toBe(0);
+    expect(get(named('PodDisruptionBudget', 'my-app-web'), 'spec', 'minAvailable')).toBe(1);
+    expect(
+      selects(
+        get(named('PodDisruptionBudget', 'my-app-web'), 'spec', 'selector'),
+        podLabels('my-app-web'),
+      ),
+    ).toBe(true);
+
+    // The cluster's Redis is redis.yaml's Service, at its port, which reaches the Redis pod.
+    const target = parseRedisUrl(cluster(resolved).redis_url);
+    const redisService = named('Service', target.host);
+    const servicePort = recs(get(redisService, 'spec', 'ports')).find(
+      (p) => p['port'] === target.port,
+    );
+    expect(servicePort, `Service ${target.host} port ${target.port}`).toBeDefined();
+    expect(selects(get(redisService, 'spec', 'selector'), podLabels('my-app-redis'))).toBe(true);
+    const redisContainer = container(podOf('my-app-redis'), 'redis');
+    expect(portNumber(redisContainer, servicePort?.['targetPort'])).toBe(6379);
+    expect(redisContainer['image']).toBe('redis:7-alpine');
+    expect(redisContainer['args']).toEqual(['redis-server', '--save', '', '--appendonly', 'no']);
+    expect(get(named('Deployment', 'my-app-redis'), 'spec', 'replicas')).toBe(1);
+
+    // The web Service sends HTTP to web pods only (workers and Redis have no HTTP server).
+    const webService = named('Service', 'my-app-web');
+    for (const name of deployments)
+      expect(selects(get(webService, 'spec', 'selector'), podLabels(name)), name).toBe(
+        name === 'my-app-web',
+      );
+  });
+
+  it.each(WORKERS)(
+    '$deployment: a relay on the same cluster binds the socket PHP writes to',
+    async (w) => {
+      const pod = podOf(w.deployment);
+      const relay = container(pod, 'relay');
+      const worker = container(pod, w.php);
+      // A native sidecar container: started (socket bound) before PHP, stopped after it.
+      expect(recs(pod['initContainers']).map((c) => c['name'])).toContain('relay');
+      expect(relay['restartPolicy']).toBe('Always');
+      expect(get(relay, 'startupProbe', 'httpGet', 'path')).toBe('/readyz');
+      expect(relay['image']).toBe(sidecar['image']);
+
+      const resolved = await resolvedFor(pod, relay, 'relay');
+      const webResolved = await resolvedFor(web, sidecar, 'serve');
+      expect(cluster(resolved)).toEqual(cluster(webResolved));
+
+      const socketDir = dirname(resolved.broadcast.socket);
+      const mount = mountAt(relay, socketDir);
+      expect(volume(pod, mount?.['name'])['emptyDir']).toBeDefined();
+      expect(mountAt(worker, socketDir)?.['name']).toBe(mount?.['name']);
+      expect(envOf(worker)['ASKR_SOCKET']).toBe(resolved.broadcast.socket);
+      expect(String(get(pod, 'securityContext', 'fsGroup'))).toBe(resolved.broadcast.socket_group);
+      expect(String(get(worker, 'securityContext', 'runAsGroup'))).toBe(
+        resolved.broadcast.socket_group,
+      );
+      expect(get(relay, 'securityContext', 'runAsNonRoot')).toBe(true);
+      expect((worker['command'] as string[]).slice(0, 3)).toEqual(['php', 'artisan', w.artisan]);
+
+      // The relay's admin listener answers the probes.
+      const metricsPort = portOf(resolved.metrics.listen);
+      expect(get(relay, 'livenessProbe', 'httpGet', 'path')).toBe('/healthz');
+      expect(get(relay, 'readinessProbe', 'httpGet', 'path')).toBe('/readyz');
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'])
+        expect(portNumber(relay, get(relay, probe, 'httpGet', 'port')), probe).toBe(metricsPort);
+    },
+  );
+
+  it('runs exactly one scheduler, replaced rather than rolled', () => {
+    const deployment = named('Deployment', 'my-app-scheduler');
+    expect(get(deployment, 'spec', 'replicas')).toBe(1);
+    expect(get(deployment, 'spec', 'strategy', 'type')).toBe('Recreate');
+  });
+
+  it('lets every pod with a Redis URL reach Redis through its NetworkPolicy', () => {
+    const policy = named('NetworkPolicy', 'my-app-redis');
+    expect(selects(get(policy, 'spec', 'podSelector'), podLabels('my-app-redis'))).toBe(true);
+    const from = recs(recs(get(policy, 'spec', 'ingress'))[0]?.['from']);
+    const clients = deployments.filter((name) =>
+      allContainers(podOf(name)).some((c) => envOf(c)['ASKR_CLUSTER_REDIS_URL'] !== undefined),
+    );
+    expect(clients.sort()).toEqual(['my-app-queue-worker', 'my-app-scheduler', 'my-app-web']);
+    for (const name of deployments)
+      expect(
+        from.some((f) => selects(f['podSelector'], podLabels(name))),
+        name,
+      ).toBe(clients.includes(name));
+  });
+
   it('wires liveness to /healthz and readiness to /readyz on the metrics port, and scraping', () => {
-    const resolved = loadConfig({ file: configFile, env });
+    const resolved = loadConfig({ file: configFile, env: { ...IMAGE_ENV, ...envOf(sidecar) } });
     const metricsPort = portOf(resolved.metrics.listen);
     expect(metricsPort).toBe(9100);
     expect(get(sidecar, 'livenessProbe', 'httpGet', 'path')).toBe('/healthz');
     expect(get(sidecar, 'readinessProbe', 'httpGet', 'path')).toBe('/readyz');
-    expect(portNumber(get(sidecar, 'livenessProbe', 'httpGet', 'port'))).toBe(metricsPort);
-    expect(portNumber(get(sidecar, 'readinessProbe', 'httpGet', 'port'))).toBe(metricsPort);
-    expect(portNumber('http')).toBe(portOf(resolved.server.listen));
-    expect(get(byKind('Deployment'), 'spec', 'template', 'metadata', 'annotations')).toMatchObject({
-      'prometheus.io/scrape': 'true',
-      'prometheus.io/port': String(metricsPort),
-      'prometheus.io/path': '/metrics',
-    });
-    const service = rec(byKind('Service')['spec']);
-    const monitor = yaml.load(read('deploy/kubernetes/servicemonitor.yaml'));
-    expect(get(monitor, 'kind')).toBe('ServiceMonitor');
-    expect(get(monitor, 'spec', 'selector', 'matchLabels')).toEqual(service['selector']);
+    expect(portNumber(sidecar, get(sidecar, 'livenessProbe', 'httpGet', 'port'))).toBe(metricsPort);
+    expect(portNumber(sidecar, get(sidecar, 'readinessProbe', 'httpGet', 'port'))).toBe(
+      metricsPort,
+    );
+    expect(portNumber(sidecar, 'http')).toBe(portOf(resolved.server.listen));
+    for (const name of deployments.filter((d) => d !== 'my-app-redis')) {
+      const annotations = get(
+        named('Deployment', name),
+        'spec',
+        'template',
+        'metadata',
+        'annotations',
+      );
+      expect(annotations, name).toMatchObject({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': String(metricsPort),
+        'prometheus.io/path': '/metrics',
+      });
+    }
+    // The ServiceMonitor scrapes the web Service's metrics port; the PodMonitor the relays'.
+    const monitors = yaml.loadAll(read('deploy/kubernetes/servicemonitor.yaml')).map((d) => rec(d));
+    const monitor = rec(
+      monitors.find((d) => d['kind'] === 'ServiceMonitor'),
+      'ServiceMonitor',
+    );
+    const webService = named('Service', 'my-app-web');
+    expect(
+      selects(get(monitor, 'spec', 'selector'), rec(get(webService, 'metadata', 'labels'))),
+    ).toBe(true);
     const endpoint = recs(get(monitor, 'spec', 'endpoints'))[0];
-    const servicePort = recs(service['ports']).find((p) => p['name'] === endpoint?.['port']);
-    expect(portNumber(servicePort?.['targetPort'])).toBe(metricsPort);
+    const servicePort = recs(get(webService, 'spec', 'ports')).find(
+      (p) => p['name'] === endpoint?.['port'],
+    );
+    expect(portNumber(sidecar, servicePort?.['targetPort'])).toBe(metricsPort);
     expect(endpoint?.['path']).toBe('/metrics');
+    const podMonitor = rec(
+      monitors.find((d) => d['kind'] === 'PodMonitor'),
+      'PodMonitor',
+    );
+    const podEndpoint = recs(get(podMonitor, 'spec', 'podMetricsEndpoints'))[0];
+    expect(podEndpoint?.['path']).toBe('/metrics');
+    for (const name of deployments.filter((d) => d !== 'my-app-web')) {
+      const relay = allContainers(podOf(name)).find((c) => c['name'] === 'relay');
+      expect(selects(get(podMonitor, 'spec', 'selector'), podLabels(name)), name).toBe(
+        relay !== undefined,
+      );
+      if (relay) expect(portNumber(relay, podEndpoint?.['port'])).toBe(metricsPort);
+    }
   });
 });
 

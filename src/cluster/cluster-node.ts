@@ -43,6 +43,7 @@ function localEpoch(): string {
 
 export class ClusterNode {
   readonly bus: RedisBus;
+  readonly nodeId: string;
   readonly #options: ClusterNodeOptions;
   readonly #hub: Hub;
   readonly #log: Logger;
@@ -50,10 +51,13 @@ export class ClusterNode {
   /** Publishes of this node waiting for their event to come back: seq -> resolve(subscribers). */
   readonly #echoes = new Map<number, (subscribers: number) => void>();
   #everUp = false;
+  /** Also told of every event from the bus (cluster presence keeps its member mirror with it). */
+  observer: ((event: BusEvent) => void) | null = null;
   #downSince: number | null = null;
 
   constructor(options: ClusterNodeOptions) {
     this.#options = options;
+    this.nodeId = options.nodeId;
     this.#hub = options.hub;
     this.#log = options.logger;
     this.#hooks = options.hooks ?? {};
@@ -165,6 +169,7 @@ export class ClusterNode {
         'cluster: event from the bus refused',
       );
     }
+    this.observer?.(event);
     const resolve = this.#echoes.get(event.seq);
     if (resolve !== undefined) {
       this.#echoes.delete(event.seq);

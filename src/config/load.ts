@@ -9,6 +9,7 @@ import { parse, TomlError } from 'smol-toml';
 import { ConfigError } from '../errors.ts';
 import { schema, type Field, type SidecarConfig } from './schema.ts';
 import { parseDurationMs, parseSizeBytes } from './units.ts';
+import { redactRedisUrl } from '../cluster/redis-url.ts';
 
 export interface LoadOptions {
   /** Path of a TOML file; absent means defaults (plus env and flags). */
@@ -24,7 +25,10 @@ export interface LoadOptions {
 type Section = keyof typeof schema;
 
 function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  // A URL with a password (cluster.redis_url) must never be printed as it is.
+  if (typeof value === 'string') {
+    return JSON.stringify(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? redactRedisUrl(value) : value);
+  }
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {

@@ -4,6 +4,7 @@
  * and the README's config reference (scripts/gen-config-docs.ts), so they cannot drift.
  * Durations resolve to milliseconds and sizes to bytes.
  */
+import { parseRedisUrl } from '../cluster/redis-url.ts';
 
 export type FieldKind =
   'string' | 'bool' | 'int' | 'duration' | 'size' | 'enum' | 'string[]' | 'map';
@@ -99,10 +100,15 @@ const listenAddress = (v: string): string | null =>
 const fpmAddress = (v: string): string | null => (v === '' ? null : listenAddress(v));
 const octalMode = (v: string): string | null =>
   /^0?[0-7]{3}$/.test(v) ? null : 'an octal file mode such as "0660"';
-const redisUrl = (v: string): string | null =>
-  v === '' || /^rediss?:\/\/[^\s]+$/.test(v)
-    ? null
-    : '"redis://[user:password@]host:port/db" or "rediss://…" (TLS), or empty for a single node';
+const redisUrl = (v: string): string | null => {
+  if (v === '') return null;
+  try {
+    parseRedisUrl(v);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
 const urlPath = (v: string): string | null =>
   v.startsWith('/') ? null : 'a path starting with "/"';
 
@@ -428,7 +434,7 @@ export const schema = {
     }),
     node_id: str(
       '',
-      'This sidecar\'s name in the cluster (presence, logs); empty: the hostname plus a random suffix.',
+      "This sidecar's name in the cluster (presence, logs); empty: the hostname plus a random suffix.",
       {
         check: (v) => (v === '' || /^[\w.-]{1,64}$/.test(v) ? null : '1-64 of A-Z a-z 0-9 _ . -'),
         restart: true,

@@ -13,7 +13,7 @@ import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
 import type { Hub, SharedHistoryFn } from './hub.ts';
-import { memberFromAuthBody, type PresenceMember, type PresenceRegistry } from './presence.ts';
+import { memberFromAuthBody, type Presence, type PresenceMember } from './presence.ts';
 import {
   channelListProblem,
   corsHeaders,
@@ -26,7 +26,7 @@ export interface EventsEndpointDeps extends ChannelAuthDeps {
   hub: Hub;
   /** Cluster mode: the shared history a resume needs (see Hub.needsSharedHistory). */
   sharedHistory?: SharedHistoryFn;
-  presence: PresenceRegistry;
+  presence: Presence;
   onRejected?(reason: string): void;
 }
 
@@ -111,21 +111,24 @@ async function authorizeAndSubscribe(
   }
   const lastEventId = lastEventIdOf(req, url);
   const shared = await deps.sharedHistory?.(channels, lastEventId);
-  if (res.destroyed) return;
-  res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
-  req.socket.setNoDelay(true);
-  req.socket.setKeepAlive(true, 60_000);
-  // Join before subscribing: the others hear the join, this stream gets the member list instead.
-  for (const [channel, member] of presence) deps.presence.join(channel, member);
-  if (presence.length > 0) {
-    res.once('close', () => {
-      for (const [channel, member] of presence) deps.presence.leave(channel, member.user_id);
-    });
+  // Join before subscribing: the others hear the join (in a cluster, once it has come back
+  // through the bus), this stream gets the member list instead.
+  for (const [channel, member] of presence) await deps.presence.join(channel, member);
+  const leaveAll = (): void => {
+    for (const [channel, member] of presence) deps.presence.leave(channel, member.user_id);
+  };
+  if (res.destroyed) {
+    leaveAll();
+    return;
   }
+  if (presence.length > 0) res.once('close', leaveAll);
   const initial =
     presence.length === 0
       ? undefined
       : Buffer.concat(presence.map(([channel]) => deps.presence.membersFrame(channel)));
+  res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
+  req.socket.setNoDelay(true);
+  req.socket.setKeepAlive(true, 60_000);
   deps.hub.subscribe({
     sink: res,
     channels,

@@ -40,7 +40,18 @@ export function memberFromAuthBody(body: Buffer): PresenceMember | string {
   return { user_id: userId, user_info: (data as { user_info?: unknown }).user_info ?? null };
 }
 
-export class PresenceRegistry {
+/** Presence as the events endpoint uses it: one node (PresenceRegistry) or a cluster. */
+export interface Presence {
+  /** Adds one stream of `member`; resolves once others have been told (if it is the first). */
+  join(channel: string, member: PresenceMember): void | Promise<void>;
+  /** Removes one stream of the user; tells the others when it was the last. Never throws. */
+  leave(channel: string, userId: string | number): void;
+  /** The askr:presence.members frame a new stream of `channel` gets first. */
+  membersFrame(channel: string): Buffer;
+  close(): void;
+}
+
+export class PresenceRegistry implements Presence {
   readonly #publishFn: PublishFn;
   readonly #channels = new Map<string, Map<string, Present>>();
   #closed = false;
@@ -51,7 +62,7 @@ export class PresenceRegistry {
   }
 
   /** Adds one stream of `member`; publishes a join when it is the user's first on `channel`. */
-  join(channel: string, member: PresenceMember): void {
+  join(channel: string, member: PresenceMember): Promise<void> | void {
     let members = this.#channels.get(channel);
     if (members === undefined) {
       members = new Map();
@@ -65,7 +76,7 @@ export class PresenceRegistry {
       return;
     }
     members.set(key, { member, streams: 1 });
-    this.#publish(channel, 'askr:presence.join', { channel, member });
+    return this.#publish(channel, 'askr:presence.join', { channel, member });
   }
 
   /** Removes one stream of the user; publishes a leave when it was the last. */
@@ -78,7 +89,7 @@ export class PresenceRegistry {
     if (present.streams > 0) return;
     members.delete(key);
     if (members.size === 0) this.#channels.delete(channel);
-    this.#publish(channel, 'askr:presence.leave', { channel, member: present.member });
+    void this.#publish(channel, 'askr:presence.leave', { channel, member: present.member });
   }
 
   members(channel: string): PresenceMember[] {
@@ -98,14 +109,17 @@ export class PresenceRegistry {
     this.#closed = true;
   }
 
-  #publish(channel: string, event: string, payload: unknown): void {
+  #publish(channel: string, event: string, payload: unknown): Promise<void> | void {
     if (this.#closed) return;
     // A presence event that cannot be published is not worth a crash; the stream goes on.
-    this.#publishFn({
+    return this.#publishFn({
       channels: [channel],
       event,
       data: Buffer.from(JSON.stringify(payload)),
       ingress: 'internal',
-    }).catch(() => undefined);
+    }).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 }
