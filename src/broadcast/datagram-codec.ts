@@ -4,7 +4,7 @@
  * bytes; every rejection carries one reason from a closed set (so it can label a metric) and a
  * detail for the log. `encodeDatagram` is the canonical encoder the PHP shim matches byte for byte.
  */
-import { channelNameProblem } from './channel-name.ts';
+import { channelNameProblem } from '../sse/channel-rules.ts';
 
 /** A publish as the hub receives it. `data` is a view into the datagram buffer (no copy). */
 export interface DatagramMessage {

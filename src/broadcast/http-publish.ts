@@ -14,7 +14,7 @@ import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import type { Hub, PublishFn } from '../sse/hub.ts';
-import { channelListProblem } from '../sse/stream-response.ts';
+import { channelLimitsOf, channelListProblem } from '../sse/channel-rules.ts';
 
 export interface HttpPublishDeps {
   hub: Hub;
@@ -133,7 +133,7 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
       sendError(ctx, 400, parsed);
       return;
     }
-    const problem = channelListProblem(parsed.channels, config);
+    const problem = channelListProblem(parsed.channels, channelLimitsOf(config.sse));
     if (problem !== null) {
       deps.onRejected?.('publish_bad_channel');
       sendError(ctx, 400, problem.replace('?channel=NAME (repeatable)', '"channel" or "channels"'));

@@ -218,7 +218,7 @@ describe('createMetrics', () => {
       ['datagram', 'grip', 'http', 'internal'].sort(),
     );
     expect(await labelValues(registry, 'askr_sse_lost_total', 'reason')).toEqual(
-      ['epoch', 'too_old', 'unknown_id'].sort(),
+      ['bus', 'epoch', 'too_old', 'unknown_id'].sort(),
     );
     const text = await registry.metrics();
     expect(text).not.toContain('/admin');

@@ -6,7 +6,7 @@
  * cannot all pass the limit while their auth runs.
  */
 import { randomBytes } from 'node:crypto';
-import { isPrivateChannel } from '../broadcast/channel-name.ts';
+import { channelLimitsOf, channelListProblem, isPrivateChannel } from './channel-rules.ts';
 import { ErrorCodes } from '../errors.ts';
 import { httpStatusOfCode } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
@@ -14,13 +14,7 @@ import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
 import type { Hub, SharedHistoryFn } from './hub.ts';
 import { memberFromAuthBody, type Presence, type PresenceMember } from './presence.ts';
-import {
-  channelListProblem,
-  corsHeaders,
-  lastEventIdOf,
-  reserveStream,
-  SSE_HEADERS,
-} from './stream-response.ts';
+import { corsHeaders, lastEventIdOf, reserveStream, SSE_HEADERS } from './stream-response.ts';
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
   hub: Hub;
@@ -59,7 +53,7 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
           .filter((c) => c !== ''),
       ),
     ];
-    const problem = channelListProblem(channels, config);
+    const problem = channelListProblem(channels, channelLimitsOf(config.sse));
     if (problem !== null) {
       deps.onRejected?.('bad_channel');
       sendError(ctx, 400, problem, cors);

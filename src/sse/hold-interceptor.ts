@@ -12,8 +12,8 @@ import { pump } from '../cgi/pump.ts';
 import type { ResponseInterceptor } from '../http/php-handler.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { Hub, SharedHistoryFn } from './hub.ts';
+import { channelLimitsOf, channelListProblem } from './channel-rules.ts';
 import {
-  channelListProblem,
   lastEventIdOf,
   reserveStream,
   splitChannelHeader,
@@ -100,7 +100,7 @@ async function hold(
   const problem =
     channels.length === 0
       ? `${grip ? 'Grip-Hold' : 'X-Askr-Subscribe'} names no channel`
-      : channelListProblem(channels, config);
+      : channelListProblem(channels, channelLimitsOf(config.sse));
   if (problem !== null) {
     deps.onRejected?.('bad_hold');
     ctx.log.error(

@@ -17,7 +17,7 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { channelNameProblem } from '../broadcast/channel-name.ts';
+import { channelNameProblem } from './channel-rules.ts';
 import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
 import {
   ChannelTombstones,

@@ -5,8 +5,6 @@
  * response head, or a 429).
  */
 import type { IncomingMessage } from 'node:http';
-import type { SidecarConfig } from '../config/schema.ts';
-import { channelNameProblem } from '../broadcast/channel-name.ts';
 import { ErrorCodes, isSidecarError } from '../errors.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { Hub, StreamSlot } from './hub.ts';
@@ -36,22 +34,6 @@ export function corsHeaders(
   }
   if (allowedOrigins.includes('*')) return { 'access-control-allow-origin': '*' };
   return {};
-}
-
-/** Validates a channel list against the [sse] limits; returns the problem or null. */
-export function channelListProblem(
-  channels: readonly string[],
-  config: SidecarConfig,
-): string | null {
-  if (channels.length === 0) return 'no channel given: use ?channel=NAME (repeatable)';
-  if (channels.length > config.sse.max_channels_per_connection) {
-    return `${channels.length} channels requested; the limit is ${config.sse.max_channels_per_connection} (sse.max_channels_per_connection)`;
-  }
-  for (const name of channels) {
-    const problem = channelNameProblem(name, config.sse.max_channel_name_length);
-    if (problem !== null) return `${problem} (sse.max_channel_name_length)`;
-  }
-  return null;
 }
 
 /** `Last-Event-ID` header, else the `lastEventId` query parameter (EventSource cannot set headers on first connect). */
