@@ -25,6 +25,7 @@ import { loadHubState, saveHubState } from './sse/hub-state.ts';
 import { PresenceRegistry, type Presence } from './sse/presence.ts';
 import { ClusterPresence } from './cluster/cluster-presence.ts';
 import { ClusterNode } from './cluster/cluster-node.ts';
+import { LocalBus, type EventBus } from './sse/event-bus.ts';
 import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
 import { createHoldInterceptor } from './sse/hold-interceptor.ts';
@@ -195,14 +196,10 @@ export async function startSidecar(
     }
     await cluster.start();
   }
-  const publish: PublishFn =
-    cluster === null
-      ? (input) => Promise.resolve(hub.publish(input))
-      : (input) => cluster.publish(input);
-  const sharedHistory: SharedHistoryFn | undefined =
-    cluster === null
-      ? undefined
-      : (channels, lastEventId) => cluster.sharedHistory(channels, lastEventId);
+  const bus: EventBus = cluster ?? new LocalBus(hub);
+  const publish: PublishFn = (input) => bus.publish(input);
+  const sharedHistory: SharedHistoryFn = (channels, lastEventId) =>
+    bus.sharedHistory(channels, lastEventId);
 
   // Started after php-fpm: the socket library cannot set FD_CLOEXEC, so children spawned later
   // inherit it (see datagram-ingress.ts).
@@ -264,7 +261,7 @@ export async function startSidecar(
   }
   const eventsRoute = createEventsRoute({
     hub,
-    ...(sharedHistory === undefined ? {} : { sharedHistory }),
+    sharedHistory,
     presence,
     pool,
     config: () => config,
@@ -294,7 +291,7 @@ export async function startSidecar(
       hooks: phpHooks(metrics, logger),
       interceptor: createHoldInterceptor({
         hub,
-        ...(sharedHistory === undefined ? {} : { sharedHistory }),
+        sharedHistory,
         config: () => config,
         onPassthrough: (delta) => metrics.passthrough(delta),
         onRejected: (reason) => metrics.onRejected(reason),
@@ -326,7 +323,7 @@ export async function startSidecar(
         },
         ...(cluster === null
           ? {}
-          : { degraded: { cluster: () => Promise.resolve(cluster.degraded()) } }),
+          : { degraded: { cluster: () => Promise.resolve(bus.degraded()) } }),
       })
     : null;
 
@@ -408,7 +405,7 @@ export async function startSidecar(
           );
         http.server.closeAllConnections();
         upstreamProxy.close();
-        await cluster?.close();
+        await bus.close();
         await pool.close();
         if (fpm) await fpm.stop();
         poller?.stop();

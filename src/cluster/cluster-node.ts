@@ -8,6 +8,7 @@
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatEventId } from '../sse/event-history.ts';
+import type { EventBus } from '../sse/event-bus.ts';
 import type { Hub, PublishInput, PublishResult, SharedHistory } from '../sse/hub.ts';
 import { RedisBus, type BusEvent } from './redis-bus.ts';
 
@@ -41,7 +42,7 @@ function localEpoch(): string {
   return `l${randomInt(36 ** 6, 36 ** 7).toString(36)}`;
 }
 
-export class ClusterNode {
+export class ClusterNode implements EventBus {
   readonly bus: RedisBus;
   readonly nodeId: string;
   readonly #options: ClusterNodeOptions;

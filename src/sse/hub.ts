@@ -17,6 +17,8 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { Admission, type StreamSlot } from './admission.ts';
+import { mergeSharedHistory, type SharedHistory } from './shared-history.ts';
 import { channelNameProblem } from './channel-rules.ts';
 import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
 import {
@@ -99,12 +101,7 @@ export interface SseSink {
   on(event: 'drain', listener: () => void): unknown;
 }
 
-/** A place for one stream, taken by {@link Hub.reserve} before the stream can start. */
-export interface StreamSlot {
-  readonly clientIp: string;
-  /** Gives the place back; a no-op once released or taken by subscribe(). */
-  release(): void;
-}
+export type { StreamSlot } from './admission.ts';
 
 export interface PublishInput {
   channels: readonly string[];
@@ -126,25 +123,7 @@ export interface PublishResult {
   closed: number;
 }
 
-/** Events of the cluster's shared history that this hub did not see (see needsSharedHistory). */
-export interface SharedHistory {
-  /** The seq the client resumes after. */
-  afterSeq: number;
-  /** Per channel, entries with seq > afterSeq, oldest first. */
-  entries: ReadonlyMap<
-    string,
-    ReadonlyArray<{
-      seq: number;
-      time: number;
-      rank: number;
-      event: string | undefined;
-      publisherId: string | undefined;
-      data: Buffer;
-    }>
-  >;
-  /** Channels where an event after afterSeq is gone from the shared history. */
-  gaps: ReadonlySet<string>;
-}
+export type { SharedHistory } from './shared-history.ts';
 
 /** How events enter the hub: Hub.publish on one node, the cluster bus on several. */
 export type PublishFn = (input: PublishInput) => Promise<PublishResult>;
@@ -264,10 +243,7 @@ export class Hub {
   #opts: Tunables;
   readonly #channels = new Map<string, Channel>();
   readonly #subscribers = new Map<number, Subscriber>();
-  /** Streams and reserved slots per client address (both count against the per-IP limit). */
-  readonly #perIp = new Map<string, number>();
-  /** Places taken by reserve() and not yet subscribed or released, by the sink they are for. */
-  readonly #slots = new Map<SseSink, StreamSlot>();
+  readonly #admission: Admission;
   /** Bytes in every stream's own queue (stats). */
   #queuedBytes = 0;
   /** The last merge of queued frames and the frames it was made of (see #merge); dropped by the
@@ -300,6 +276,7 @@ export class Hub {
     }
     checkTunables(opts);
     this.#opts = opts;
+    this.#admission = new Admission(() => this.#opts);
     this.#retryFrame = encodeFrame({ retryMs: opts.retryMs });
     if (options.state !== undefined) this.#importState(options.state);
     this.#startTimers();
@@ -426,8 +403,7 @@ export class Hub {
   /** A cheap look-ahead: the reason a new stream from this IP would be refused now, else null.
    * Advisory only: reserve() and subscribe() decide, atomically, when the place is taken. */
   admissionProblem(clientIp: string): string | null {
-    if (this.#draining) return 'the sidecar is shutting down';
-    return this.#limitProblem(clientIp);
+    return this.#admission.problem(clientIp);
   }
 
   /**
@@ -439,24 +415,7 @@ export class Hub {
    * @throws SidecarError(LIMIT) naming the config key, or while draining (closeAll).
    */
   reserve(sink: SseSink, clientIp: string): StreamSlot {
-    const existing = this.#slots.get(sink);
-    if (existing !== undefined) return existing;
-    const problem = this.admissionProblem(clientIp);
-    if (problem !== null) throw new SidecarError(ErrorCodes.LIMIT, problem);
-    // A sink already closed will not emit 'close' again: its place would never come back.
-    if (sink.destroyed) return { clientIp, release: noop };
-    this.#countIp(clientIp, 1);
-    const slot: StreamSlot = {
-      clientIp,
-      release: () => {
-        if (this.#slots.get(sink) !== slot) return;
-        this.#slots.delete(sink);
-        this.#countIp(clientIp, -1);
-      },
-    };
-    this.#slots.set(sink, slot);
-    sink.once('close', () => slot.release());
-    return slot;
+    return this.#admission.reserve(sink, clientIp);
   }
 
   /**
@@ -508,15 +467,8 @@ export class Hub {
   subscribe(input: SubscribeInput): { id: number; close(): void } {
     const channels = checkChannels(input.channels);
     const { sink, clientIp } = input;
-    const slot = this.#slots.get(sink);
-    if (slot !== undefined) {
-      // The place moves from the slot to the stream (same address in practice).
-      this.#slots.delete(sink);
-      this.#countIp(slot.clientIp, -1);
-    } else {
-      const problem = this.#limitProblem(clientIp);
-      if (problem !== null) throw new SidecarError(ErrorCodes.LIMIT, problem);
-    }
+    const starts = !sink.destroyed && !this.#draining;
+    this.#admission.enter(sink, clientIp, starts);
     const id = this.#nextSubscriberId++;
     if (sink.destroyed) return { id, close: noop };
     if (this.#draining) {
@@ -549,7 +501,6 @@ export class Hub {
       }
     };
     this.#subscribers.set(id, sub);
-    this.#countIp(clientIp, 1);
     this.#byKind[sub.kind]++;
     for (const name of channels) this.#channel(name).subscribers.add(sub);
     sink.once('close', () => this.#guard('stream close', () => this.#remove(sub)));
@@ -609,6 +560,7 @@ export class Hub {
    * get the same hint and are ended at once; reserve() refuses new streams. */
   closeAll(retryMs: number): void {
     this.#draining = true;
+    this.#admission.draining = true;
     this.#stopTimers();
     this.#retryFrame = encodeFrame({ retryMs });
     for (const sub of this.#subscribers.values()) this.#end(sub, this.#retryFrame);
@@ -702,7 +654,16 @@ export class Hub {
     if (parsed.seq > this.#seq) return this.#lost(parts, 'unknown_id', lastEventId);
     const needsShared = parsed.seq + 1 < this.#coverageFrom;
     const histories = sub.channels.map((name) =>
-      needsShared ? this.#mergedHistory(name, parsed.seq, shared) : this.#channel(name).history,
+      needsShared
+        ? mergeSharedHistory({
+            channel: name,
+            local: this.#channel(name).history,
+            afterSeq: parsed.seq,
+            coverageFrom: this.#coverageFrom,
+            epoch: this.#epoch,
+            shared,
+          })
+        : this.#channel(name).history,
     );
     // What is left of the bound once the first write (one sink entry) and a possible askr:lost
     // frame are in: the replay must not make a reconnecting client too slow at once.
@@ -714,42 +675,6 @@ export class Hub {
     for (const entry of plan.entries) parts.push(entry.frame);
     if (plan.entries.length > 0) sub.lastEventAt = this.#now();
     this.#hooks.onReplay?.(plan.entries.length);
-  }
-
-  /**
-   * A channel's history for a resume from before this hub joined the id space: the shared
-   * history's entries up to #coverageFrom, then the local ones. Without them (Redis away) or with
-   * a gap there, the events in between are reported lost.
-   */
-  #mergedHistory(name: string, afterSeq: number, shared: SharedHistory | undefined): EventHistory {
-    const local = this.#channel(name).history;
-    const usable = shared !== undefined && shared.afterSeq === afterSeq;
-    const gap = !usable || shared.gaps.has(name) || local.evictedMaxSeq >= this.#coverageFrom;
-    const merged = new EventHistory(gap ? afterSeq + 1 : 0);
-    if (usable) {
-      for (const e of shared.entries.get(name) ?? []) {
-        if (e.seq >= this.#coverageFrom) break;
-        const frame: SseFrame = {
-          id: `${formatEventId(this.#epoch, e.seq)}@${name}`,
-          data: e.data,
-        };
-        if (e.event !== undefined) frame.event = e.event;
-        merged.push(
-          {
-            seq: e.seq,
-            time: e.time,
-            publisherId: e.publisherId,
-            rank: e.rank,
-            frame: encodeFrame(frame),
-          },
-          Number.MAX_SAFE_INTEGER,
-        );
-      }
-    }
-    for (const entry of local.since(this.#coverageFrom - 1)) {
-      merged.push(entry, Number.MAX_SAFE_INTEGER);
-    }
-    return merged;
   }
 
   /** askr:lost carries the current position as its id, so the next reconnect starts from here. */
@@ -956,27 +881,9 @@ export class Hub {
       channel.subscribers.delete(sub);
       this.#maybeDelete(channel);
     }
-    this.#countIp(sub.clientIp, -1);
+    this.#admission.leave(sub.clientIp);
     this.#byKind[sub.kind]--;
     this.#hooks.onSubscribersChanged?.();
-  }
-
-  /** The limit a new stream from `clientIp` would exceed (streams and slots count), else null. */
-  #limitProblem(clientIp: string): string | null {
-    const { maxConnections, maxConnectionsPerIp } = this.#opts;
-    if (this.#subscribers.size + this.#slots.size >= maxConnections) {
-      return `too many streams: ${maxConnections} (sse.max_connections)`;
-    }
-    if ((this.#perIp.get(clientIp) ?? 0) >= maxConnectionsPerIp) {
-      return `too many streams from ${clientIp}: ${maxConnectionsPerIp} (sse.max_connections_per_ip)`;
-    }
-    return null;
-  }
-
-  #countIp(clientIp: string, delta: 1 | -1): void {
-    const count = (this.#perIp.get(clientIp) ?? 0) + delta;
-    if (count <= 0) this.#perIp.delete(clientIp);
-    else this.#perIp.set(clientIp, count);
   }
 
   /** The channel's state, created (from its tombstone, if any) when absent. */
