@@ -22,7 +22,8 @@ function configTable(): string {
 
 async function metricsTable(): Promise<string> {
   const registry = new Registry();
-  createMetrics(registry, { defaultMetrics: false });
+  // The cluster's metrics exist only with [cluster] redis_url; the list shows them too.
+  createMetrics(registry, { defaultMetrics: false }).clusterHooks();
   const metrics = await registry.getMetricsAsJSON();
   const rows = ['| metric | type | labels | meaning |', '|---|---|---|---|'];
   for (const m of metrics.sort((a, b) => a.name.localeCompare(b.name))) {

@@ -447,7 +447,7 @@ export const schema = {
     ),
     relay_buffer: int(
       10000,
-      'Events a relay (or sidecar) keeps while Redis is away, sent in order once it is back; beyond it the oldest are dropped and counted.',
+      'Events a relay keeps while Redis is away, sent in order once it is back; beyond it the oldest are dropped and counted (askr_relay_dropped_total). A sidecar delivers on its own node meanwhile.',
       { check: nonNegative },
     ),
   },
