@@ -37,6 +37,9 @@ export interface ClusterNodeOptions {
 
 /** How long a publisher waits for its own event to come back before answering without a count. */
 const ECHO_WAIT_MS = 5000;
+/** Own events remembered while their publish() waits for the script's reply (a bound, not a
+ * size anyone reaches: the reply follows within a round trip). */
+const ECHOED_MAX = 10_000;
 
 function localEpoch(): string {
   return `l${randomInt(36 ** 6, 36 ** 7).toString(36)}`;
@@ -51,6 +54,8 @@ export class ClusterNode implements EventBus {
   readonly #hooks: ClusterHooks;
   /** Publishes of this node waiting for their event to come back: seq -> resolve(subscribers). */
   readonly #echoes = new Map<number, (subscribers: number) => void>();
+  /** Own events that came back before their publish() had its seq: seq -> subscribers. */
+  readonly #echoed = new Map<number, number>();
   #everUp = false;
   /** Also told of every event from the bus (cluster presence keeps its member mirror with it). */
   observer: ((event: BusEvent) => void) | null = null;
@@ -101,14 +106,18 @@ export class ClusterNode implements EventBus {
    * `subscribers` counts this node's streams only. Throws as Hub.publish for bad input.
    */
   async publish(input: PublishInput): Promise<PublishResult> {
-    this.#hub.checkPublish(input);
+    const channels = this.#hub.checkPublish(input);
     if (this.bus.state === 'up') {
       try {
-        const sent = await this.bus.publish(input);
+        // Deduplicated channels: the script appends to each channel's stream once.
+        const sent = await this.bus.publish({ ...input, channels });
         this.#hooks.onBusPublish?.();
         if (sent === null) return { id: null, subscribers: 0, closed: 0 };
         if (sent.seq === 0) return { id: null, subscribers: 0, closed: 0 };
-        const subscribers = await this.#echo(sent.seq);
+        // The copy may have come back on the pub/sub connection before the script's reply.
+        const early = this.#echoed.get(sent.seq);
+        this.#echoed.delete(sent.seq);
+        const subscribers = early ?? (await this.#echo(sent.seq));
         return { id: formatEventId(sent.epoch, sent.seq), subscribers, closed: 0 };
       } catch (err) {
         this.#log.warn(
@@ -175,6 +184,13 @@ export class ClusterNode implements EventBus {
     if (resolve !== undefined) {
       this.#echoes.delete(event.seq);
       resolve(subscribers);
+    } else if (event.origin === this.nodeId) {
+      // Our own publish whose script reply has not arrived yet: publish() picks this up.
+      this.#echoed.set(event.seq, subscribers);
+      if (this.#echoed.size > ECHOED_MAX) {
+        const oldest = this.#echoed.keys().next().value;
+        if (oldest !== undefined) this.#echoed.delete(oldest);
+      }
     }
   }
 

@@ -100,6 +100,9 @@ redis.call('PUBLISH', p .. 'bus', header .. '\\n' .. data)
 return {seq, redis.call('GET', p .. 'epoch') or ''}
 `;
 
+/** Events kept between SUBSCRIBE and reading the position at (re)connect. */
+const EARLY_EVENTS_MAX = 100_000;
+
 export function defaultNodeId(): string {
   return `${hostname()}-${randomBytes(3).toString('hex')}`;
 }
@@ -113,6 +116,8 @@ export class RedisBus {
   #closed = false;
   #lastError = '';
   readonly #upWaiters: Array<() => void> = [];
+  /** Events that arrived between SUBSCRIBE and the position read at (re)connect. */
+  #early: BusEvent[] = [];
 
   constructor(options: BusOptions) {
     this.#options = options;
@@ -153,6 +158,12 @@ export class RedisBus {
       const event = decodeBusMessage(message);
       if (event === null) {
         this.#options.onError?.(new Error('malformed bus message'));
+        return;
+      }
+      if (this.#state !== 'up') {
+        // Subscribed, position not read yet: kept, and those after the position delivered
+        // once up (bounded: the window is one round trip).
+        if (this.#early.length < EARLY_EVENTS_MAX) this.#early.push(event);
         return;
       }
       this.#options.onEvent(event);
@@ -309,6 +320,7 @@ export class RedisBus {
   async #maybeUp(): Promise<void> {
     if (this.#closed || this.#state === 'up') return;
     if (this.#commands.status !== 'ready' || this.#subscriber.status !== 'ready') return;
+    this.#early = [];
     try {
       // Subscribe first, then read the position: every event after it arrives on the channel.
       await this.#subscriber.subscribe(this.#key('bus'));
@@ -320,7 +332,11 @@ export class RedisBus {
       if (this.#commands.status !== 'ready' || this.#subscriber.status !== 'ready') return;
       this.#epoch = epoch ?? '';
       this.#state = 'up';
-      this.#options.onState('up', { epoch: this.#epoch, seq: seq === null ? 0 : Number(seq) });
+      const position = seq === null ? 0 : Number(seq);
+      this.#options.onState('up', { epoch: this.#epoch, seq: position });
+      const early = this.#early;
+      this.#early = [];
+      for (const event of early) if (event.seq > position) this.#options.onEvent(event);
       for (const waiter of this.#upWaiters.splice(0)) waiter();
     } catch (err) {
       this.#noteError(err);

@@ -250,7 +250,7 @@ export class Hub {
    * sweep so that a quiet hub pins nothing. */
   #merged: { parts: readonly Buffer[]; bytes: Buffer } | undefined;
   readonly #byKind: Record<StreamKind, number> = { hold: 0, events: 0 };
-  readonly #tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
+  #tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   #seq = 0;
   #nextSubscriberId = 1;
   #retryFrame: Buffer;
@@ -301,11 +301,16 @@ export class Hub {
     this.#epoch = epoch;
     this.#seq = seq;
     this.#coverageFrom = seq + 1;
+    // A stream's last seq belongs to the old space: kept, it could equal a new event's seq and
+    // make #deliver skip that event as already written.
+    for (const sub of this.#subscribers.values()) sub.lastSeq = -1;
     for (const channel of this.#channels.values()) {
       channel.history = new EventHistory();
       this.#maybeDelete(channel);
     }
-    this.#tombstones.import({ floor: 0, channels: [] });
+    // Tombstones hold seqs of the old space too: a fresh set, or a re-created channel would
+    // report events of the new epoch as evicted.
+    this.#tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   }
 
   /**
