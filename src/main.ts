@@ -30,7 +30,11 @@ import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
 import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
-import { startDatagramIngress, type DatagramIngress } from './broadcast/datagram-ingress.ts';
+import {
+  ingressSettings,
+  startDatagramIngress,
+  type DatagramIngress,
+} from './broadcast/datagram-ingress.ts';
 import type { ExtraRoute } from './http/server.ts';
 import { createUpstreamProxy } from './http/upstream-proxy.ts';
 import { Registry } from 'prom-client';
@@ -207,13 +211,7 @@ export async function startSidecar(
   if (config.broadcast.socket !== '') {
     ingress = await startDatagramIngress({
       path: config.broadcast.socket,
-      mode: Number.parseInt(config.broadcast.socket_mode, 8),
-      group: config.broadcast.socket_group,
-      limits: {
-        maxDatagramBytes: config.broadcast.max_datagram_size,
-        maxChannelNameLength: config.sse.max_channel_name_length,
-        maxChannels: config.sse.max_channels_per_connection,
-      },
+      ...ingressSettings(config),
       logger,
       onReject: (reason) => metrics.onDatagramReject(reason),
       onMessage: (m) => {

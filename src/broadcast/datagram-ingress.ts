@@ -308,3 +308,19 @@ class RejectLog {
     state.pending = 0;
   }
 }
+
+/** The ingress settings of a config ([broadcast] and the [sse] channel limits), for one home. */
+export function ingressSettings(config: {
+  broadcast: { socket_mode: string; socket_group: string; max_datagram_size: number };
+  sse: { max_channel_name_length: number; max_channels_per_connection: number };
+}): Pick<DatagramIngressOptions, 'mode' | 'group' | 'limits'> {
+  return {
+    mode: Number.parseInt(config.broadcast.socket_mode, 8),
+    group: config.broadcast.socket_group,
+    limits: {
+      maxDatagramBytes: config.broadcast.max_datagram_size,
+      maxChannelNameLength: config.sse.max_channel_name_length,
+      maxChannels: config.sse.max_channels_per_connection,
+    },
+  };
+}

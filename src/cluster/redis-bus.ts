@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { parseRedisUrl } from './redis-url.ts';
+import type { SharedHistoryEntry } from '../sse/shared-history.ts';
 
 /** One event as the bus carries it. */
 export interface BusEvent {
@@ -31,15 +32,8 @@ export interface BusEvent {
   data: Buffer;
 }
 
-/** One stored history entry of a channel. */
-export interface BusHistoryEntry {
-  seq: number;
-  time: number;
-  rank: number;
-  event: string | undefined;
-  publisherId: string | undefined;
-  data: Buffer;
-}
+/** One stored history entry of a channel (the shape the hub merges). */
+export type BusHistoryEntry = SharedHistoryEntry;
 
 export interface BusReplay {
   /** Per channel, the entries with seq > afterSeq (oldest first). */

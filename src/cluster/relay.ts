@@ -9,7 +9,11 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SidecarConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
-import { startDatagramIngress, type DatagramIngress } from '../broadcast/datagram-ingress.ts';
+import {
+  ingressSettings,
+  startDatagramIngress,
+  type DatagramIngress,
+} from '../broadcast/datagram-ingress.ts';
 import type { DatagramMessage } from '../broadcast/datagram-codec.ts';
 import { startAdminServer, unixSocketPresent } from '../observability/admin-server.ts';
 import { RateLimitedLog } from '../observability/rate-limited-log.ts';
@@ -145,13 +149,7 @@ export async function startRelay(
   try {
     ingress = await startDatagramIngress({
       path: socketPath,
-      mode: Number.parseInt(config.broadcast.socket_mode, 8),
-      group: config.broadcast.socket_group,
-      limits: {
-        maxDatagramBytes: config.broadcast.max_datagram_size,
-        maxChannelNameLength: config.sse.max_channel_name_length,
-        maxChannels: config.sse.max_channels_per_connection,
-      },
+      ...ingressSettings(config),
       logger,
       onReject: (reason) => rejected.inc({ reason }),
       onMessage: (message) => {

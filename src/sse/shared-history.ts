@@ -7,22 +7,24 @@
 import { EventHistory, formatEventId } from './event-history.ts';
 import { encodeFrame, type SseFrame } from './sse-encoder.ts';
 
+/** One event of a channel's shared history. */
+export interface SharedHistoryEntry {
+  seq: number;
+  /** When it was published (Redis time), ms. */
+  time: number;
+  /** The channel's position in the publish (the lowest is replayed for a multi-channel event). */
+  rank: number;
+  event: string | undefined;
+  publisherId: string | undefined;
+  data: Buffer;
+}
+
 /** Events of the cluster's shared history that this hub did not see (see needsSharedHistory). */
 export interface SharedHistory {
   /** The seq the client resumes after. */
   afterSeq: number;
   /** Per channel, entries with seq > afterSeq, oldest first. */
-  entries: ReadonlyMap<
-    string,
-    ReadonlyArray<{
-      seq: number;
-      time: number;
-      rank: number;
-      event: string | undefined;
-      publisherId: string | undefined;
-      data: Buffer;
-    }>
-  >;
+  entries: ReadonlyMap<string, readonly SharedHistoryEntry[]>;
   /** Channels where an event after afterSeq is gone from the shared history. */
   gaps: ReadonlySet<string>;
 }
