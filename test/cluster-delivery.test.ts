@@ -8,23 +8,21 @@
  * publish (delivered locally only), an event twice on the publishing node (local delivery plus the
  * bus echo), ids differing between nodes, or a resume on another node answered with `askr:lost`.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { httpPublish, phpPublish, startNode, startRelay, subscribe } from './helpers/cluster.ts';
+import type { RelayProcess } from './helpers/cluster.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
-import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-import { openStream, type Frame, type SseStream } from './helpers/sse-client.ts';
+import type { TestSidecar } from './helpers/sidecar.ts';
+import type { Frame, SseStream } from './helpers/sse-client.ts';
 import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
-const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
-const SHIM = fileURLToPath(new URL('../php/src/askr.php', import.meta.url));
 const BURST = fileURLToPath(new URL('../fixtures-php/publish/burst.php', import.meta.url));
 const TOKEN = 'cluster-delivery-token';
 /** Event ids of the cluster: `<epoch>-<seq>@<channel>`, the epoch being Redis's `askr:epoch`. */
@@ -42,8 +40,9 @@ const streams: SseStream[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'askr-cluster-'));
   redis = await startRedis();
-  for (const name of ['node-0', 'node-1', 'node-2']) nodes.push(await startNode(redis, name));
-  relay = await startRelayProcess(redis.url, join(dir, 'relay.sock'));
+  for (const name of ['node-0', 'node-1', 'node-2'])
+    nodes.push(await startNode(redis, dir, name, { token: TOKEN }));
+  relay = await startRelay({ redisUrl: redis.url, dir, metrics: false });
 });
 afterEach(async () => {
   for (const st of streams.splice(0)) st.close();
@@ -56,152 +55,25 @@ afterAll(async () => {
   if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 
-/** A sidecar on the cluster with its own datagram socket and HTTP publish; fails unless it joined. */
-async function startNode(on: TestRedis, nodeId: string): Promise<TestSidecar> {
-  const node = await startTestSidecar({
-    'cluster.redis_url': on.url,
-    'cluster.node_id': nodeId,
-    'broadcast.socket': join(dir, `${nodeId}.sock`),
-    'sse.publish_token': TOKEN,
-    'log.access_log': 'false',
-  });
-  if (!node.logs.some((l) => l['msg'] === 'cluster: joined')) {
-    await node.close();
-    throw new Error(`${nodeId} did not join the cluster at start: ${JSON.stringify(node.logs)}`);
-  }
-  return node;
-}
-
-interface RelayProcess {
-  readonly socketPath: string;
-  /** Every stdout line (pino JSON) so far. */
-  readonly lines: Array<Record<string, unknown>>;
-  stop(): Promise<void>;
-}
-
-/** `askr-sidecar relay` through the pinned Node, once it logged that it forwards (bus up). */
-async function startRelayProcess(redisUrl: string, socketPath: string): Promise<RelayProcess> {
-  // cwd: a directory without sidecar.toml, so only these flags and variables configure it.
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [BIN, 'relay', '--redis', redisUrl, '--socket', socketPath],
-    {
-      cwd: dir,
-      env: {
-        ...process.env,
-        ASKR_METRICS_ENABLED: 'false',
-        ASKR_CLUSTER_NODE_ID: 'relay-0',
-        ASKR_LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  const lines: Array<Record<string, unknown>> = [];
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = output.indexOf('\n')) !== -1) {
-      const line = output.slice(0, nl);
-      output = output.slice(nl + 1);
-      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-  });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const exited = once(child, 'exit');
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const started = (): Record<string, unknown> | undefined =>
-    lines.find((l) => l['msg'] === 'askr-sidecar relay: forwarding datagrams to the cluster');
-  try {
-    await until(
-      () => started() !== undefined || child.exitCode !== null,
-      20_000,
-      'the relay to log that it forwards datagrams',
-    );
-  } catch (err) {
-    await stop();
-    throw new Error(
-      `${(err as Error).message}; stdout: ${JSON.stringify(lines)}; stderr: ${stderr}`,
-    );
-  }
-  if (started()?.['bus'] !== 'up') {
-    await stop();
-    throw new Error(`the relay did not start on the bus: ${JSON.stringify(lines)}; ${stderr}`);
-  }
-  return { socketPath, lines, stop };
-}
-
-/** Publishes each `data` in turn from one PHP CLI process through php/src/askr.php. */
-async function phpPublish(
-  socketPath: string,
-  channel: string,
-  event: string,
-  ...data: string[]
-): Promise<void> {
-  const code = `require ${JSON.stringify(SHIM)};
-    foreach (array_slice($argv, 3) as $d) {
-      if (!askr_publish($argv[1], $d, $argv[2])) { fwrite(STDERR, askr_last_error()); exit(1); }
-    }`;
-  await run('php', ['-r', code, '--', channel, event, ...data], {
-    env: { ...process.env, ASKR_SOCKET: socketPath },
-  });
-}
-
-/** POST /askr/publish on `node`; resolves the reply ({id, subscribers}) of a 202. */
-async function httpPublish(
-  node: TestSidecar,
-  channel: string,
-  event: string,
-  data: string,
-): Promise<{ id: string; subscribers: number }> {
-  const res = await request(
-    `${node.url}/askr/publish?channel=${channel}&event=${encodeURIComponent(event)}`,
-    { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: data },
-  );
-  const text = await res.body.text();
-  if (res.statusCode !== 202) throw new Error(`publish answered ${res.statusCode}: ${text}`);
-  return JSON.parse(text) as { id: string; subscribers: number };
-}
-
-/** A stream of the events endpoint, once its first frame (`retry:`) shows it is subscribed. */
-async function subscribe(
-  node: TestSidecar,
-  channel: string,
-  headers: Record<string, string> = {},
-): Promise<SseStream> {
-  const st = await openStream(`${node.url}/askr/events?channel=${channel}`, headers);
-  streams.push(st);
-  expect(st.status).toBe(200);
-  await st.frame(0);
-  return st;
-}
-
 const ofEvent = (st: SseStream, event: string): Frame[] =>
   st.frames.filter((f) => f.event === event);
 
 describe('cluster delivery', () => {
   it('a publish through the relay, any socket or any HTTP publish reaches every node once, with one id', async () => {
-    const subscribed = await Promise.all(nodes.map((n) => subscribe(n, 'fanout')));
+    const subscribed = await Promise.all(nodes.map((n) => subscribe(n, 'fanout', streams)));
     const replies: Array<{ id: string; subscribers: number; data: string }> = [];
     await phpPublish(relay?.socketPath ?? '', 'fanout', 'fanout', 'via-relay');
     for (const [i, node] of nodes.entries()) {
       await phpPublish(join(dir, `node-${i}.sock`), 'fanout', 'fanout', `via-socket-${i}`);
       const data = `via-http-${i}`;
-      replies.push({ ...(await httpPublish(node, 'fanout', 'fanout', data)), data });
+      replies.push({ ...(await httpPublish(node, TOKEN, 'fanout', 'fanout', data)), data });
     }
     const expected = [
       'via-relay',
       ...nodes.flatMap((_, i) => [`via-socket-${i}`, `via-http-${i}`]),
     ].sort();
     // A last event after the seven: anything delivered twice would have come before it.
-    await httpPublish(nodes[0] as TestSidecar, 'fanout', 'end', '');
+    await httpPublish(nodes[0] as TestSidecar, TOKEN, 'fanout', 'end', '');
     await Promise.all(subscribed.map((st) => st.waitFor((f) => f.event === 'end', 10_000)));
 
     const epoch = (await redis?.cli('GET', 'askr:epoch'))?.trim();
@@ -234,11 +106,11 @@ describe('cluster delivery', () => {
   // HTTP publishes answer only after the 5 s echo wait, with "subscribers": 0.
   it('HTTP publish answers with the subscriber count of its node even when the bus message overtakes the reply', async () => {
     const node = nodes[0] as TestSidecar;
-    const st = await subscribe(node, 'echo');
+    const st = await subscribe(node, 'echo', streams);
     const replies = await Promise.all(
       Array.from({ length: 200 }, async (_, i) => {
         const started = Date.now();
-        const reply = await httpPublish(node, 'echo', 'echo', `n${i}`);
+        const reply = await httpPublish(node, TOKEN, 'echo', 'echo', `n${i}`);
         return { i, id: reply.id, subscribers: reply.subscribers, ms: Date.now() - started };
       }),
     );
@@ -252,7 +124,7 @@ describe('cluster delivery', () => {
   });
 
   it('10,000 publishes from 8 PHP processes over every node and the relay arrive complete and in order on every node', async () => {
-    const subscribed = await Promise.all(nodes.map((n) => subscribe(n, 'burst')));
+    const subscribed = await Promise.all(nodes.map((n) => subscribe(n, 'burst', streams)));
     const sockets = [relay?.socketPath ?? '', ...nodes.map((_, i) => join(dir, `node-${i}.sock`))];
     // Publisher p writes "p:0" … "p:1249" to one socket: the relay, node-0, node-1, node-2, the relay, …
     await Promise.all(
@@ -289,9 +161,10 @@ describe('cluster delivery', () => {
   it('a client resumes with Last-Event-ID on another node, and on a node started after the missed events', async () => {
     const [a, b, c] = nodes as [TestSidecar, TestSidecar, TestSidecar];
     // Follows the channel live all along: the reference of the channel's ids and order.
-    const reference = await subscribe(c, 'resume');
-    const first = await subscribe(a, 'resume');
-    for (const [i, node] of nodes.entries()) await httpPublish(node, 'resume', 'resume', `e${i}`);
+    const reference = await subscribe(c, 'resume', streams);
+    const first = await subscribe(a, 'resume', streams);
+    for (const [i, node] of nodes.entries())
+      await httpPublish(node, TOKEN, 'resume', 'resume', `e${i}`);
     await first.waitFor((f) => f.data === 'e2');
     expect(ofEvent(first, 'resume').map((f) => f.data)).toEqual(['e0', 'e1', 'e2']);
     const lastId = ofEvent(first, 'resume').at(-1)?.id ?? '';
@@ -300,10 +173,10 @@ describe('cluster delivery', () => {
 
     // Missed while away: published on every node and through the relay, and one event on a
     // channel the client does not follow.
-    await httpPublish(b, 'resume', 'resume', 'm0');
-    await httpPublish(c, 'resume-other', 'resume', 'not-followed');
-    await httpPublish(c, 'resume', 'resume', 'm1');
-    await httpPublish(a, 'resume', 'resume', 'm2');
+    await httpPublish(b, TOKEN, 'resume', 'resume', 'm0');
+    await httpPublish(c, TOKEN, 'resume-other', 'resume', 'not-followed');
+    await httpPublish(c, TOKEN, 'resume', 'resume', 'm1');
+    await httpPublish(a, TOKEN, 'resume', 'resume', 'm2');
     await phpPublish(relay?.socketPath ?? '', 'resume', 'resume', 'm3');
     // The relay's publish has no reply: it is in the cluster once a node received it.
     await reference.waitFor((f) => f.data === 'm3', 10_000);
@@ -326,16 +199,16 @@ describe('cluster delivery', () => {
     };
 
     // node-1 saw the missed events live.
-    const onB = await subscribe(b, 'resume', { 'last-event-id': lastId });
-    await httpPublish(c, 'resume', 'resume', 'live0');
-    await httpPublish(a, 'resume', 'resume', 'live1');
+    const onB = await subscribe(b, 'resume', streams, { 'last-event-id': lastId });
+    await httpPublish(c, TOKEN, 'resume', 'resume', 'live0');
+    await httpPublish(a, TOKEN, 'resume', 'resume', 'live1');
     await expectResumed(onB, 'live1', ['m0', 'm1', 'm2', 'm3', 'live0', 'live1']);
 
     // node-3 joins after all of them: they can only come from Redis's shared history.
-    const late = await startNode(redis as TestRedis, 'node-3');
+    const late = await startNode(redis as TestRedis, dir, 'node-3', { token: TOKEN });
     extraNodes.push(late);
-    const onD = await subscribe(late, 'resume', { 'last-event-id': lastId });
-    await httpPublish(b, 'resume', 'resume', 'live2');
+    const onD = await subscribe(late, 'resume', streams, { 'last-event-id': lastId });
+    await httpPublish(b, TOKEN, 'resume', 'resume', 'live2');
     await expectResumed(onD, 'live2', ['m0', 'm1', 'm2', 'm3', 'live0', 'live1', 'live2']);
   });
 });

@@ -7,23 +7,18 @@
  * or refused during the outage, a node that stays local after Redis is back (events of one node
  * never reach the other), no `askr:lost`, or relayed events missing, reordered or over-counted.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { httpPublish, phpPublish, startNode, startRelay, subscribe } from './helpers/cluster.ts';
+import type { NodeOptions, RelayProcess } from './helpers/cluster.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
-import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-import { openStream, type Frame, type SseStream } from './helpers/sse-client.ts';
+import type { TestSidecar } from './helpers/sidecar.ts';
+import type { Frame, SseStream } from './helpers/sse-client.ts';
 import { until } from './helpers/wait.ts';
 
-const run = promisify(execFile);
-const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
-const SHIM = fileURLToPath(new URL('../php/src/askr.php', import.meta.url));
 const TOKEN = 'cluster-outage-token';
 const LOST_REDIS = 'cluster: lost Redis; delivering on this node only until it is back';
 
@@ -42,6 +37,13 @@ afterEach(async () => {
   await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
+/** Nodes of these tests: with the admin listener, and closed by afterEach. */
+const NODE: NodeOptions = {
+  token: TOKEN,
+  settings: { 'metrics.enabled': 'true', 'metrics.listen': '127.0.0.1:0' },
+  track: sidecars,
+};
+
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'askr-cluster-outage-'));
   dirs.push(dir);
@@ -52,145 +54,6 @@ async function redisServer(): Promise<TestRedis> {
   const redis = await startRedis();
   redises.push(redis);
   return redis;
-}
-
-/** A sidecar on the cluster with a datagram socket, HTTP publish and the admin listener. */
-async function startNode(redis: TestRedis, dir: string, nodeId: string): Promise<TestSidecar> {
-  const node = await startTestSidecar({
-    'cluster.redis_url': redis.url,
-    'cluster.node_id': nodeId,
-    'broadcast.socket': join(dir, `${nodeId}.sock`),
-    'sse.publish_token': TOKEN,
-    'metrics.enabled': 'true',
-    'metrics.listen': '127.0.0.1:0',
-    'log.access_log': 'false',
-  });
-  sidecars.push(node);
-  if (!node.logs.some((l) => l['msg'] === 'cluster: joined')) {
-    throw new Error(`${nodeId} did not join the cluster at start: ${JSON.stringify(node.logs)}`);
-  }
-  return node;
-}
-
-interface RelayProcess {
-  readonly child: ChildProcess;
-  readonly socketPath: string;
-  readonly adminUrl: string;
-  /** Every stdout line (pino JSON) so far. */
-  readonly lines: Array<Record<string, unknown>>;
-  stop(): Promise<void>;
-}
-
-/**
- * `askr-sidecar relay` through the pinned Node with its admin listener on a free port, once it
- * logged that it forwards (bus up). `env` adds ASKR_* settings.
- */
-async function startRelayProcess(
-  redis: TestRedis,
-  dir: string,
-  env: Record<string, string>,
-): Promise<RelayProcess> {
-  const socketPath = join(dir, 'relay.sock');
-  // cwd: a directory without sidecar.toml, so only these flags and variables configure it.
-  const child = spawn(
-    process.execPath,
-    [BIN, 'relay', '--redis', redis.url, '--socket', socketPath],
-    {
-      cwd: dir,
-      env: {
-        ...process.env,
-        ASKR_METRICS_ENABLED: 'true',
-        ASKR_METRICS_LISTEN: '127.0.0.1:0',
-        ASKR_CLUSTER_NODE_ID: 'relay-0',
-        ASKR_LOG_LEVEL: 'info',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  const lines: Array<Record<string, unknown>> = [];
-  child.stdout.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = output.indexOf('\n')) !== -1) {
-      const line = output.slice(0, nl);
-      output = output.slice(nl + 1);
-      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const exited = once(child, 'exit');
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGCONT'); // a test may have stopped it (SIGSTOP)
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const partial = { child, socketPath, adminUrl: '', lines, stop };
-  relays.push(partial);
-  const started = (): Record<string, unknown> | undefined =>
-    lines.find((l) => l['msg'] === 'askr-sidecar relay: forwarding datagrams to the cluster');
-  await until(
-    () => started() !== undefined || child.exitCode !== null,
-    20_000,
-    'the relay to log that it forwards datagrams',
-  ).catch((err: unknown) => {
-    throw new Error(
-      `${(err as Error).message}; stdout: ${JSON.stringify(lines)}; stderr: ${stderr}`,
-    );
-  });
-  const line = started();
-  if (line?.['bus'] !== 'up' || typeof line['metrics'] !== 'string') {
-    throw new Error(
-      `the relay did not start on the bus with metrics: ${JSON.stringify(lines)}; ${stderr}`,
-    );
-  }
-  return { ...partial, adminUrl: line['metrics'] };
-}
-
-/** Publishes each `data` in turn from one PHP CLI process through php/src/askr.php. */
-async function phpPublish(
-  socketPath: string,
-  channel: string,
-  event: string,
-  ...data: string[]
-): Promise<void> {
-  const code = `require ${JSON.stringify(SHIM)};
-    foreach (array_slice($argv, 3) as $d) {
-      if (!askr_publish($argv[1], $d, $argv[2])) { fwrite(STDERR, askr_last_error()); exit(1); }
-    }`;
-  await run('php', ['-r', code, '--', channel, event, ...data], {
-    env: { ...process.env, ASKR_SOCKET: socketPath },
-  });
-}
-
-/** POST /askr/publish on `node`; resolves the reply ({id, subscribers}) of a 202. */
-async function httpPublish(
-  node: TestSidecar,
-  channel: string,
-  event: string,
-  data: string,
-): Promise<{ id: string; subscribers: number }> {
-  const res = await request(
-    `${node.url}/askr/publish?channel=${channel}&event=${encodeURIComponent(event)}`,
-    { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: data },
-  );
-  const text = await res.body.text();
-  if (res.statusCode !== 202) throw new Error(`publish answered ${res.statusCode}: ${text}`);
-  return JSON.parse(text) as { id: string; subscribers: number };
-}
-
-/** A stream of the events endpoint, once its first frame (`retry:`) shows it is subscribed. */
-async function subscribe(node: TestSidecar, channel: string): Promise<SseStream> {
-  const st = await openStream(`${node.url}/askr/events?channel=${channel}`);
-  streams.push(st);
-  expect(st.status).toBe(200);
-  await st.frame(0);
-  return st;
 }
 
 async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -228,11 +91,11 @@ describe('cluster: Redis outage', () => {
   it('sidecars keep their streams, deliver locally, say degraded, then reconnect and send askr:lost', async () => {
     const dir = await tempDir();
     const redis = await redisServer();
-    const a = await startNode(redis, dir, 'node-a');
-    const b = await startNode(redis, dir, 'node-b');
-    const onA = await subscribe(a, 'outage');
-    const onB = await subscribe(b, 'outage');
-    await httpPublish(a, 'outage', 'outage', 'before');
+    const a = await startNode(redis, dir, 'node-a', NODE);
+    const b = await startNode(redis, dir, 'node-b', NODE);
+    const onA = await subscribe(a, 'outage', streams);
+    const onB = await subscribe(b, 'outage', streams);
+    await httpPublish(a, TOKEN, 'outage', 'outage', 'before');
     await Promise.all([onA, onB].map((st) => st.waitFor((f) => f.data === 'before')));
 
     await redis.kill();
@@ -248,7 +111,7 @@ describe('cluster: Redis outage', () => {
 
     // Each node delivers what it receives to its own streams, under a local epoch. Its seqs start
     // again at 1, the seq "before" had on a fresh Redis: the stream must still get the event.
-    const local = await httpPublish(a, 'outage', 'outage', 'only-on-a');
+    const local = await httpPublish(a, TOKEN, 'outage', 'outage', 'only-on-a');
     expect(local.subscribers, `node-a's stream got the local publish (${local.id})`).toBe(1);
     expect(local.id).toMatch(/^l[0-9a-z]+-\d+$/);
     await onA.waitFor((f) => f.data === 'only-on-a');
@@ -268,7 +131,7 @@ describe('cluster: Redis outage', () => {
     expect((await getJson(`${a.adminUrl ?? ''}/readyz`)).body['status']).toBe('ok');
 
     // Redis came back empty: the cluster's seqs start at 1 again, as the local ones did.
-    await httpPublish(a, 'outage', 'outage', 'after-from-a');
+    await httpPublish(a, TOKEN, 'outage', 'outage', 'after-from-a');
     await phpPublish(join(dir, 'node-b.sock'), 'outage', 'outage', 'after-from-b');
     await Promise.all([onA, onB].map((st) => st.waitFor((f) => f.data === 'after-from-b', 10_000)));
     expect(dataOf(onA, 'outage')).toEqual(['before', 'only-on-a', 'after-from-a', 'after-from-b']);
@@ -284,9 +147,15 @@ describe('cluster: Redis outage', () => {
   it('a relay buffers the newest cluster.relay_buffer datagrams while Redis is down and sends them in order', async () => {
     const dir = await tempDir();
     const redis = await redisServer();
-    const node = await startNode(redis, dir, 'node-a');
-    const relay = await startRelayProcess(redis, dir, { ASKR_CLUSTER_RELAY_BUFFER: '5' });
-    const st = await subscribe(node, 'relayed');
+    const node = await startNode(redis, dir, 'node-a', NODE);
+    const relay = await startRelay({
+      redisUrl: redis.url,
+      dir,
+      metrics: true,
+      env: { ASKR_CLUSTER_RELAY_BUFFER: '5' },
+      track: relays,
+    });
+    const st = await subscribe(node, 'relayed', streams);
     await phpPublish(relay.socketPath, 'relayed', 'relayed', 'before');
     await st.waitFor((f) => f.data === 'before');
 

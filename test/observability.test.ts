@@ -147,7 +147,10 @@ describe('admin server', () => {
     const address = inject('fpmAddress');
     const server = await admin(new Registry(), { fpm: () => fpmReachable(address) });
     const ready = await getJson(`${server.url}/readyz`);
-    expect(ready).toEqual({ status: 200, body: { ready: true, checks: { fpm: { ok: true } } } });
+    expect(ready).toEqual({
+      status: 200,
+      body: { ready: true, status: 'ok', checks: { fpm: { ok: true } } },
+    });
   });
 
   it('is not ready (503) and names each failing check', async () => {
@@ -173,6 +176,7 @@ describe('admin server', () => {
     expect(status).toBe(503);
     expect(body).toEqual({
       ready: false,
+      status: 'not_ready',
       checks: {
         fpm: { ok: false, error: `php-fpm at unix:${missing} unreachable: ENOENT` },
         fpm_tcp: { ok: false, error: `php-fpm at 127.0.0.1:${port} unreachable: ECONNREFUSED` },

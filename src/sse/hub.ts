@@ -18,6 +18,12 @@ import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { Admission, type StreamSlot } from './admission.ts';
+import {
+  FrameMerger,
+  SINK_WRITE_OVERHEAD_BYTES,
+  StreamQueue,
+  type QueueTotals,
+} from './stream-queue.ts';
 import { mergeSharedHistory, type SharedHistory } from './shared-history.ts';
 import { channelNameProblem } from './channel-rules.ts';
 import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
@@ -160,17 +166,8 @@ interface Subscriber {
   /** Seq of the last event written: a multi-channel publish reaches a stream once. */
   lastSeq: number;
   closed: boolean;
-  /** Frames waiting for the sink to hand on its last write (or 'drain'), in order: references
-   * to the shared Buffers. */
-  queue: Buffer[];
-  queuedBytes: number;
-  /** Frames at the end of `queue` not merged yet (see QUEUE_MERGE_FRAMES), and their bytes. */
-  looseFrames: number;
-  looseBytes: number;
-  /** Writes handed to the sink whose callback has not run: the sink still holds them. */
-  sinkWrites: number;
-  /** The write callback: one function per stream, not one per write. */
-  onWritten: () => void;
+  /** What the stream holds besides the sink: its own queue of frames, its unsent writes. */
+  readonly queue: StreamQueue;
 }
 
 interface Channel {
@@ -196,23 +193,7 @@ const EPOCH_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const TOMBSTONE_TTL_MS = 10 * 60_000;
 const TOMBSTONE_MAX = 100_000;
 const SLOW_LOG_INTERVAL_MS = 10_000;
-/**
- * What a stream holds besides the bytes it counts, measured on Node 24 x64 (heapUsed + external
- * after gc, 50,000 writes to a stalled socket; docs/sse.md, Slow clients):
- * - a write handed to a chunked ServerResponse and not yet taken by the socket: 216-320 B of
- *   heap besides its data (the chunk-size string and four buffered socket write requests);
- * - a frame in the hub's own queue: a reference in an array, ~9 B (16 with the array's growth).
- *   The frame itself is shared with history and the channel's other streams; its bytes count in
- *   full for every stream holding it, its Buffer object (~113 B) does not (at most
- *   QUEUE_MERGE_FRAMES - 1 frames per stream are held that way: older ones are merged).
- * Before they were counted, a stalled stream of small events held 9-16x its bound.
- */
-export const SINK_WRITE_OVERHEAD_BYTES = 320;
-export const QUEUED_FRAME_OVERHEAD_BYTES = 16;
-/** A stream's queued frames are merged this many at a time into one Buffer: a long queue is a few
- * Buffers (bytes outside the JS heap), not thousands of references the GC copies over and over;
- * streams that queued the same frames share the merged Buffer (see #merge). */
-const QUEUE_MERGE_FRAMES = 256;
+export { QUEUED_FRAME_OVERHEAD_BYTES, SINK_WRITE_OVERHEAD_BYTES } from './stream-queue.ts';
 /** The client's Last-Event-ID is echoed in askr:lost; a query parameter could be long. */
 const LOST_ID_MAX_CHARS = 256;
 /** Length limits are the ingress's (it has the config); the hub guards the charset only, since
@@ -245,10 +226,9 @@ export class Hub {
   readonly #subscribers = new Map<number, Subscriber>();
   readonly #admission: Admission;
   /** Bytes in every stream's own queue (stats). */
-  #queuedBytes = 0;
-  /** The last merge of queued frames and the frames it was made of (see #merge); dropped by the
-   * sweep so that a quiet hub pins nothing. */
-  #merged: { parts: readonly Buffer[]; bytes: Buffer } | undefined;
+  readonly #queueTotals: QueueTotals = { bytes: 0 };
+  /** Shares one merged copy of queued frames among the streams that queued the same ones. */
+  readonly #merger = new FrameMerger();
   readonly #byKind: Record<StreamKind, number> = { hold: 0, events: 0 };
   #tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   #seq = 0;
@@ -492,18 +472,10 @@ export class Hub {
       lastEventAt: now,
       lastSeq: this.#seq,
       closed: false,
-      queue: [],
-      queuedBytes: 0,
-      looseFrames: 0,
-      looseBytes: 0,
-      sinkWrites: 0,
-      onWritten: noop,
-    };
-    sub.onWritten = () => {
       // The sink handed its last write on: what queued meanwhile goes out now, in one write.
-      if (--sub.sinkWrites === 0 && sub.queue.length > 0) {
+      queue: new StreamQueue(sink, this.#queueTotals, this.#merger, () => {
         this.#guard('stream write', () => this.#flush(sub));
-      }
+      }),
     };
     this.#subscribers.set(id, sub);
     this.#byKind[sub.kind]++;
@@ -540,12 +512,7 @@ export class Hub {
   }
 
   #held(sub: Subscriber): number {
-    return (
-      sub.queuedBytes +
-      sub.queue.length * QUEUED_FRAME_OVERHEAD_BYTES +
-      sub.sinkWrites * SINK_WRITE_OVERHEAD_BYTES +
-      sub.sink.writableLength
-    );
+    return sub.queue.held();
   }
 
   stats(): { connections: number; channels: number; byKind: Record<StreamKind, number> } {
@@ -558,7 +525,7 @@ export class Hub {
 
   /** Bytes of the frames waiting in the hub's own stream queues (for their sink's 'drain'). */
   queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#queueTotals.bytes;
   }
 
   /** Drain: write a 'retry:' hint to every stream, end them all, stop timers. Later subscribes
@@ -740,16 +707,8 @@ export class Hub {
       this.#remove(sub);
       return false;
     }
-    if (sub.sinkWrites > 0 || sub.queue.length > 0 || sink.writableNeedDrain) {
-      sub.queue.push(chunk);
-      sub.queuedBytes += chunk.length;
-      this.#queuedBytes += chunk.length;
-      sub.looseBytes += chunk.length;
-      if (++sub.looseFrames === QUEUE_MERGE_FRAMES) {
-        sub.queue.push(this.#merge(sub.queue.splice(-QUEUE_MERGE_FRAMES), sub.looseBytes));
-        sub.looseFrames = 0;
-        sub.looseBytes = 0;
-      }
+    if (sub.queue.mustQueue()) {
+      sub.queue.enqueue(chunk);
       return true;
     }
     return this.#sinkWrite(sub, chunk);
@@ -758,61 +717,23 @@ export class Hub {
   /** Everything queued goes out in ONE write; the queue's memory becomes the sink's (counted in
    * its writableLength). Called when the sink handed on its last write, and on 'drain'. */
   #flush(sub: Subscriber): void {
-    if (sub.closed || sub.queue.length === 0) return;
+    if (sub.closed || sub.queue.frames === 0) return;
     if (sub.sink.destroyed) {
       this.#remove(sub);
       return;
     }
-    const chunk = this.#takeQueue(sub);
+    const chunk = sub.queue.take();
     if (chunk !== undefined && this.#sinkWrite(sub, chunk)) {
       if (this.#held(sub) > this.#opts.subscriberQueueBytes) this.#dropSlow(sub);
     }
   }
 
-  /** Empties the stream's own queue; returns its frames as one Buffer (undefined if empty). */
-  #takeQueue(sub: Subscriber): Buffer | undefined {
-    const { queue, queuedBytes } = sub;
-    this.#clearQueue(sub);
-    return queue.length <= 1 ? queue[0] : this.#merge(queue, queuedBytes);
-  }
-
-  /**
-   * `parts` as one Buffer. Streams of one channel queue the same frames during a burst or a
-   * stall: the first one's copy serves the others (one copy, not one per stream; compared by
-   * identity, never by content).
-   */
-  #merge(parts: Buffer[], bytes: number): Buffer {
-    const last = this.#merged;
-    if (
-      last !== undefined &&
-      last.parts.length === parts.length &&
-      parts.every((part, i) => part === last.parts[i])
-    ) {
-      return last.bytes;
-    }
-    const merged = Buffer.concat(parts, bytes);
-    this.#merged = { parts, bytes: merged };
-    return merged;
-  }
-
-  /** Releases the stream's own queue at once. */
-  #clearQueue(sub: Subscriber): void {
-    if (sub.queue.length === 0) return;
-    this.#queuedBytes -= sub.queuedBytes;
-    sub.queue = [];
-    sub.queuedBytes = 0;
-    sub.looseFrames = 0;
-    sub.looseBytes = 0;
-  }
-
   #sinkWrite(sub: Subscriber, chunk: Buffer): boolean {
     const { sink } = sub;
     try {
-      sub.sinkWrites++;
-      sink.write(chunk, sub.onWritten);
+      sub.queue.writeToSink(chunk);
       return true;
     } catch (err) {
-      sub.sinkWrites--;
       this.#logger.warn({ err: toError(err) }, 'SSE write failed; stream dropped');
       this.#remove(sub);
       this.#destroySink(sink);
@@ -843,7 +764,7 @@ export class Hub {
    * the sink. */
   #end(sub: Subscriber, finalFrame: Buffer | undefined): void {
     if (sub.closed) return;
-    const queued = this.#takeQueue(sub);
+    const queued = sub.queue.take();
     this.#remove(sub);
     const last =
       queued === undefined
@@ -878,7 +799,7 @@ export class Hub {
   #remove(sub: Subscriber): void {
     if (sub.closed) return;
     sub.closed = true;
-    this.#clearQueue(sub);
+    sub.queue.clear();
     this.#subscribers.delete(sub.id);
     for (const name of sub.channels) {
       const channel = this.#channels.get(name);
@@ -938,7 +859,7 @@ export class Hub {
   /** A stream with frames waiting needs no keep-alive: its bytes are already on their way. */
   #ping(): void {
     for (const sub of this.#subscribers.values()) {
-      if (sub.queue.length === 0) this.#writeBounded(sub, PING_FRAME);
+      if (sub.queue.frames === 0) this.#writeBounded(sub, PING_FRAME);
     }
   }
 
@@ -953,7 +874,7 @@ export class Hub {
       }
     }
     this.#tombstones.expire(now);
-    this.#merged = undefined;
+    this.#merger.forget();
     if (maxLifetimeMs > 0 || idleTimeoutMs > 0) {
       for (const sub of this.#subscribers.values()) {
         const expired =
