@@ -8,8 +8,7 @@ import { existsSync } from 'node:fs';
 import { loadConfig } from './config/load.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import { isSidecarError, toError } from './errors.ts';
-import { startSidecar, usableSocketPath } from './main.ts';
-import { startRelay, type Relay } from './cluster/relay.ts';
+import type { Relay } from './cluster/relay.ts';
 import { createLogger } from './observability/logger.ts';
 import { VERSION } from './version.ts';
 import { parseUpstreamRoutes } from './http/upstream-routes.ts';
@@ -141,6 +140,10 @@ async function relay(config: SidecarConfig): Promise<number> {
   const logger = createLogger(config.log.level);
   let started: Relay;
   try {
+    // Loaded on demand: a relay never loads the HTTP server, FastCGI or the hub (a smaller
+    // process in worker pods).
+    const { startRelay } = await import('./cluster/relay.ts');
+    const { usableSocketPath } = await import('./broadcast/socket-path.ts');
     started = await startRelay(
       config,
       await usableSocketPath(config.broadcast.socket, logger),
@@ -173,6 +176,7 @@ async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
   const logger = createLogger(config.log.level);
   let sidecar;
   try {
+    const { startSidecar } = await import('./main.ts');
     sidecar = await startSidecar(config, logger);
   } catch (err) {
     const e = toError(err);

@@ -4,10 +4,9 @@
  * and `close()` releases them in reverse order.
  */
 import { realpathSync } from 'node:fs';
-import { access, mkdir, mkdtemp } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { schema, type SidecarConfig } from './config/schema.ts';
 import { ConfigError } from './errors.ts';
@@ -30,6 +29,7 @@ import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
 import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
+import { usableSocketPath } from './broadcast/socket-path.ts';
 import {
   ingressSettings,
   startDatagramIngress,
@@ -414,30 +414,6 @@ export async function startSidecar(
       return closing;
     },
   };
-}
-
-/**
- * The default socket directory (/run/askr) needs root or a prepared directory. When the default is
- * configured and cannot be created (a developer running `npm start` as themselves), use a private
- * directory under the OS temp dir instead and say so; PHP under this sidecar learns the path from
- * ASKR_SOCKET either way. A socket path set explicitly is never changed.
- */
-export async function usableSocketPath(path: string, logger: Logger): Promise<string> {
-  if (path === '' || path !== schema.broadcast.socket.default) return path;
-  try {
-    await mkdir(dirname(path), { recursive: true });
-    await access(dirname(path), fsConstants.W_OK);
-    return path;
-  } catch (err) {
-    const dir = join(tmpdir(), `askr-${process.getuid?.() ?? 'user'}`);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const fallback = join(dir, 'askr.sock');
-    logger.warn(
-      { configured: path, socket: fallback, err: (err as Error).message },
-      'cannot use the default datagram socket directory; using a private one (set broadcast.socket to choose)',
-    );
-    return fallback;
-  }
 }
 
 /** Sum of a metric's series, optionally only those whose label matches. */
