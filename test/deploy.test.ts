@@ -779,6 +779,10 @@ describe('deploy/grafana/askr-sidecar.json', () => {
     ...['askr_rejected_requests_total', 'askr_rejected_datagrams_total'],
     ...['askr_fpm_processes', 'askr_fpm_listen_queue', 'askr_fpm_max_children_reached'],
     ...['askr_fpm_restarts_total', 'process_resident_memory_bytes'],
+    ...['askr_cluster_bus_up', 'askr_cluster_published_total', 'askr_cluster_received_total'],
+    ...['askr_cluster_local_only_total', 'askr_cluster_lag_seconds_bucket'],
+    ...['askr_cluster_errors_total', 'askr_cluster_reconnects_total'],
+    ...['askr_relay_forwarded_total', 'askr_relay_dropped_total', 'askr_relay_buffered'],
   ]);
   const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
   /** Identifiers of a PromQL expression that are neither labels, functions nor keywords. */
@@ -825,10 +829,14 @@ describe('deploy/grafana/askr-sidecar.json', () => {
     const used = new Set(exprs.flatMap(metricNames));
     expect([...used].filter((name) => !EXPORTED.has(name))).toEqual([]);
     expect([...EXPORTED].filter((name) => !used.has(name))).toEqual([]);
-    // Each askr_* name is registered in src/observability (process_* are prom-client defaults).
-    const sources = readdirSync(join(ROOT, 'src/observability'))
-      .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
-      .map((f) => read(`src/observability/${f}`))
+    // Each askr_* name is registered in src/observability, or by the relay in src/cluster
+    // (process_* are prom-client defaults).
+    const sources = ['src/observability', 'src/cluster']
+      .flatMap((dir) =>
+        readdirSync(join(ROOT, dir))
+          .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+          .map((f) => read(`${dir}/${f}`)),
+      )
       .join('\n');
     for (const name of [...EXPORTED].filter((n) => n.startsWith('askr_'))) {
       expect(sources, name).toContain(`'${name.replace(/_bucket$/, '')}'`);
