@@ -242,10 +242,11 @@ export async function startSidecar(
     ]);
   };
   let presence: Presence;
+  let clusterPresence: ClusterPresence | null = null;
   if (cluster === null) {
     presence = new PresenceRegistry(hub, publish);
   } else {
-    const clusterPresence = new ClusterPresence({
+    clusterPresence = new ClusterPresence({
       bus: cluster.bus,
       hub,
       publish,
@@ -254,8 +255,9 @@ export async function startSidecar(
       ttlMs: config.cluster.presence_ttl,
       logger,
     });
-    cluster.observer = (event) => clusterPresence.observe(event);
-    presence = clusterPresence;
+    const observed = clusterPresence;
+    cluster.observer = (event) => observed.observe(event);
+    presence = observed;
   }
   const eventsRoute = createEventsRoute({
     hub,
@@ -384,7 +386,9 @@ export async function startSidecar(
       closing ??= (async () => {
         // Streams first: they get a retry: hint and reconnect (to the next instance) with Last-Event-ID.
         const draining = http.drain(config.server.shutdown_timeout);
-        presence.close();
+        // In a cluster this node's members leave now, announced to the other nodes.
+        if (clusterPresence !== null) await clusterPresence.leaveAll();
+        else presence.close();
         hub.closeAll(config.sse.retry);
         if (config.sse.state_file !== '') {
           await saveHubState(config.sse.state_file, hub.exportState()).catch((err: unknown) => {

@@ -161,6 +161,20 @@ describe('presence across sidecars', () => {
     expect(forUser3('askr:presence.leave')).toBe(1);
   });
 
+  it('a node stopped gracefully announces its members leaving at once (not after presence_ttl)', async () => {
+    const r = await redis();
+    const a = await node(r, 'node-a', '60s');
+    const b = await node(r, 'node-b', '60s');
+    const alice = await join(a, 1);
+    await alice.waitFor((f) => f.event === 'askr:presence.members');
+    await join(b, 2);
+    await alice.waitFor((f) => f.event === 'askr:presence.join');
+    await b.close();
+    // Within the default 5 s wait, far below the 60 s liveness: the stop itself said goodbye.
+    const left = await alice.waitFor((f) => f.event === 'askr:presence.leave');
+    expect(JSON.parse(left.data ?? '')).toMatchObject({ member: { user_id: 2 } });
+  });
+
   it("a dead node's members are removed by the others within presence_ttl", async () => {
     const r = await redis();
     const a = await node(r, 'node-a', '1s');

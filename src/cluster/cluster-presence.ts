@@ -207,6 +207,28 @@ export class ClusterPresence implements Presence {
     this.#fallback.close();
   }
 
+  /**
+   * Graceful stop: this node's members leave now (announced once for users no other node holds)
+   * instead of when its liveness expires. Never rejects; Redis away means the others sweep later.
+   */
+  async leaveAll(): Promise<void> {
+    this.close();
+    if (this.#o.bus.state !== 'up') return;
+    try {
+      await this.#o.bus.client.del(this.#o.bus.key(`node:${this.#o.nodeId}`));
+      const gone = await this.#lua.askrPresSweep(this.#o.keyPrefix, this.#o.nodeId);
+      for (let i = 0; i + 1 < gone.length; i += 2) {
+        const member = JSON.parse(gone[i + 1] as string) as PresenceMember;
+        await this.#announce(gone[i] as string, 'askr:presence.leave', member);
+      }
+    } catch (err) {
+      this.#o.logger.debug(
+        { err: (err as Error).message },
+        'cluster presence: leave at stop failed',
+      );
+    }
+  }
+
   #joinFallback(channel: string, member: PresenceMember): void {
     const key = `${channel}\n${String(member.user_id)}`;
     this.#fallbackJoins.set(key, (this.#fallbackJoins.get(key) ?? 0) + 1);
