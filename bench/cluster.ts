@@ -13,6 +13,7 @@ import { stopRedises } from './cluster/deployment.ts';
 import { measureSetup, type SetupResult } from './cluster/measure.ts';
 import { renderReport } from './cluster/report.ts';
 import { readClusterSettings, usage } from './cluster/settings.ts';
+import { runBench } from './lib/run.ts';
 import { stopAll } from './sse/procs.ts';
 import { removeTempDirs } from './sse/servers.ts';
 
@@ -53,23 +54,9 @@ async function main(): Promise<void> {
   );
 }
 
-let stopping = false;
-async function shutdown(code: number): Promise<void> {
-  if (stopping) return;
-  stopping = true;
+runBench(main, async () => {
   await clients?.exit();
   await stopAll();
   await stopRedises();
   removeTempDirs();
-  process.exit(code);
-}
-process.on('SIGINT', () => void shutdown(130));
-process.on('SIGTERM', () => void shutdown(143));
-
-main().then(
-  () => shutdown(0),
-  (err: unknown) => {
-    console.error(err);
-    return shutdown(1);
-  },
-);
+});

@@ -6,6 +6,7 @@
  * errors and on Ctrl-C. Sizes come from BENCH_* variables (see `usage` below) for quick runs.
  */
 import { writeFileSync } from 'node:fs';
+import { runBench } from './lib/run.ts';
 import { SubscriberClient } from './sse/client.ts';
 import { measureFanout, TARGET_NAMES, type TargetName } from './sse/fanout.ts';
 import { measureRate } from './sse/rate.ts';
@@ -191,21 +192,7 @@ async function main(): Promise<void> {
   console.log(renderReport(results));
 }
 
-let stopping = false;
-async function shutdown(code: number): Promise<void> {
-  if (stopping) return;
-  stopping = true;
+runBench(main, async () => {
   await stopAll();
   removeTempDirs();
-  process.exit(code);
-}
-process.on('SIGINT', () => void shutdown(130));
-process.on('SIGTERM', () => void shutdown(143));
-
-main().then(
-  () => shutdown(0),
-  (err: unknown) => {
-    console.error(err);
-    return shutdown(1);
-  },
-);
+});

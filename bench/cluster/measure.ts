@@ -8,6 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { keptUp, pacedPublish, stepCounts, type StepCounts } from '../lib/pace.ts';
 import type { LatencySummary } from '../sse/histogram.ts';
 import { OthersCpu, treeCpuSeconds, waitForQuiet } from '../sse/procs.ts';
 import type { Publisher } from '../sse/publisher.ts';
@@ -74,14 +75,7 @@ export interface LatencyRun {
   cpu: CpuUse;
 }
 
-export interface RateStep {
-  rate: number;
-  /** Publishes accepted per second, over the time until the last one was answered. */
-  achieved: number;
-  accepted: number;
-  failed: number;
-  expected: number;
-  received: number;
+export interface RateStep extends StepCounts {
   closedByPeer: number;
   latency: LatencySummary;
   acks: AckTimes;
@@ -213,52 +207,18 @@ async function rateStep(
   await clients.reset(total);
   const closedBefore = (await clients.stats()).closedByPeer;
   await meter.start();
-  const acceptedBefore = pub.accepted;
-  const failedBefore = pub.failed;
   const clock = new AckClock();
-  const start = performance.now();
-  let sent = 0;
-  let done = 0;
-  let lastAck = start;
-  let gaveUp = false;
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
-    if (due - done > rate) {
-      gaveUp = true; // over a second of events waits for answers: the servers do not keep up
-      break;
-    }
-    while (sent < due) {
-      void clock.publish(pub, sent++).then(() => {
-        done++;
-        lastAck = performance.now();
-      });
-    }
-    await sleep(1);
-  }
-  while (done < sent && performance.now() - lastAck < 5000) await sleep(5);
-  const accepted = pub.accepted - acceptedBefore;
-  const failed = pub.failed - failedBefore;
-  const stats: GroupStats = await clients.awaitDelivery(accepted * opened, 3000);
+  const paced = await pacedPublish(pub, (seq) => clock.publish(pub, seq), rate, total);
+  const stats: GroupStats = await clients.awaitDelivery(paced.accepted * opened, 3000);
   const cpu = await meter.stop();
-  const achieved = (accepted * 1000) / Math.max(1, lastAck - start);
   const expected = total * opened;
   return {
-    rate,
-    achieved,
-    accepted,
-    failed,
-    expected,
-    received: stats.events,
+    ...stepCounts(rate, paced, expected, stats.events),
     closedByPeer: stats.closedByPeer - closedBefore,
     latency: stats.latency,
     acks: clock.summary(),
     cpu,
-    sustained:
-      !gaveUp &&
-      failed === 0 &&
-      stats.events === expected &&
-      achieved >= rate * 0.95 &&
-      stats.latency.p99 <= s.maxP99Ms,
+    sustained: keptUp(rate, paced, expected, stats, s.maxP99Ms),
   };
 }
 

@@ -4,6 +4,7 @@
  * baseline (one sidecar without Redis), the latency per client process, and every rate step.
  * Pure formatting: no I/O. A setup that was not run shows as absent, never as a ratio of zero.
  */
+import { int, ms, pct, table } from '../lib/markdown.ts';
 import type { RateStep, SetupResult } from './measure.ts';
 import type { SetupName } from './settings.ts';
 
@@ -13,20 +14,8 @@ const LABEL: Record<SetupName, string> = {
   'one-redis': '1 sidecar + Redis',
 };
 
-const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
-const int = (v: number): string => Math.round(v).toLocaleString('en-US');
-const pct = (part: number, whole: number): string =>
-  whole === 0 ? 'n/a' : `${((100 * part) / whole).toFixed(part === whole ? 0 : 3)} %`;
 const ratio = (a: number, b: number): string =>
   b === 0 || !Number.isFinite(a / b) ? 'n/a' : `${(a / b).toFixed(2)}x`;
-
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [
-    `| ${head.join(' | ')} |`,
-    `|${head.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
-}
 
 /** The highest passing step (the sustained rate), or undefined when none passed. */
 function sustainedStep(r: SetupResult): RateStep | undefined {

@@ -3,7 +3,7 @@
  * variables, then defaults. A bad value stops the run naming the flag or variable, its value and
  * what is allowed. `usage` lists them all (`node bench/cluster.ts --help`).
  */
-import { parseArgs } from 'node:util';
+import { readFlags, usageHead } from '../lib/flags.ts';
 
 /**
  * What is compared. `baseline`: one sidecar, no Redis, every subscriber on it. `split`: two
@@ -39,8 +39,7 @@ export interface ClusterSettings {
   json: string;
 }
 
-export const usage = `node bench/cluster.ts [flags]  (npm run bench:cluster -- [flags])
-flag / BENCH_* variable (default):
+export const usage = `${usageHead('cluster')}
   --subscribers N        BENCH_SUBSCRIBERS         10000   streams on one channel, in every setup
   --clients N            BENCH_CLIENTS             2       subscriber processes (equal shares)
   --setups LIST          BENCH_SETUPS              ${SETUPS.join(',')}
@@ -77,51 +76,15 @@ const FLAGS = {
   'quiet-wait': 'BENCH_QUIET_WAIT_S',
   json: 'BENCH_JSON',
 } as const;
-type Flag = keyof typeof FLAGS;
 
 /** Open files per process here (ulimit -n): a client process or a sidecar holds at most this. */
 const NOFILE = 20_000;
 
 /** Parses `argv` (without node and the script) and the environment; null when --help was asked. */
 export function readClusterSettings(argv: string[]): ClusterSettings | null {
-  const options = Object.fromEntries(
-    Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }]),
-  ) as Record<Flag, { type: 'string' }>;
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...options, help: { type: 'boolean', short: 'h' } },
-    strict: true,
-  });
-  if (values.help === true) return null;
-  const get = (flag: Flag, fallback: string): { text: string; where: string } => {
-    const fromFlag = values[flag];
-    if (typeof fromFlag === 'string') return { text: fromFlag, where: `--${flag}` };
-    const fromEnv = process.env[FLAGS[flag]];
-    if (fromEnv !== undefined && fromEnv.trim() !== '') {
-      return { text: fromEnv.trim(), where: FLAGS[flag] };
-    }
-    return { text: fallback, where: `--${flag}` };
-  };
-  const num = (flag: Flag, fallback: number, min: number, integer = true): number => {
-    const { text, where } = get(flag, String(fallback));
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-      throw new Error(
-        `${where}=${text}: expected ${integer ? 'an integer' : 'a number'} >= ${min}\n\n${usage}`,
-      );
-    }
-    return n;
-  };
-  const pick = <T extends string>(flag: Flag, all: readonly T[], fallback: string): T[] => {
-    const { text, where } = get(flag, fallback);
-    const picked = text.split(',').map((s) => s.trim());
-    for (const p of picked) {
-      if (!(all as readonly string[]).includes(p)) {
-        throw new Error(`${where}: "${p}" is not one of ${all.join(', ')}`);
-      }
-    }
-    return picked.filter((p, i): p is T => picked.indexOf(p) === i);
-  };
+  const flags = readFlags(argv, FLAGS, usage);
+  if (flags === null) return null;
+  const { get, num, int, pick } = flags;
   const rates = (() => {
     const { text, where } = get('rates', '2,4,8,16,32,64,128,256,512');
     const list = text.split(',').map((s) => Number(s.trim()));
@@ -130,8 +93,8 @@ export function readClusterSettings(argv: string[]): ClusterSettings | null {
     }
     return list.sort((a, b) => a - b);
   })();
-  const subscribers = num('subscribers', 10_000, 1);
-  const clients = num('clients', 2, 1);
+  const subscribers = int('subscribers', 10_000, 1);
+  const clients = int('clients', 2, 1);
   // A client process holds its share, a sidecar all its streams; each needs a few files more.
   if (Math.ceil(subscribers / clients) > NOFILE - 500 || subscribers > NOFILE - 500) {
     throw new Error(
@@ -143,17 +106,17 @@ export function readClusterSettings(argv: string[]): ClusterSettings | null {
   return {
     subscribers,
     clients,
-    setups: pick('setups', SETUPS, SETUPS.join(',')),
+    setups: pick('setups', SETUPS),
     publisher,
-    publishConnections: num('publish-connections', 16, 1),
-    messages: num('messages', 30, 1),
-    messageRate: num('message-rate', 2, 0.1, false),
+    publishConnections: int('publish-connections', 16, 1),
+    messages: int('messages', 30, 1),
+    messageRate: num('message-rate', 2, 0.1),
     rates,
-    rateStepMs: Math.round(num('rate-seconds', 3, 0.5, false) * 1000),
-    maxP99Ms: num('max-p99', 500, 1, false),
-    fpmWorkers: num('fpm-workers', 2, 1),
-    quietCores: num('quiet-cores', 0.3, 0, false),
-    quietWaitMs: Math.round(num('quiet-wait', 10, 0, false) * 1000),
+    rateStepMs: Math.round(num('rate-seconds', 3, 0.5) * 1000),
+    maxP99Ms: num('max-p99', 500, 1),
+    fpmWorkers: int('fpm-workers', 2, 1),
+    quietCores: num('quiet-cores', 0.3, 0),
+    quietWaitMs: Math.round(num('quiet-wait', 10, 0) * 1000),
     json: get('json', '').text,
   };
 }

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { env, readFlags, usageHead } from '../lib/flags.ts';
 import { REPO_ROOT } from '../lib/processes.ts';
 
 export const PHASES = ['slow-readers', 'slow-uploaders', 'baseline'] as const;
@@ -44,8 +44,7 @@ export interface ProtectSettings {
   keepTmp: boolean;
 }
 
-export const usage = `node bench/protect.ts [flags]  (npm run bench:protect -- [flags])
-flag / BENCH_* variable (default):
+export const usage = `${usageHead('protect')}
   --seconds N         BENCH_PHASE_SECONDS      20     length of each phase, per server
   --phases LIST       BENCH_PHASES             ${PHASES.join(',')}
   --servers LIST      BENCH_SERVERS            ${SERVERS.join(',')}
@@ -79,51 +78,12 @@ const FLAGS = {
   json: 'BENCH_JSON',
   'sidecar-root': 'BENCH_SIDECAR_ROOT',
 } as const;
-type Flag = keyof typeof FLAGS;
 
 /** Parses `argv` (without node and the script) and the environment; null when --help was asked. */
 export function readProtectSettings(argv: string[]): ProtectSettings | null {
-  const options = Object.fromEntries(
-    Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }]),
-  ) as Record<Flag, { type: 'string' }>;
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...options, help: { type: 'boolean', short: 'h' } },
-    strict: true,
-  });
-  if (values.help === true) return null;
-  const get = (flag: Flag, fallback: string): { text: string; where: string } => {
-    const fromFlag = values[flag];
-    if (typeof fromFlag === 'string') return { text: fromFlag, where: `--${flag}` };
-    const fromEnv = process.env[FLAGS[flag]];
-    if (fromEnv !== undefined && fromEnv.trim() !== '') {
-      return { text: fromEnv.trim(), where: FLAGS[flag] };
-    }
-    return { text: fallback, where: `--${flag}` };
-  };
-  const num = (flag: Flag, fallback: number, min: number): number => {
-    const { text, where } = get(flag, String(fallback));
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min) {
-      throw new Error(`${where}=${text}: expected a number >= ${min}\n\n${usage}`);
-    }
-    return n;
-  };
-  const pick = <T extends string>(flag: Flag, all: readonly T[]): T[] => {
-    const { text, where } = get(flag, all.join(','));
-    const picked = text.split(',').map((s) => s.trim());
-    for (const p of picked) {
-      if (!(all as readonly string[]).includes(p)) {
-        throw new Error(`${where}: "${p}" is not one of ${all.join(', ')}`);
-      }
-    }
-    // The order given is the order run: "baseline,slow-readers" runs the baseline first.
-    return picked.filter((p, i): p is T => picked.indexOf(p) === i);
-  };
-  const env = (name: string, fallback: string): string => {
-    const v = process.env[name];
-    return v === undefined || v.trim() === '' ? fallback : v.trim();
-  };
+  const flags = readFlags(argv, FLAGS, usage);
+  if (flags === null) return null;
+  const { get, num, pick } = flags;
   const sidecarRoot = resolve(get('sidecar-root', REPO_ROOT).text);
   if (!existsSync(join(sidecarRoot, 'bin', 'askr-sidecar.js'))) {
     throw new Error(

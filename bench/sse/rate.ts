@@ -3,8 +3,8 @@
  * fresh server; a step passes when every event reached every subscriber, the publisher kept 95 %
  * of the rate and p99 latency stayed under a bound. Stops at the first step that fails.
  */
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { keptUp, pacedPublish, stepCounts, type StepCounts } from '../lib/pace.ts';
 import type { SubscriberClient } from './client.ts';
 import { awaitDelivery, startTarget, warmUp, type Quiet, type TargetName } from './fanout.ts';
 import type { LatencySummary } from './histogram.ts';
@@ -14,14 +14,7 @@ import { HOST } from './servers.ts';
 
 const CHANNEL = 'bench';
 
-export interface RateStep {
-  rate: number;
-  /** Publishes accepted per second, over the time until the last one was accepted. */
-  achieved: number;
-  accepted: number;
-  failed: number;
-  expected: number;
-  received: number;
+export interface RateStep extends StepCounts {
   latency: LatencySummary;
   serverCpu: number;
   clientCpu: number;
@@ -53,51 +46,17 @@ async function rateStep(
   const total = Math.round(rate * seconds);
   await client.reset(total);
   const cpu0 = { server: treeCpuSeconds(pids.server), client: treeCpuSeconds(pids.client) };
-  const acceptedBefore = pub.accepted;
-  const failedBefore = pub.failed;
-  const start = performance.now();
-  let sent = 0;
-  let done = 0;
-  let lastAck = start;
-  let gaveUp = false;
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
-    if (due - done > rate) {
-      gaveUp = true; // more than a second of events waits here: the server is not keeping up
-      break;
-    }
-    while (sent < due) {
-      void pub.publish(sent++).then(() => {
-        done++;
-        lastAck = performance.now();
-      });
-    }
-    await sleep(1);
-  }
-  while (done < sent && performance.now() - lastAck < 5000) await sleep(5);
-  const accepted = pub.accepted - acceptedBefore;
-  const failed = pub.failed - failedBefore;
-  const stats = await awaitDelivery(client, accepted * subscribers, 3000);
+  const paced = await pacedPublish(pub, (seq) => pub.publish(seq), rate, total);
+  const stats = await awaitDelivery(client, paced.accepted * subscribers, 3000);
   const serverCpu = treeCpuSeconds(pids.server) - cpu0.server;
   const clientCpu = treeCpuSeconds(pids.client) - cpu0.client;
-  const achieved = (accepted * 1000) / Math.max(1, lastAck - start);
   const expected = total * subscribers;
   return {
-    rate,
-    achieved,
-    accepted,
-    failed,
-    expected,
-    received: stats.events,
+    ...stepCounts(rate, paced, expected, stats.events),
     latency: stats.latency,
     serverCpu,
     clientCpu,
-    sustained:
-      !gaveUp &&
-      failed === 0 &&
-      stats.events === expected &&
-      achieved >= rate * 0.95 &&
-      stats.latency.p99 <= maxP99Ms,
+    sustained: keptUp(rate, paced, expected, stats, maxP99Ms),
   };
 }
 

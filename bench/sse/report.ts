@@ -3,6 +3,7 @@
  * bench:sse`, the source of docs/benchmarks.md's "SSE (bench:sse)" section) with sidecar/nchan
  * ratios. Pure formatting: no I/O.
  */
+import { int, ms, pct, table } from '../lib/markdown.ts';
 import type { FanoutResult, LatencyRun } from './fanout.ts';
 import type { RateResult } from './rate.ts';
 import type { RampResult } from './fpm-workers.ts';
@@ -16,27 +17,15 @@ export interface SseResults {
   ramp: RampResult[];
 }
 
-const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
-const pct = (part: number, whole: number): string =>
-  whole === 0 ? 'n/a' : `${((100 * part) / whole).toFixed(part === whole ? 0 : 3)} %`;
 const ratio = (a: number, b: number): string => (b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`);
-const int = (v: number): string => Math.round(v).toLocaleString('en-US');
 
 function median(values: readonly number[]): number {
   const v = [...values].sort((a, b) => a - b);
   if (v.length === 0) return 0;
   const mid = Math.floor(v.length / 2);
   return v.length % 2 === 1 ? (v[mid] ?? 0) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
-}
-
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [
-    `| ${head.join(' | ')} |`,
-    `|${head.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
 }
 
 function fanoutTables(results: readonly FanoutResult[]): string {
