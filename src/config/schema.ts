@@ -131,6 +131,23 @@ export const schema = {
       'index.php',
       'Front controller run for every request that is not an existing file (Laravel: index.php).',
     ),
+    recipe: oneOf(
+      ['laravel', 'symfony', 'wordpress', 'generic'] as const,
+      'laravel',
+      "The app's nginx recipe this server reproduces (routing, which scripts run, PATH_INFO, SERVER_SOFTWARE): laravel and symfony run only the front controller; wordpress and generic also run *.php named in the URL, redirect directories to a trailing slash and follow WordPress's permalink rules. See the README's recipes.",
+    ),
+    headers: map(
+      {},
+      'Response headers added to every response, errors included (nginx add_header … always), e.g. { "X-Frame-Options" = "SAMEORIGIN", "X-Content-Type-Options" = "nosniff" }. A header PHP sets itself is kept.',
+    ),
+    follow_symlinks: bool(
+      false,
+      'Serve static files through symlinks that lead outside the document root (nginx follows them by default; Debian\'s WordPress needs it). PHP scripts are never run from outside the root.',
+    ),
+    software: str(
+      '',
+      'SERVER_SOFTWARE passed to PHP; empty: "askr-sidecar/VERSION", or for the wordpress recipe "nginx (askr-sidecar/VERSION)" so WordPress enables pretty permalinks.',
+    ),
     php_scripts: bool(
       false,
       'Run an existing *.php file named in the URL directly (off for Laravel-style apps: only the front controller runs).',
