@@ -232,7 +232,13 @@ export async function startSidecar(
   const serverInfo = {
     documentRoot: config.server.root,
     serverName: config.server.server_name,
-    serverSoftware: `askr-sidecar/${VERSION}`,
+    serverSoftware:
+      config.server.software !== ''
+        ? config.server.software
+        : config.server.recipe === 'wordpress'
+          ? // WordPress enables pretty permalinks only for a server it knows ($is_nginx).
+            `nginx (askr-sidecar/${VERSION})`
+          : `askr-sidecar/${VERSION}`,
   };
   const routes = (): ReadonlyMap<string, ExtraRoute> => {
     const c = config;

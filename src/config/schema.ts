@@ -142,7 +142,7 @@ export const schema = {
     ),
     follow_symlinks: bool(
       false,
-      'Serve static files through symlinks that lead outside the document root (nginx follows them by default; Debian\'s WordPress needs it). PHP scripts are never run from outside the root.',
+      "Serve static files through symlinks that lead outside the document root (nginx follows them by default; Debian's WordPress needs it). PHP scripts are never run from outside the root.",
     ),
     software: str(
       '',

@@ -75,6 +75,7 @@ describe('buildCgiParams: the fastcgi.conf set', () => {
       ['SERVER_PORT', '8080'],
       ['SERVER_NAME', 'example.com'],
       ['REDIRECT_STATUS', '200'],
+      ['PATH_INFO', ''],
       ['HTTP_HOST', 'example.com:8080'],
     ]);
   });
@@ -99,8 +100,9 @@ describe('buildCgiParams: the fastcgi.conf set', () => {
       expect: {
         CONTENT_TYPE: 'application/json',
         CONTENT_LENGTH: '12',
-        HTTP_CONTENT_TYPE: undefined,
-        HTTP_CONTENT_LENGTH: undefined,
+        // nginx passes every header as HTTP_* (getallheaders() and PSR-7 factories read them).
+        HTTP_CONTENT_TYPE: 'application/json',
+        HTTP_CONTENT_LENGTH: '12',
       },
     },
     {
@@ -134,8 +136,8 @@ describe('buildCgiParams: the fastcgi.conf set', () => {
       },
     },
     {
-      name: 'no PATH_INFO without split',
-      expect: { PATH_INFO: undefined, PATH_TRANSLATED: undefined },
+      name: 'an empty PATH_INFO without split (nginx: fastcgi_param PATH_INFO always)',
+      expect: { PATH_INFO: '', PATH_TRANSLATED: undefined },
     },
     {
       name: 'IPv6 addresses without brackets',

@@ -63,13 +63,12 @@ const SINGLE_VALUED = new Set([
 ]);
 
 /**
- * Not passed as HTTP_*:
- * - `proxy`: httpoxy (CVE-2016-5385): HTTP_PROXY would be read as the outgoing proxy by Guzzle & co.
- * - `content-type` / `content-length`: RFC 3875 §4.1.18 says headers available as other variables
- *   SHOULD be removed; PHP and Symfony read CONTENT_TYPE / CONTENT_LENGTH, and only these carry the
- *   length really sent to FPM (a chunked request has no Content-Length header at all).
+ * Not passed as HTTP_*: `proxy`, httpoxy (CVE-2016-5385): HTTP_PROXY would be read as the
+ * outgoing proxy by Guzzle & co. Content-Type and Content-Length are passed as HTTP_* too, as
+ * nginx does (getallheaders() and PSR-7 factories read them); CONTENT_LENGTH is what FPM really
+ * gets (a chunked request has no Content-Length header).
  */
-const DROPPED = new Set(['proxy', 'content-type', 'content-length']);
+const DROPPED = new Set(['proxy']);
 
 /** Value safe for a param: NUL/CR/LF removed (node's parser already rejects CR/LF; guard anyway). */
 function clean(value: string): string {
@@ -164,12 +163,10 @@ export function buildCgiParams(
     ['SERVER_NAME', serverName],
     ['REDIRECT_STATUS', '200'],
   );
-  if (route.pathInfo !== '') {
-    params.push(
-      ['PATH_INFO', route.pathInfo],
-      ['PATH_TRANSLATED', server.documentRoot + route.pathInfo],
-    );
-  }
+  // nginx's recipes pass `fastcgi_param PATH_INFO $fastcgi_path_info` always (empty when nothing
+  // was split); PATH_TRANSLATED only means something with a path.
+  params.push(['PATH_INFO', route.pathInfo]);
+  if (route.pathInfo !== '') params.push(['PATH_TRANSLATED', server.documentRoot + route.pathInfo]);
   for (const p of params) p[1] = clean(p[1]);
 
   for (const { name, values } of headers.values()) {

@@ -301,10 +301,16 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'directory without trailing slash runs its index',
+    // nginx try_files $uri/: the directory with its slash, by a 301 (relative links then work).
+    name: 'directory without trailing slash is redirected to add it',
     target: '/sub',
     opts: php,
-    route: { kind: 'php', scriptName: '/sub/index.php' },
+    route: { kind: 'redirect', location: '/sub/' },
+  },
+  {
+    name: 'the redirect keeps the query',
+    target: '/sub?x=1',
+    route: { kind: 'redirect', location: '/sub/?x=1' },
   },
   {
     name: 'directory with index goes to the front controller (phpScripts off)',
@@ -312,9 +318,16 @@ const cases: Case[] = [
     route: front,
   },
   {
-    name: 'directory without index goes to the front controller',
+    // nginx: try_files $uri/ matches, the index module finds no index, autoindex off: 403.
+    name: 'directory without index is 403',
     target: '/noindex/',
     opts: php,
+    route: { kind: 'error', status: 403 },
+  },
+  {
+    name: 'symfony recipe: a directory goes to the front controller (no $uri/)',
+    target: '/noindex',
+    opts: { recipe: 'symfony' },
     route: front,
   },
 
@@ -338,7 +351,12 @@ const cases: Case[] = [
     opts: php,
     route: { kind: 'php', scriptName: '/index.php', pathInfo: '/' },
   },
-  { name: 'no PATH_INFO split with phpScripts off', target: '/index.php/foo', route: front },
+  {
+    // Laravel/Symfony: location ~ ^/index\.php(/|$) splits after the front controller.
+    name: 'PATH_INFO after the front controller with phpScripts off',
+    target: '/index.php/foo',
+    route: { kind: 'php', scriptName: '/index.php', pathInfo: '/foo' },
+  },
   {
     name: 'PATH_INFO is decoded',
     target: '/admin.php/a%20b',

@@ -20,6 +20,15 @@ export interface RouteOptions {
   phpScripts: boolean;
   /** Serve existing non-PHP files directly; off sends them to the front controller. */
   staticEnabled: boolean;
+  /**
+   * nginx recipe being reproduced (server.recipe); default 'laravel'. laravel and wordpress
+   * use `try_files $uri $uri/ …`: a directory without the slash is redirected (301), one without
+   * an index is 403. symfony uses `try_files $uri /index.php…`: directories go to the front
+   * controller, another existing *.php is 404.
+   */
+  recipe?: 'laravel' | 'symfony' | 'wordpress' | 'generic';
+  /** Serve static files through symlinks leaving the root (server.follow_symlinks). */
+  followSymlinks?: boolean;
 }
 
 export type Route =
@@ -31,7 +40,9 @@ export type Route =
       pathInfo: string;
       documentUri: string;
     }
-  | { kind: 'error'; status: 400 | 403 | 404; reason: string };
+  | { kind: 'error'; status: 400 | 403 | 404; reason: string }
+  /** nginx's 301 to the directory with a trailing slash; `location` is path-absolute, encoded. */
+  | { kind: 'redirect'; location: string };
 
 export interface ResolvedRoute {
   route: Route;
@@ -164,6 +175,20 @@ function lookup(root: string, path: string): Lookup {
   return { kind: 'absent' };
 }
 
+/** lookup() for a path whose realpath leaves the root: a regular non-PHP file, or absent. */
+function lookupFollowing(root: string, path: string): Lookup {
+  try {
+    const candidate = joinRoot(root, path);
+    const st = statSync(candidate, { throwIfNoEntry: false });
+    if (st === undefined || !st.isFile()) return { kind: 'outside' };
+    const real = realpathSync.native(candidate);
+    return { kind: 'file', real, stat: st };
+  } catch (err) {
+    if (MISS_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return { kind: 'absent' };
+    throw err;
+  }
+}
+
 function joinRoot(root: string, path: string): string {
   return root.endsWith('/') ? root + path.slice(1) : root + path;
 }
@@ -248,7 +273,13 @@ export function resolveRouteSync(rawTarget: string, options: RouteOptions): Reso
   if (path === undefined)
     return { route: error(400, 'path climbs above the document root'), path: rawPath, query };
 
-  return { route: routePath(path, options), path, query };
+  const route = routePath(path, options);
+  if (route.kind === 'redirect') {
+    // The client's own encoding of the path, plus the slash, plus its query (nginx keeps both).
+    const location = rawPath + '/' + (qmark === -1 ? '' : '?' + query);
+    return { route: { kind: 'redirect', location }, path, query };
+  }
+  return { route, path, query };
 }
 
 function routePath(path: string, options: RouteOptions): Route {
@@ -265,8 +296,18 @@ function routePath(path: string, options: RouteOptions): Route {
     }
   }
 
-  const found = lookup(root, path);
+  const recipe = options.recipe ?? 'laravel';
+  let found = lookup(root, path);
+  if (found.kind === 'outside' && options.followSymlinks === true) {
+    // nginx follows symlinks by default (Debian's WordPress links wp-includes/js outside the
+    // root): allowed for static files only, never for a script.
+    found = lookupFollowing(root, path);
+  }
   if (found.kind === 'outside') return error(404, 'symlink leaves the document root');
+  if (found.kind === 'file' && recipe === 'symfony' && phpKind(path) === 'script') {
+    // Symfony's recipe: location ~ \.php$ { return 404; } (only the front controller runs).
+    return path === frontController.scriptName ? frontController : error(404, 'PHP script');
+  }
   if (found.kind === 'file') {
     const kind = phpKind(path);
     if (kind === 'script') return phpScripts ? phpRoute(root, path, '', path) : frontController;
@@ -276,11 +317,23 @@ function routePath(path: string, options: RouteOptions): Route {
       : frontController;
   }
   if (found.kind === 'dir') {
-    if (!phpScripts) return frontController;
-    const scriptName = (path.endsWith('/') ? path : path + '/') + index;
+    if (recipe === 'symfony') return frontController; // try_files $uri /index.php: no $uri/
+    // try_files $uri/: the directory, with its trailing slash (301 when the URL lacks it).
+    if (!path.endsWith('/')) return { kind: 'redirect', location: path + '/' };
+    const scriptName = path + index;
     const dirIndex = lookup(root, scriptName);
     if (dirIndex.kind === 'outside') return error(404, 'symlink leaves the document root');
-    return dirIndex.kind === 'file' ? phpRoute(root, scriptName, '', scriptName) : frontController;
+    if (dirIndex.kind === 'file') {
+      return phpScripts ? phpRoute(root, scriptName, '', scriptName) : frontController;
+    }
+    if (path === '/') return frontController;
+    return error(403, 'directory index forbidden');
+  }
+
+  // laravel / symfony: location ~ ^/index\.php(/|$) splits PATH_INFO after the front controller.
+  const fcPrefix = frontController.scriptName + '/';
+  if (!phpScripts && path.startsWith(fcPrefix)) {
+    return phpRoute(root, frontController.scriptName, path.slice(fcPrefix.length - 1), path);
   }
 
   if (phpScripts) {

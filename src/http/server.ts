@@ -189,6 +189,11 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     inFlight += 1;
     const ctx = makeContext(req, res, deps);
+    // server.headers: on every response, errors included (nginx add_header … always); a header
+    // the handler sets itself (PHP's own) replaces it.
+    for (const [name, value] of Object.entries(deps.config().server.headers)) {
+      res.setHeader(name, value);
+    }
     const socket = req.socket; // res 'close' may come after the socket is detached from req
     const bytesBefore = socket.bytesWritten;
     const exchange: Exchange = { ctx, cutBy: null };
@@ -350,13 +355,28 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
   const { route, query } = resolveRouteSync(rawTarget, {
     root: config.server.root,
     index: config.server.index,
-    phpScripts: config.server.php_scripts,
+    phpScripts:
+      config.server.php_scripts ||
+      config.server.recipe === 'wordpress' ||
+      config.server.recipe === 'generic',
+    recipe: config.server.recipe,
+    followSymlinks: config.server.follow_symlinks,
     staticEnabled: config.static.enabled,
   });
   switch (route.kind) {
     case 'error':
       sendError(ctx, route.status, route.reason);
       return;
+    case 'redirect': {
+      const body = `301 Moved Permanently\n${route.location}\n`;
+      ctx.res.writeHead(301, {
+        location: route.location,
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+      });
+      ctx.res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     case 'static':
       ctx.kind = 'static';
       await serveStaticFile(req, ctx.res, route.filePath, route.stat, {
