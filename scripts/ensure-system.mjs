@@ -31,7 +31,18 @@ const PACKAGES = [
     modes: ['test'],
   },
   { pkg: 'php-sqlite3', file: '/usr/share/doc/php-sqlite3', modes: ['test'] },
-  { pkg: 'nginx-light', file: '/usr/sbin/nginx', modes: ['bench'] },
+  // The WordPress tests run Debian's real WordPress on a private MariaDB behind the sidecar.
+  { pkg: 'mariadb-server', bin: 'mariadbd', modes: ['test'] },
+  { pkg: 'wordpress', file: '/usr/share/wordpress/wp-settings.php', modes: ['test'] },
+  // Recommended by wordpress (skipped by --no-install-recommends): its default theme.
+  {
+    pkg: 'wordpress-theme-twentytwentythree',
+    file: '/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css',
+    modes: ['test'],
+  },
+  { pkg: 'php-mysql', file: '/usr/share/doc/php-mysql', modes: ['test'] },
+  // test/nginx-parity.test.ts runs nginx with each app's documented config beside the sidecar.
+  { pkg: 'nginx-light', file: '/usr/sbin/nginx', modes: ['test', 'bench'] },
   {
     pkg: 'libnginx-mod-nchan',
     file: '/usr/lib/nginx/modules/ngx_nchan_module.so',

@@ -232,6 +232,12 @@ export async function startSidecar(
   const serverInfo = {
     documentRoot: config.server.root,
     serverName: config.server.server_name,
+    pathInfo:
+      config.server.recipe === 'symfony'
+        ? ('never' as const)
+        : config.server.recipe === 'generic'
+          ? ('translated' as const)
+          : ('always' as const),
     serverSoftware:
       config.server.software !== ''
         ? config.server.software

@@ -71,6 +71,7 @@ describe('buildCgiParams: the fastcgi.conf set', () => {
       ['SERVER_SOFTWARE', 'askr-sidecar/0.1.0'],
       ['REMOTE_ADDR', '198.51.100.7'],
       ['REMOTE_PORT', '51234'],
+      ['REMOTE_USER', ''],
       ['SERVER_ADDR', '192.0.2.1'],
       ['SERVER_PORT', '8080'],
       ['SERVER_NAME', 'example.com'],
@@ -127,13 +128,24 @@ describe('buildCgiParams: the fastcgi.conf set', () => {
     },
     { name: 'HTTP/1.0', req: { httpVersion: '1.0' }, expect: { SERVER_PROTOCOL: 'HTTP/1.0' } },
     {
-      name: 'PATH_INFO and PATH_TRANSLATED when split',
+      name: 'PATH_INFO when split, no PATH_TRANSLATED (Laravel and WordPress blocks set none)',
       route: { ...front, pathInfo: '/foo/bar', documentUri: '/index.php/foo/bar' },
       expect: {
         PATH_INFO: '/foo/bar',
-        PATH_TRANSLATED: '/srv/app/public/foo/bar',
+        PATH_TRANSLATED: undefined,
         DOCUMENT_URI: '/index.php/foo/bar',
       },
+    },
+    {
+      name: 'generic recipe: PATH_TRANSLATED with a split PATH_INFO (CGI/1.1)',
+      route: { ...front, pathInfo: '/foo/bar', documentUri: '/index.php/foo/bar' },
+      srv: { pathInfo: 'translated' },
+      expect: { PATH_INFO: '/foo/bar', PATH_TRANSLATED: '/srv/app/public/foo/bar' },
+    },
+    {
+      name: 'symfony recipe: no PATH_INFO at all',
+      srv: { pathInfo: 'never' },
+      expect: { PATH_INFO: undefined },
     },
     {
       name: 'an empty PATH_INFO without split (nginx: fastcgi_param PATH_INFO always)',

@@ -38,6 +38,11 @@ export interface CgiServerInfo {
   serverName: string;
   /** SERVER_SOFTWARE, e.g. 'askr-sidecar/0.1.0'. */
   serverSoftware: string;
+  /**
+   * PATH_INFO as the recipe's nginx block sends it: 'always' (laravel, wordpress: empty when not
+   * split), 'never' (symfony), 'translated' (generic: when split, with PATH_TRANSLATED).
+   */
+  pathInfo?: 'always' | 'never' | 'translated';
 }
 
 /** nginx's default (underscores_in_headers off, ignore_invalid_headers on): letters, digits, '-'. */
@@ -158,15 +163,23 @@ export function buildCgiParams(
     ['SERVER_SOFTWARE', server.serverSoftware],
     ['REMOTE_ADDR', clientAddress],
     ['REMOTE_PORT', clientAddress === peer ? port(req.remotePort) : ''],
+    // Debian's fastcgi_params: `REMOTE_USER $remote_user`, empty without HTTP auth in nginx.
+    ['REMOTE_USER', ''],
     ['SERVER_ADDR', localAddress],
     ['SERVER_PORT', port(req.localPort)],
     ['SERVER_NAME', serverName],
     ['REDIRECT_STATUS', '200'],
   );
-  // nginx's recipes pass `fastcgi_param PATH_INFO $fastcgi_path_info` always (empty when nothing
-  // was split); PATH_TRANSLATED only means something with a path.
-  params.push(['PATH_INFO', route.pathInfo]);
-  if (route.pathInfo !== '') params.push(['PATH_TRANSLATED', server.documentRoot + route.pathInfo]);
+  // Laravel's and WordPress's blocks pass `fastcgi_param PATH_INFO $fastcgi_path_info` always
+  // (empty when nothing was split); Symfony's sets none; none sets PATH_TRANSLATED, which only
+  // the generic recipe sends (CGI/1.1's meaning: root + PATH_INFO).
+  const pathInfoMode = server.pathInfo ?? 'always';
+  if (pathInfoMode === 'always' || (pathInfoMode !== 'never' && route.pathInfo !== '')) {
+    params.push(['PATH_INFO', route.pathInfo]);
+  }
+  if (pathInfoMode === 'translated' && route.pathInfo !== '') {
+    params.push(['PATH_TRANSLATED', server.documentRoot + route.pathInfo]);
+  }
   for (const p of params) p[1] = clean(p[1]);
 
   for (const { name, values } of headers.values()) {

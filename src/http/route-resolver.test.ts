@@ -75,6 +75,8 @@ const front = {
 const php = { phpScripts: true };
 const e400 = { kind: 'error', status: 400 };
 const e404 = { kind: 'error', status: 404 };
+/** Dotfiles: Laravel's `deny all` (403), existing or not. */
+const e403 = { kind: 'error', status: 403 };
 const staticFile = (rel: string): Record<string, unknown> => ({
   kind: 'static',
   filePath: `$root/${rel}`,
@@ -194,14 +196,14 @@ const cases: Case[] = [
     route: front,
     path: '/%2e%2e/etc/passwd',
   },
-  { name: 'regression: dotfile .env is 404', target: '/.env', route: e404 },
-  { name: 'regression: dotfile in a directory is 404', target: '/.git/config', route: e404 },
+  { name: 'regression: dotfile .env is 403', target: '/.env', route: e403 },
+  { name: 'regression: dotfile in a directory is 403', target: '/.git/config', route: e403 },
   {
-    name: 'regression: missing dotfile is 404 too (no existence oracle)',
+    name: 'regression: missing dotfile is 403 too (no existence oracle)',
     target: '/sub/.htpasswd',
-    route: e404,
+    route: e403,
   },
-  { name: 'regression: encoded dotfile is 404', target: '/%2eenv', route: e404 },
+  { name: 'regression: encoded dotfile is 403', target: '/%2eenv', route: e403 },
   {
     name: 'regression: .well-known is served',
     target: '/.well-known/acme-challenge/token',
@@ -213,14 +215,14 @@ const cases: Case[] = [
     route: front,
   },
   {
-    name: 'regression: dotfile under .well-known is 404',
+    name: 'regression: dotfile under .well-known is 403',
     target: '/.well-known/.secret',
-    route: e404,
+    route: e403,
   },
   {
     name: 'regression: .well-known only as first segment',
     target: '/sub/.well-known/x',
-    route: e404,
+    route: e403,
   },
   { name: 'regression: symlink to a file outside root is 404', target: '/link-out', route: e404 },
   {

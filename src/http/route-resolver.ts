@@ -71,6 +71,9 @@ const PHP_SOURCE_EXTS = new Set([
   '.php8',
 ]);
 
+/** WordPress's static-asset location (a miss there is 404, not the front controller). */
+const STATIC_ASSET_RE = /\.(js|css|png|jpg|jpeg|gif|ico)$/i;
+
 /** Absolute-form request-target ("http://host/path"), which RFC 9112 §3.2.2 says servers accept. */
 const ABSOLUTE_FORM_RE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
 const HEX_RE = /^[0-9A-Fa-f]{2}$/;
@@ -287,16 +290,20 @@ function routePath(path: string, options: RouteOptions): Route {
   const index = options.index.replace(/^\/+/, '');
   const frontController = frontControllerRoute(root, index);
 
+  const recipe = options.recipe ?? 'laravel';
   const segments = path.split('/');
   for (let i = 1; i < segments.length; i++) {
-    // Laravel's recipe: location ~ /\.(?!well-known).* { deny all; }. Only the first segment may
-    // be .well-known; /.well-known/.git is still hidden.
-    if (segments[i]?.startsWith('.') && !(i === 1 && segments[i] === '.well-known')) {
-      return error(404, 'dotfile');
-    }
+    // Laravel's recipe: location ~ /\.(?!well-known).* { deny all; } (403 whether it exists or
+    // not: no oracle). Only the first segment may be .well-known; /.well-known/.git is still
+    // hidden. WordPress's restrictions deny every dotfile, .well-known included.
+    const wellKnown = i === 1 && segments[i] === '.well-known' && recipe !== 'wordpress';
+    if (segments[i]?.startsWith('.') && !wellKnown) return error(403, 'dotfile');
+  }
+  if (recipe === 'symfony' && (path === '/' + index || path.startsWith('/' + index + '/'))) {
+    // Symfony's recipe marks the front controller `internal`: only try_files reaches it.
+    return error(404, 'the front controller is internal');
   }
 
-  const recipe = options.recipe ?? 'laravel';
   let found = lookup(root, path);
   if (found.kind === 'outside' && options.followSymlinks === true) {
     // nginx follows symlinks by default (Debian's WordPress links wp-includes/js outside the
@@ -332,11 +339,17 @@ function routePath(path: string, options: RouteOptions): Route {
 
   // laravel / symfony: location ~ ^/index\.php(/|$) splits PATH_INFO after the front controller.
   const fcPrefix = frontController.scriptName + '/';
-  if (!phpScripts && path.startsWith(fcPrefix)) {
+  if (recipe === 'laravel' && !phpScripts && path.startsWith(fcPrefix)) {
     return phpRoute(root, frontController.scriptName, path.slice(fcPrefix.length - 1), path);
   }
+  if (recipe === 'wordpress' && STATIC_ASSET_RE.test(path)) {
+    // WordPress's recipe: location ~* \.(js|css|png|jpg|jpeg|gif|ico)$ has no fallback.
+    return error(404, 'file not found');
+  }
 
-  if (phpScripts) {
+  // wordpress: location ~ \.php$ never matches a path continuing after the script, so nothing is
+  // split there (the request goes to the front controller with an empty PATH_INFO).
+  if (phpScripts && recipe !== 'wordpress') {
     // PATH_INFO: candidates are the prefixes ending at each ".php" followed by "/", left to right.
     // At most one can be a regular file (a file has no children), and the walk stops at the first
     // prefix that is not a directory, so a path full of ".php/" costs one stat per real directory.

@@ -368,9 +368,18 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
       sendError(ctx, route.status, route.reason);
       return;
     case 'redirect': {
-      const body = `301 Moved Permanently\n${route.location}\n`;
+      // nginx's absolute_redirect + port_in_redirect: the host the client named (lowercased,
+      // without its port), then the port this server listens on unless it is the scheme's own.
+      const scheme = ctx.https ? 'https' : 'http';
+      const named = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+      const host = named !== '' ? named : config.server.server_name;
+      const localPort = req.socket.localPort ?? 0;
+      const port =
+        localPort === 0 || localPort === (ctx.https ? 443 : 80) ? '' : `:${String(localPort)}`;
+      const location = host === '' ? route.location : `${scheme}://${host}${port}${route.location}`;
+      const body = `301 Moved Permanently\n${location}\n`;
       ctx.res.writeHead(301, {
-        location: route.location,
+        location,
         'content-type': 'text/plain; charset=utf-8',
         'content-length': Buffer.byteLength(body),
       });
