@@ -214,3 +214,27 @@ describe('static files through the server', () => {
     await gz.body.arrayBuffer();
   });
 });
+
+describe('server.error_pages and server.headers', () => {
+  it("serves the configured page for the sidecar's own errors, keeps PHP's own, adds headers everywhere", async () => {
+    const s = await startTestSidecar({
+      'server.error_pages': '403=/errors/403.html',
+      'server.headers': 'X-Frame-Options=SAMEORIGIN',
+    });
+    try {
+      // A dotfile: the sidecar answers 403 itself, with the page and the status kept.
+      const denied = await request(`${s.url}/.env`);
+      expect(denied.statusCode).toBe(403);
+      expect(denied.headers['content-type']).toMatch(/^text\/html/);
+      expect(await denied.body.text()).toContain('Not for you');
+      expect(denied.headers['x-frame-options']).toBe('SAMEORIGIN');
+      // PHP's own 403 is PHP's (nginx error_page without fastcgi_intercept_errors).
+      const fromPhp = await request(`${s.url}/status/403`);
+      expect(fromPhp.statusCode).toBe(403);
+      expect(await fromPhp.body.text()).not.toContain('Not for you');
+      expect(fromPhp.headers['x-frame-options']).toBe('SAMEORIGIN');
+    } finally {
+      await s.close();
+    }
+  });
+});

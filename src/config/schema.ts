@@ -140,6 +140,16 @@ export const schema = {
       {},
       'Response headers added to every response, errors included (nginx add_header … always), e.g. { "X-Frame-Options" = "SAMEORIGIN", "X-Content-Type-Options" = "nosniff" }. A header PHP sets itself is kept.',
     ),
+    error_pages: map(
+      {},
+      'Pages for the errors the sidecar itself answers (not PHP\'s own), nginx error_page: status -> a file path under the root, e.g. { "404" = "/404.html", "403" = "/403.html", "502" = "/50x.html" }. The status is kept.',
+      {
+        check: (v) =>
+          Object.entries(v).every(([k, p]) => /^[45]\d\d$/.test(k) && p.startsWith('/'))
+            ? null
+            : 'keys 4xx/5xx statuses, values paths starting with "/"',
+      },
+    ),
     follow_symlinks: bool(
       false,
       "Serve static files through symlinks that lead outside the document root (nginx follows them by default; Debian's WordPress needs it). PHP scripts are never run from outside the root.",

@@ -24,6 +24,8 @@ export interface RequestContext {
   logStatus: number | null;
   /** Short reason for an error answer, for the access log. */
   error: string | null;
+  /** server.error_pages: the page for an error status the sidecar answers itself, if any. */
+  errorPage?: (status: number) => { body: Buffer; contentType: string } | null;
 }
 
 /** Raw header name/value pairs of a request, in order (IncomingMessage.rawHeaders is flat). */
@@ -71,6 +73,18 @@ export function sendError(
   if (res.headersSent) {
     ctx.logStatus ??= status;
     res.destroy();
+    return;
+  }
+  const page = ctx.errorPage?.(status) ?? null;
+  if (page !== null) {
+    res.writeHead(status, {
+      'content-type': page.contentType,
+      'content-length': page.body.length,
+      'cache-control': 'no-store',
+      'x-request-id': ctx.requestId,
+      ...headers,
+    });
+    res.end(ctx.req.method === 'HEAD' ? undefined : page.body);
     return;
   }
   const body = `${status} ${statusLine(status)}\n${message}\nrequest id: ${ctx.requestId}\n`;

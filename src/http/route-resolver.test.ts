@@ -327,6 +327,13 @@ const cases: Case[] = [
     route: { kind: 'error', status: 403 },
   },
   {
+    // WordPress's restrictions.conf: an uploaded script never runs, existing or not.
+    name: 'wordpress recipe: PHP under uploads/ is 403',
+    target: '/wp-content/uploads/2026/shell.php',
+    opts: { recipe: 'wordpress', phpScripts: true },
+    route: { kind: 'error', status: 403 },
+  },
+  {
     name: 'symfony recipe: a directory goes to the front controller (no $uri/)',
     target: '/noindex',
     opts: { recipe: 'symfony' },

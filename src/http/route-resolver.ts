@@ -71,6 +71,9 @@ const PHP_SOURCE_EXTS = new Set([
   '.php8',
 ]);
 
+/** WordPress's restriction on scripts among uploads. */
+const UPLOADED_PHP_RE = /\/(?:uploads|files)\/.*\.php$/i;
+
 /** WordPress's static-asset location (a miss there is 404, not the front controller). */
 const STATIC_ASSET_RE = /\.(js|css|png|jpg|jpeg|gif|ico)$/i;
 
@@ -298,6 +301,11 @@ function routePath(path: string, options: RouteOptions): Route {
     // hidden. WordPress's restrictions deny every dotfile, .well-known included.
     const wellKnown = i === 1 && segments[i] === '.well-known' && recipe !== 'wordpress';
     if (segments[i]?.startsWith('.') && !wellKnown) return error(403, 'dotfile');
+  }
+  if (recipe === 'wordpress' && UPLOADED_PHP_RE.test(path)) {
+    // WordPress's restrictions: location ~* /(?:uploads|files)/.*\.php$ { deny all; } (an
+    // uploaded script must never run).
+    return error(403, 'PHP under uploads');
   }
   if (recipe === 'symfony' && (path === '/' + index || path.startsWith('/' + index + '/'))) {
     // Symfony's recipe marks the front controller `internal`: only try_files reaches it.

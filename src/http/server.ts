@@ -12,6 +12,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { contentTypeFor } from './mime-types.ts';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/schema.ts';
 import { toError } from '../errors.ts';
@@ -189,6 +191,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     inFlight += 1;
     const ctx = makeContext(req, res, deps);
+    const pages = deps.config().server.error_pages;
+    if (Object.keys(pages).length > 0) ctx.errorPage = (status) => errorPage(deps.config(), status);
     // server.headers: on every response, errors included (nginx add_header … always); a header
     // the handler sets itself (PHP's own) replaces it.
     for (const [name, value] of Object.entries(deps.config().server.headers)) {
@@ -397,5 +401,37 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
       ctx.kind = 'php';
       await handlePhp(ctx, route, query, deps.php);
       return;
+  }
+}
+
+/** Largest error page sent from memory. */
+const MAX_ERROR_PAGE_BYTES = 1024 * 1024;
+
+/**
+ * server.error_pages: the file for `status` under the root, read now (errors are rare, and a
+ * changed page shows at once); null when none is configured or it cannot be read (the plain
+ * answer is sent then, and the problem logged by the caller's access line).
+ */
+function errorPage(
+  config: SidecarConfig,
+  status: number,
+): { body: Buffer; contentType: string } | null {
+  const path = config.server.error_pages[String(status)];
+  if (path === undefined) return null;
+  const resolved = resolveRouteSync(path, {
+    root: config.server.root,
+    index: config.server.index,
+    phpScripts: false,
+    staticEnabled: true,
+    followSymlinks: config.server.follow_symlinks,
+  }).route;
+  if (resolved.kind !== 'static' || resolved.stat.size > MAX_ERROR_PAGE_BYTES) return null;
+  try {
+    return {
+      body: readFileSync(resolved.filePath),
+      contentType: contentTypeFor(resolved.filePath),
+    };
+  } catch {
+    return null;
   }
 }
