@@ -15,6 +15,7 @@ import { Agent, request } from 'undici';
 import { findPhpFpm } from '../../src/fpm/find-php-fpm.ts';
 import { livePidsInGroup, signalGroup } from '../../src/fpm/process-group.ts';
 import { parseFpmStatus, type FpmStatus } from '../../src/observability/fpm-status.ts';
+import { endProcess, readTextOr } from './process.ts';
 import { rawFastCgiRequest } from './raw-fastcgi.ts';
 import { startTestSidecar, type TestSidecar } from './sidecar.ts';
 import { until } from './wait.ts';
@@ -159,13 +160,7 @@ export async function startFpmPool(shape: FpmPoolShape): Promise<FpmPool> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       process.off('exit', killOnExit);
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit');
-        signalGroup(pid, 'SIGTERM');
-        const timer = setTimeout(() => signalGroup(pid, 'SIGKILL'), 3_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await endProcess(child, { killAfterMs: 3_000, send: (signal) => signalGroup(pid, signal) });
       // Workers die with their master; one that lingers (a stuck request) is killed here.
       signalGroup(pid, 'SIGKILL');
       await until(() => livePidsInGroup(pid).length === 0, 5_000, `php-fpm group ${pid} gone`);
@@ -186,13 +181,7 @@ export async function startFpmPool(shape: FpmPoolShape): Promise<FpmPool> {
     address,
     statusPath: STATUS_PATH,
     pid,
-    log: () => {
-      try {
-        return fs.readFileSync(logPath, 'utf8');
-      } catch {
-        return '(php-fpm log gone: the pool was stopped)';
-      }
-    },
+    log: () => readTextOr(logPath, '(php-fpm log gone: the pool was stopped)'),
     async readStatus(timeoutMs = 5_000): Promise<FpmStatus> {
       const pending = rawFastCgiRequest(address, {
         GATEWAY_INTERFACE: 'CGI/1.1',

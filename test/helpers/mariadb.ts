@@ -12,6 +12,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { endProcess, readTextOr } from './process.ts';
+import { findProgram } from './programs.ts';
 
 const run = promisify(execFile);
 
@@ -43,18 +45,8 @@ const INSTALL_HINT =
 
 /** The first executable `name` (or alias) in PATH, /usr/sbin or /usr/bin; throws naming the fix. */
 function requireProgram(...names: string[]): string {
-  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter), '/usr/sbin', '/usr/bin'];
-  for (const name of names) {
-    for (const dir of dirs.filter((d) => d !== '')) {
-      const file = path.join(dir, name);
-      try {
-        fs.accessSync(file, fs.constants.X_OK);
-        if (fs.statSync(file).isFile()) return file;
-      } catch {
-        // Not in this directory: try the next one.
-      }
-    }
-  }
+  const found = findProgram(names, ['/usr/sbin', '/usr/bin']);
+  if (found !== null) return found;
   throw new Error(
     `The WordPress tests need a real MariaDB and ${names.join(' / ')} was not found in PATH, /usr/sbin or /usr/bin. ${INSTALL_HINT}`,
   );
@@ -101,13 +93,7 @@ export async function startMariaDb(options: TestMariaDbOptions = {}): Promise<Te
   const datadir = path.join(dir, 'data');
   const socket = path.join(dir, 'mysqld.sock');
   const errorLog = path.join(dir, 'error.log');
-  const log = (): string => {
-    try {
-      return fs.readFileSync(errorLog, 'utf8');
-    } catch {
-      return '(no mariadbd error log)';
-    }
-  };
+  const log = (): string => readTextOr(errorLog, '(no mariadbd error log)');
 
   try {
     // --auth-root-authentication-method=normal: root@localhost without a password, whatever the
@@ -170,13 +156,7 @@ export async function startMariaDb(options: TestMariaDbOptions = {}): Promise<Te
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       process.off('exit', killOnExit);
-      if (running()) {
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await endProcess(child, { killAfterMs: 10_000, running });
       fs.rmSync(dir, { recursive: true, force: true });
     })();
     return stopping;

@@ -4,11 +4,11 @@
  * temp dirs in a private temp dir that stop() removes. nginx missing is a failure naming the fix.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { endProcess, freePort, readTextOr } from './process.ts';
 import { renderNginxRecipe, type NginxRecipe, type NginxRecipeInput } from './nginx-recipes.ts';
 
 /** The nginx binary the tests run: ASKR_TEST_NGINX, else Debian's. */
@@ -44,17 +44,6 @@ export function nginxVersion(): string {
   if (match?.[1] === undefined)
     throw new Error(`cannot read the version of ${NGINX}: ${res.stderr}`);
   return match[1];
-}
-
-/** A port of 127.0.0.1 that was free a moment ago (the caller retries if it is taken since). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -99,13 +88,7 @@ async function startOnce(
   const confPath = path.join(dir, 'nginx.conf');
   const logPath = path.join(dir, 'error.log');
   fs.writeFileSync(confPath, conf);
-  const readLog = (): string => {
-    try {
-      return fs.readFileSync(logPath, 'utf8');
-    } catch {
-      return '(no nginx error log)';
-    }
-  };
+  const readLog = (): string => readTextOr(logPath, '(no nginx error log)');
 
   // -e: the error log before the config is read (Debian's build defaults to stderr).
   const child = spawn(NGINX, ['-p', `${dir}/`, '-c', confPath, '-e', logPath], {
@@ -113,7 +96,6 @@ async function startOnce(
   });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exited = once(child, 'exit');
   const killOnExit = (): void => void child.kill('SIGKILL');
   process.once('exit', killOnExit);
 
@@ -121,12 +103,7 @@ async function startOnce(
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       process.off('exit', killOnExit);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await endProcess(child, { killAfterMs: 3_000 });
       fs.rmSync(dir, { recursive: true, force: true });
     })();
     return stopping;

@@ -12,6 +12,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { endProcess, freePort } from './process.ts';
+import { findProgram } from './programs.ts';
 
 export interface TestRedis {
   /** `redis://127.0.0.1:PORT/0`, for cluster.redis_url. */
@@ -47,40 +49,14 @@ const INSTALL_HINT =
   'which brings redis-cli).';
 const LOG_LIMIT_BYTES = 64 * 1024;
 
-/** The first executable `name` in PATH, /usr/bin or /usr/sbin; null when there is none. */
-function findProgram(name: string): string | null {
-  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter), '/usr/bin', '/usr/sbin'];
-  for (const dir of dirs.filter((d) => d !== '')) {
-    const file = path.join(dir, name);
-    try {
-      fs.accessSync(file, fs.constants.X_OK);
-      if (fs.statSync(file).isFile()) return file;
-    } catch {
-      // Not in this directory: try the next one.
-    }
-  }
-  return null;
-}
-
 function requireProgram(name: string, given?: string): string {
-  const found = given ?? findProgram(name);
+  const found = given ?? findProgram([name], ['/usr/bin', '/usr/sbin']);
   if (found === null || !fs.existsSync(found)) {
     throw new Error(
       `The cluster tests need a real ${name} and ${found === null ? 'none was found in PATH, /usr/bin or /usr/sbin' : `${found} does not exist`}. ${INSTALL_HINT}`,
     );
   }
   return found;
-}
-
-/** A port that was free a moment ago on 127.0.0.1 (redis-server binds it right after). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 /** One `PING` over a fresh connection: resolves the first reply line ("+PONG", "-LOADING …"). */
@@ -171,16 +147,7 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
   }
 
   async function terminate(signal: NodeJS.Signals): Promise<void> {
-    const proc = child;
-    if (proc === null || !running(proc)) return;
-    const exited = once(proc, 'exit');
-    proc.kill(signal);
-    const escalate = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    try {
-      await exited;
-    } finally {
-      clearTimeout(escalate);
-    }
+    if (child !== null) await endProcess(child, { signal, killAfterMs: 5000 });
   }
 
   // The port can be taken between freePort() and the bind: try another one then.

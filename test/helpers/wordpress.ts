@@ -13,6 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import type { TestMariaDb } from './mariadb.ts';
+import { readTextOr } from './process.ts';
 
 const run = promisify(execFile);
 
@@ -161,13 +162,7 @@ export async function writeWordPressConfig(
   let removed = false;
   return {
     file,
-    debugLog: () => {
-      try {
-        return fs.readFileSync(debugLog, 'utf8');
-      } catch {
-        return '(WordPress wrote no debug.log)';
-      }
-    },
+    debugLog: () => readTextOr(debugLog, '(WordPress wrote no debug.log)'),
     async remove(): Promise<void> {
       if (removed) return;
       removed = true;

@@ -1,0 +1,60 @@
+/**
+ * Start-up and shut-down plumbing shared by the helpers that run a real server (nginx, MariaDB,
+ * Redis, php-fpm): a free loopback port, stopping a child with a SIGKILL fallback, reading a log
+ * that may be gone.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+
+/** A port of 127.0.0.1 that was free a moment ago (the caller binds it right after, or retries). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** Whether `child` has not exited yet (neither an exit code nor a signal). */
+export function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+export interface EndProcessOptions {
+  /** The first signal (default SIGTERM). */
+  signal?: NodeJS.Signals;
+  /** SIGKILL after this many ms without an exit. */
+  killAfterMs: number;
+  /** How a signal is sent (default `child.kill`; e.g. to a whole process group instead). */
+  send?: (signal: NodeJS.Signals) => void;
+  /** Whether it still runs (default isRunning(child)); when false, nothing is sent. */
+  running?: () => boolean;
+}
+
+/** Sends `signal` to a running `child`, SIGKILL after `killAfterMs`; resolves once it exited. */
+export async function endProcess(child: ChildProcess, options: EndProcessOptions): Promise<void> {
+  const running = options.running ?? (() => isRunning(child));
+  if (!running()) return;
+  const send = options.send ?? ((signal: NodeJS.Signals) => void child.kill(signal));
+  const exited = once(child, 'exit');
+  send(options.signal ?? 'SIGTERM');
+  const timer = setTimeout(() => send('SIGKILL'), options.killAfterMs);
+  try {
+    await exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The text of `file`, or `missing` when it cannot be read (not written yet, or removed). */
+export function readTextOr(file: string, missing: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return missing;
+  }
+}
