@@ -12,17 +12,10 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import { APP_ROOT, startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type SseStream } from './helpers/sse-client.ts';
+import { runCleanups, type Cleanups } from './helpers/wait.ts';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      await fn();
-    } catch {
-      // keep cleaning up
-    }
-  }
-});
+const cleanups: Cleanups = [];
+afterEach(() => runCleanups(cleanups));
 
 async function redis(): Promise<TestRedis> {
   const r = await startRedis();

@@ -34,7 +34,7 @@ import {
   type FpmPool,
 } from './helpers/fpm-pool.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
-import { until } from './helpers/wait.ts';
+import { runCleanups, until, type Cleanups } from './helpers/wait.ts';
 
 /** Per test: a stall fails here instead of ending in a 504 after 60 s of fastcgi.read_timeout. */
 const TEST_TIMEOUT_MS = 30_000;
@@ -46,18 +46,8 @@ const TEST_TIMEOUT_MS = 30_000;
 const STALL_MIB = 8;
 const MIB = 1024 * 1024;
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  const errors: unknown[] = [];
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      await fn();
-    } catch (err) {
-      errors.push(err);
-    }
-  }
-  if (errors.length > 0) throw errors[0];
-});
+const cleanups: Cleanups = [];
+afterEach(() => runCleanups(cleanups));
 
 async function pool(): Promise<FpmPool> {
   const fpm = await startFpmPool({ pm: 'static', maxChildren: 2 });

@@ -20,6 +20,7 @@ import {
 } from './helpers/fpm-pool.ts';
 import { rawFastCgiRequest, scriptParams } from './helpers/raw-fastcgi.ts';
 import { APP_ROOT, type TestSidecar } from './helpers/sidecar.ts';
+import { runCleanups, type Cleanups } from './helpers/wait.ts';
 
 /** Per test: well under the 60 s of fastcgi.read_timeout, so a stall fails instead of passing late. */
 const TEST_TIMEOUT_MS = 30_000;
@@ -29,18 +30,8 @@ const TEST_TIMEOUT_MS = 30_000;
  */
 const REQUEST_TIMEOUT_MS = 5_000;
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  const errors: unknown[] = [];
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      await fn();
-    } catch (err) {
-      errors.push(err);
-    }
-  }
-  if (errors.length > 0) throw errors[0];
-});
+const cleanups: Cleanups = [];
+afterEach(() => runCleanups(cleanups));
 
 async function pool(shape: FpmPoolShape): Promise<FpmPool> {
   const fpm = await startFpmPool(shape);

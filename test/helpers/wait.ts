@@ -18,3 +18,22 @@ export async function until(
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Cleanup steps a test file registers; run them with runCleanups() in afterEach. */
+export type Cleanups = Array<() => Promise<void> | void>;
+
+/**
+ * Runs and empties `cleanups`, last registered first, every one even when some fail; then
+ * throws the first failure (a test's own failure is reported before it by vitest).
+ */
+export async function runCleanups(cleanups: Cleanups): Promise<void> {
+  const errors: unknown[] = [];
+  for (const fn of cleanups.splice(0).reverse()) {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
+}
