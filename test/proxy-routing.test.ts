@@ -238,3 +238,16 @@ describe('server.error_pages and server.headers', () => {
     }
   });
 });
+
+describe('server.error_pages with a PHP script', () => {
+  it('runs the script as a GET with the original REQUEST_URI and keeps the error status', async () => {
+    const s = await startTestSidecar({ 'server.error_pages': '403=/errors/403.php' });
+    try {
+      const res = await request(`${s.url}/.env?x=1`, { method: 'POST', body: 'ignored' });
+      expect(res.statusCode).toBe(403); // the script said 200: the error's status wins
+      expect(await res.body.text()).toBe('php error page for /.env?x=1 (GET)\n');
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -142,12 +142,14 @@ export const schema = {
     ),
     error_pages: map(
       {},
-      'Pages for the errors the sidecar itself answers (not PHP\'s own), nginx error_page: status -> a file path under the root, e.g. { "404" = "/404.html", "403" = "/403.html", "502" = "/50x.html" }. The status is kept.',
+      'Pages for the errors the sidecar itself answers (not PHP\'s own), nginx error_page: status -> a path under the root, a static file or a *.php script (run as GET with the original REQUEST_URI), e.g. { "404" = "/404.html", "502" = "/50x.php" }. The status is kept.',
       {
         check: (v) =>
-          Object.entries(v).every(([k, p]) => /^[45]\d\d$/.test(k) && p.startsWith('/'))
+          Object.entries(v).every(
+            ([k, p]) => /^[45]\d\d$/.test(k) && p.startsWith('/') && !p.split('/').includes('..'),
+          )
             ? null
-            : 'keys 4xx/5xx statuses, values paths starting with "/"',
+            : 'keys 4xx/5xx statuses, values paths under the root starting with "/" (no "..")',
       },
     ),
     follow_symlinks: bool(

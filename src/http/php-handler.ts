@@ -66,6 +66,11 @@ export async function handlePhp(
   deps: PhpHandlerDeps,
 ): Promise<void> {
   const config = deps.config();
+  if (ctx.errorStatus !== undefined) {
+    // An error page (nginx error_page's internal redirect): GET, without the request's body.
+    await runPhp(ctx, route, query, NO_BODY, deps, config);
+    return;
+  }
   let prepared: PreparedBody;
   try {
     prepared = await prepareBody(ctx.req, {
@@ -92,6 +97,8 @@ export async function handlePhp(
   }
 }
 
+const NO_BODY: PreparedBody = { length: null, body: null, cleanup: () => Promise.resolve() };
+
 /** A `server.stream_body_paths` route: its body goes to PHP as it arrives. */
 function streamsBody(ctx: RequestContext, config: SidecarConfig): boolean {
   const paths = config.server.stream_body_paths;
@@ -111,7 +118,8 @@ async function runPhp(
   const { req, res } = ctx;
   const params = buildCgiParams(
     cgiRequestInfo(ctx, {
-      method: req.method ?? 'GET',
+      method:
+        ctx.errorStatus !== undefined && req.method !== 'HEAD' ? 'GET' : (req.method ?? 'GET'),
       rawTarget: req.url ?? '/',
       query,
       headers: headerPairs(req.rawHeaders),
@@ -169,7 +177,11 @@ async function runPhp(
       return;
     }
     const { head } = parsed;
-    if (deps.interceptor && (await deps.interceptor.intercept(ctx, parsed, call))) return;
+    if (ctx.errorStatus !== undefined) {
+      // nginx `error_page 404 /404.php`: the answer keeps the error's status.
+      head.status = ctx.errorStatus;
+      head.statusText = null;
+    } else if (deps.interceptor && (await deps.interceptor.intercept(ctx, parsed, call))) return;
 
     const accel = cgiHeader(head, 'x-accel-redirect') ?? cgiHeader(head, 'x-sendfile');
     if (accel !== undefined) {

@@ -26,6 +26,13 @@ export interface RequestContext {
   error: string | null;
   /** server.error_pages: the page for an error status the sidecar answers itself, if any. */
   errorPage?: (status: number) => { body: Buffer; contentType: string } | null;
+  /**
+   * server.error_pages naming a PHP script: starts it (GET, no body, the error status kept) and
+   * returns true when it took the response; false when there is none or this is already one.
+   */
+  phpErrorPage?: (status: number) => boolean;
+  /** Set while a PHP error page runs: the status its response gets, whatever PHP says. */
+  errorStatus?: number;
 }
 
 /** Raw header name/value pairs of a request, in order (IncomingMessage.rawHeaders is flat). */
@@ -75,6 +82,7 @@ export function sendError(
     res.destroy();
     return;
   }
+  if (ctx.phpErrorPage?.(status) === true) return;
   const page = ctx.errorPage?.(status) ?? null;
   if (page !== null) {
     res.writeHead(status, {

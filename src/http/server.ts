@@ -192,7 +192,10 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     inFlight += 1;
     const ctx = makeContext(req, res, deps);
     const pages = deps.config().server.error_pages;
-    if (Object.keys(pages).length > 0) ctx.errorPage = (status) => errorPage(deps.config(), status);
+    if (Object.keys(pages).length > 0) {
+      ctx.errorPage = (status) => errorPage(deps.config(), status);
+      ctx.phpErrorPage = (status) => phpErrorPage(ctx, status, deps);
+    }
     // server.headers: on every response, errors included (nginx add_header … always); a header
     // the handler sets itself (PHP's own) replaces it.
     for (const [name, value] of Object.entries(deps.config().server.headers)) {
@@ -434,4 +437,33 @@ function errorPage(
   } catch {
     return null;
   }
+}
+
+/**
+ * server.error_pages naming a `*.php` under the root: runs it as nginx's error_page does (an
+ * internal GET to the script, REQUEST_URI and the query of the original request, the error's
+ * status kept). Never twice for one request: an error while it runs is answered plainly.
+ */
+function phpErrorPage(ctx: RequestContext, status: number, deps: HttpServerDeps): boolean {
+  const config = deps.config();
+  const path = config.server.error_pages[String(status)];
+  if (path?.endsWith('.php') !== true || ctx.errorStatus !== undefined || ctx.res.headersSent) {
+    return false;
+  }
+  const root = config.server.root;
+  const scriptFilename = (root.endsWith('/') ? root.slice(0, -1) : root) + path;
+  ctx.errorStatus = status;
+  ctx.kind = 'php';
+  const rawTarget = ctx.req.url ?? '/';
+  const q = rawTarget.indexOf('?');
+  handlePhp(
+    ctx,
+    { kind: 'php', scriptName: path, scriptFilename, pathInfo: '', documentUri: path },
+    q === -1 ? '' : rawTarget.slice(q + 1),
+    deps.php,
+  ).catch((err: unknown) => {
+    ctx.log.error({ requestId: ctx.requestId, err: toError(err) }, 'error page failed');
+    ctx.res.destroy();
+  });
+  return true;
 }
