@@ -191,16 +191,14 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     inFlight += 1;
     const ctx = makeContext(req, res, deps);
-    const pages = deps.config().server.error_pages;
-    if (Object.keys(pages).length > 0) {
+    const extras = responseExtras(deps.config());
+    if (extras.errorPages) {
       ctx.errorPage = (status) => errorPage(deps.config(), status);
       ctx.phpErrorPage = (status) => phpErrorPage(ctx, status, deps);
     }
     // server.headers: on every response, errors included (nginx add_header … always); a header
     // the handler sets itself (PHP's own) replaces it.
-    for (const [name, value] of Object.entries(deps.config().server.headers)) {
-      res.setHeader(name, value);
-    }
+    for (const [name, value] of extras.headers) res.setHeader(name, value);
     const socket = req.socket; // res 'close' may come after the socket is detached from req
     const bytesBefore = socket.bytesWritten;
     const exchange: Exchange = { ctx, cutBy: null };
@@ -405,6 +403,27 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
       await handlePhp(ctx, route, query, deps.php);
       return;
   }
+}
+
+/** What server.headers and server.error_pages add to a request, derived once per config. */
+const extrasByConfig = new WeakMap<
+  SidecarConfig,
+  { headers: ReadonlyArray<[string, string]>; errorPages: boolean }
+>();
+
+function responseExtras(config: SidecarConfig): {
+  headers: ReadonlyArray<[string, string]>;
+  errorPages: boolean;
+} {
+  let extras = extrasByConfig.get(config);
+  if (extras === undefined) {
+    extras = {
+      headers: Object.entries(config.server.headers),
+      errorPages: Object.keys(config.server.error_pages).length > 0,
+    };
+    extrasByConfig.set(config, extras);
+  }
+  return extras;
 }
 
 /** Largest error page sent from memory. */

@@ -317,19 +317,8 @@ export class Hub {
     close?: boolean | undefined;
   }): PublishResult {
     const channels = checkChannels(input.channels);
-    let delivered = 0;
-    let id: string | null = null;
-    if (input.seq > 0) {
-      const started = performance.now();
-      this.#seq = Math.max(this.#seq, input.seq);
-      id = formatEventId(this.#epoch, input.seq);
-      const frame: SseFrame = { data: input.data };
-      if (input.event !== undefined) frame.event = input.event;
-      delivered = this.#deliver(channels, input.seq, id, frame, input.publisherId);
-      this.#hooks.onDeliver?.(delivered, performance.now() - started);
-    }
-    const closed = input.close === true ? this.#closeChannels(channels) : 0;
-    return { id, subscribers: delivered, closed };
+    if (input.seq > 0) this.#seq = Math.max(this.#seq, input.seq);
+    return this.#emit(channels, input.seq, input);
   }
 
   /**
@@ -409,27 +398,42 @@ export class Hub {
    *   for no channel or a channel name outside the channel charset.
    */
   publish(input: PublishInput): PublishResult {
-    const { event, data, publisherId } = input;
-    if (event !== undefined && EVENT_FORBIDDEN.test(event)) {
-      throw new SidecarError(ErrorCodes.SSE_ENCODE, 'SSE event name must not contain CR or LF');
-    }
-    const channels = checkChannels(input.channels);
+    const channels = this.checkPublish(input);
     this.#hooks.onPublish?.(input.ingress, channels.length);
+    const { publisherId } = input;
+    const isEvent = !(input.close === true && input.data.length === 0);
+    if (
+      isEvent &&
+      publisherId !== undefined &&
+      channels.some((name) => this.#channels.get(name)?.history.hasPublisherId(publisherId))
+    ) {
+      return { id: null, subscribers: 0, closed: 0 };
+    }
+    return this.#emit(channels, isEvent ? ++this.#seq : 0, input);
+  }
+
+  /**
+   * Delivers one numbered event (seq 0: none, a close action alone) to `channels`' streams and
+   * history, then the close action if asked: the part a local publish and a cluster delivery share.
+   */
+  #emit(
+    channels: readonly string[],
+    seq: number,
+    input: {
+      data: Buffer;
+      event?: string | undefined;
+      publisherId?: string | undefined;
+      close?: boolean | undefined;
+    },
+  ): PublishResult {
     let id: string | null = null;
     let delivered = 0;
-    if (!(input.close === true && data.length === 0)) {
-      if (
-        publisherId !== undefined &&
-        channels.some((name) => this.#channels.get(name)?.history.hasPublisherId(publisherId))
-      ) {
-        return { id: null, subscribers: 0, closed: 0 };
-      }
+    if (seq > 0) {
       const started = performance.now();
-      const seq = ++this.#seq;
       id = formatEventId(this.#epoch, seq);
-      const frame: SseFrame = { data };
-      if (event !== undefined) frame.event = event;
-      delivered = this.#deliver(channels, seq, id, frame, publisherId);
+      const frame: SseFrame = { data: input.data };
+      if (input.event !== undefined) frame.event = input.event;
+      delivered = this.#deliver(channels, seq, id, frame, input.publisherId);
       this.#hooks.onDeliver?.(delivered, performance.now() - started);
     }
     const closed = input.close === true ? this.#closeChannels(channels) : 0;
