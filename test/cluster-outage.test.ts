@@ -97,6 +97,14 @@ describe('cluster: Redis outage', () => {
     const onB = await subscribe(b, 'outage', streams);
     await httpPublish(a, TOKEN, 'outage', 'outage', 'before');
     await Promise.all([onA, onB].map((st) => st.waitFor((f) => f.data === 'before')));
+    // Regression: a publish that went through the bus was not counted by the node that took it.
+    const published = async (node: typeof a): Promise<string | undefined> => {
+      const res = await request(`${node.adminUrl ?? ''}/metrics`);
+      return /^askr_events_published_total\{ingress="http"\} (\S+)$/m.exec(
+        await res.body.text(),
+      )?.[1];
+    };
+    expect([await published(a), await published(b)]).toEqual(['1', '0']);
 
     await redis.kill();
     await until(

@@ -112,6 +112,7 @@ export class ClusterNode implements EventBus {
         // Deduplicated channels: the script appends to each channel's stream once.
         const sent = await this.bus.publish({ ...input, channels });
         this.#hooks.onBusPublish?.();
+        this.#hub.notePublish(input.ingress, channels.length);
         if (sent === null) return { id: null, subscribers: 0, closed: 0 };
         if (sent.seq === 0) return { id: null, subscribers: 0, closed: 0 };
         // The copy may have come back on the pub/sub connection before the script's reply.

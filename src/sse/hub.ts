@@ -293,6 +293,11 @@ export class Hub {
     this.#tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   }
 
+  /** Counts a publish this node accepted for the cluster bus (askr_events_published_total). */
+  notePublish(ingress: IngressKind, channels: number): void {
+    this.#hooks.onPublish?.(ingress, channels);
+  }
+
   /**
    * Checks a publish without delivering it (cluster mode checks before sending to the bus).
    * @throws as {@link Hub.publish}.
