@@ -41,6 +41,19 @@ const PACKAGES = [
     modes: ['test'],
   },
   { pkg: 'php-mysql', file: '/usr/share/doc/php-mysql', modes: ['test'] },
+  // test/mercure-symfony.test.ts publishes with Symfony's Mercure component (0.6, Hub + Update),
+  // which sends over Symfony HttpClient (a dependency of the package; listed so that a missing
+  // transport is named here rather than as a PHP autoload error).
+  {
+    pkg: 'php-symfony-mercure',
+    file: '/usr/share/php/Symfony/Component/Mercure/autoload.php',
+    modes: ['test'],
+  },
+  {
+    pkg: 'php-symfony-http-client',
+    file: '/usr/share/php/Symfony/Component/HttpClient/autoload.php',
+    modes: ['test'],
+  },
   // test/nginx-parity.test.ts runs nginx with each app's documented config beside the sidecar.
   { pkg: 'nginx-light', file: '/usr/sbin/nginx', modes: ['test', 'bench'] },
   {

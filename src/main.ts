@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { schema, type SidecarConfig } from './config/schema.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, toError } from './errors.ts';
 import { FcgiPool, STALL_MS, type FcgiPoolHooks } from './fastcgi/pool.ts';
 import { MemoryBudget } from './cgi/spool.ts';
 import type { PhpHandlerHooks } from './http/php-handler.ts';
@@ -42,6 +42,10 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { startFpmStatusPoller } from './observability/fpm-status.ts';
 import { fpmReachable, startAdminServer, unixSocketPresent } from './observability/admin-server.ts';
 import { statusPageRoutes, type StatusSnapshot } from './observability/status-page.ts';
+import { TokenVerifier } from './mercure/token.ts';
+import type { TopicMatcher } from './mercure/matchers.ts';
+import { SubscriptionRegistry } from './mercure/subscriptions.ts';
+import { createMercureRoutes, tokenSettingsOf } from './mercure/mercure-route.ts';
 
 export interface Sidecar {
   /** "http://127.0.0.1:PORT" (or the unix path) the server listens on. */
@@ -251,6 +255,7 @@ export async function startSidecar(
     return new Map<string, ExtraRoute>([
       [c.sse.events_path, eventsRoute],
       [c.sse.publish_path, publishRoute],
+      ...(c.mercure.enabled ? mercure.exact : []),
     ]);
   };
   let presence: Presence;
@@ -268,9 +273,40 @@ export async function startSidecar(
       logger,
     });
     const observed = clusterPresence;
-    cluster.observer = (event) => observed.observe(event);
     presence = observed;
   }
+  // Mercure: keys are imported now (a bad key stops the start with its config key named).
+  const patternAbortLog = new RateLimitedLog(logger, 'warn');
+  const onPatternAborted = (matcher: TopicMatcher): void => {
+    metrics.onMercurePatternAborted();
+    patternAbortLog.log(
+      { pattern: matcher.pattern.slice(0, 256) },
+      'mercure: a URL pattern hit its evaluation time limit and now matches nothing',
+    );
+  };
+  let verifier = await TokenVerifier.create(tokenSettingsOf(config, onPatternAborted));
+  const mercureRegistry = new SubscriptionRegistry({
+    hubPath: () => config.mercure.path,
+    publish,
+    logger,
+    ...(cluster === null ? {} : { nodeId: cluster.nodeId }),
+  });
+  if (cluster !== null) {
+    const observedPresence = clusterPresence;
+    cluster.observer = (event) => {
+      observedPresence?.observe(event);
+      mercureRegistry.observe(event);
+    };
+  }
+  const mercure = createMercureRoutes({
+    hub,
+    publish,
+    config: () => config,
+    verifier: () => verifier,
+    registry: mercureRegistry,
+    onRejected: (reason) => metrics.onRejected(reason),
+    onPatternAborted,
+  });
   const eventsRoute = createEventsRoute({
     hub,
     sharedHistory,
@@ -295,6 +331,11 @@ export async function startSidecar(
     ...metrics.httpHooks(),
     upstream: () => upstreamProxy,
     extraRoutes: () => routeMap,
+    prefixRoutes: () => (config.mercure.enabled ? [mercure.prefix] : []),
+    phpHeaders: () =>
+      config.mercure.enabled && config.mercure.discovery
+        ? ['Link', `<${config.mercure.path}>; rel="mercure"`]
+        : [],
     php: {
       pool,
       config: () => config,
@@ -380,6 +421,17 @@ export async function startSidecar(
       http.server.maxConnections = next.server.max_connections;
       budget.limitBytes = next.server.buffer_memory_limit;
       routeMap = routes();
+      // Keys are imported asynchronously: the running ones serve until the new ones are ready.
+      TokenVerifier.create(tokenSettingsOf(next, onPatternAborted)).then(
+        (v) => {
+          verifier = v;
+        },
+        (err: unknown) =>
+          logger.error(
+            { err: toError(err).message },
+            'mercure keys not reloaded; keeping the running ones',
+          ),
+      );
       upstreamProxy.reconfigure(next.proxy.routes, next.proxy.connect_timeout, next.proxy.timeout);
       hub.reconfigure({
         historySize: next.sse.history_size,

@@ -107,7 +107,7 @@ describe('admin server', () => {
     const metrics = createMetrics(registry);
     metrics.bindSources({
       pool: () => ({ open: 2, busy: 1, idle: 1, queued: 0 }),
-      hub: () => ({ connections: 1, channels: 1, byKind: { hold: 1, events: 0 } }),
+      hub: () => ({ connections: 1, channels: 1, byKind: { hold: 1, events: 0, mercure: 0 } }),
     });
     metrics.onRequestDone('php', 200, 12);
     metrics.onRequestDone('sse', 499, 60_000);

@@ -134,18 +134,20 @@ export function isInstructionHeader(name: string): boolean {
 
 /**
  * PHP's headers as a flat [name, value, ...] list for writeHead, minus instructions and any
- * lowercase name in `drop`, plus X-Request-Id.
+ * lowercase name in `drop`, plus X-Request-Id and `extra` (the sidecar's own, added beside PHP's
+ * headers of the same name, e.g. Mercure discovery's Link).
  */
 export function clientHeaders(
   head: CgiHead,
   requestId: string,
   drop: ReadonlySet<string> = new Set(),
+  extra: readonly string[] = [],
 ): string[] {
   const out: string[] = [];
   for (const [name, value] of head.headers) {
     if (isInstructionHeader(name) || (drop.size > 0 && drop.has(name.toLowerCase()))) continue;
     out.push(name, value);
   }
-  out.push('X-Request-Id', requestId);
+  out.push('X-Request-Id', requestId, ...extra);
   return out;
 }

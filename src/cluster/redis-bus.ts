@@ -15,6 +15,7 @@ import { Redis } from 'ioredis';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { parseRedisUrl } from './redis-url.ts';
 import type { SharedHistoryEntry } from '../sse/shared-history.ts';
+import type { TopicMeta } from '../sse/hub.ts';
 
 /** One event as the bus carries it. */
 export interface BusEvent {
@@ -30,6 +31,8 @@ export interface BusEvent {
   /** Pushpin's close action: end every stream of these channels after the event. */
   close: boolean;
   data: Buffer;
+  /** Mercure fields (private flag, the publisher's id, retry), when it was a Mercure publish. */
+  topicMeta: TopicMeta | undefined;
 }
 
 /** One stored history entry of a channel (the shape the hub merges). */
@@ -59,7 +62,8 @@ export interface BusOptions {
   onError?(err: Error): void;
 }
 
-/** The publish script. ARGV: prefix, maxlen, publisherId, dedupeTtlMs, event, origin, close, data, channels... */
+/** The publish script. ARGV: prefix, maxlen, publisherId, dedupeTtlMs, event, origin, close, data,
+ * meta (JSON of the Mercure fields, or ''), channels... */
 const PUBLISH_LUA = `
 local p = ARGV[1]
 local maxlen = tonumber(ARGV[2])
@@ -69,6 +73,7 @@ local event = ARGV[5]
 local origin = ARGV[6]
 local close = ARGV[7]
 local data = ARGV[8]
+local meta = ARGV[9]
 if pid ~= '' then
   if not redis.call('SET', p .. 'pub:' .. pid, '1', 'NX', 'PX', ttl) then return {-1, ''} end
 end
@@ -78,18 +83,18 @@ local isEvent = not (close == '1' and data == '')
 local seq = 0
 if isEvent then seq = redis.call('INCR', p .. 'seq') end
 local channels = {}
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   local ch = ARGV[i]
   channels[#channels + 1] = ch
   if isEvent then
     if maxlen > 0 then
       redis.call('XADD', p .. 'h:' .. ch, 'MAXLEN', maxlen, seq .. '-0',
-        'e', event, 'd', data, 't', now, 'p', pid, 'r', i - 9)
+        'e', event, 'd', data, 't', now, 'p', pid, 'r', i - 10, 'm', meta)
     end
     redis.call('HSET', p .. 'last', ch, seq)
   end
 end
-local header = cjson.encode({seq, now, origin, pid, event, close, channels})
+local header = cjson.encode({seq, now, origin, pid, event, close, channels, meta})
 redis.call('PUBLISH', p .. 'bus', header .. '\\n' .. data)
 return {seq, redis.call('GET', p .. 'epoch') or ''}
 `;
@@ -203,6 +208,7 @@ export class RedisBus {
     event?: string | undefined;
     publisherId?: string | undefined;
     close?: boolean | undefined;
+    topicMeta?: TopicMeta | undefined;
   }): Promise<{ seq: number; epoch: string } | null> {
     if (this.#state !== 'up') throw this.#unavailable();
     const maxAge = this.#options.historyMaxAgeMs();
@@ -216,6 +222,7 @@ export class RedisBus {
       this.#options.nodeId,
       input.close === true ? '1' : '0',
       input.data,
+      input.topicMeta === undefined ? '' : JSON.stringify(input.topicMeta),
       ...input.channels,
     ];
     let reply: unknown;
@@ -372,7 +379,7 @@ export function decodeBusMessage(message: Buffer): BusEvent | null {
     return null;
   }
   if (!Array.isArray(header) || header.length < 7) return null;
-  const [seq, time, origin, pid, event, close, channels] = header as unknown[];
+  const [seq, time, origin, pid, event, close, channels, meta] = header as unknown[];
   if (typeof seq !== 'number' || typeof time !== 'number' || typeof origin !== 'string') {
     return null;
   }
@@ -387,6 +394,25 @@ export function decodeBusMessage(message: Buffer): BusEvent | null {
     publisherId: typeof pid === 'string' && pid !== '' ? pid : undefined,
     close: close === '1',
     data: message.subarray(newline + 1),
+    topicMeta: decodeTopicMeta(typeof meta === 'string' ? meta : ''),
+  };
+}
+
+/** The Mercure fields the publish script carried ('' or JSON); undefined when absent or bad. */
+export function decodeTopicMeta(text: string): TopicMeta | undefined {
+  if (text === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  return {
+    private: v['private'] === true,
+    id: typeof v['id'] === 'string' ? v['id'] : undefined,
+    retryMs: typeof v['retryMs'] === 'number' ? v['retryMs'] : undefined,
   };
 }
 
@@ -406,6 +432,7 @@ function decodeEntry(id: Buffer, fields: Buffer[]): BusHistoryEntry | null {
     event: event === '' ? undefined : event,
     publisherId: pid === '' ? undefined : pid,
     data: map.get('d') ?? Buffer.alloc(0),
+    topicMeta: decodeTopicMeta(map.get('m')?.toString('utf8') ?? ''),
   };
 }
 

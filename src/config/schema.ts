@@ -480,6 +480,78 @@ export const schema = {
       { check: nonNegative },
     ),
   },
+  mercure: {
+    enabled: bool(
+      false,
+      'Serve the Mercure 1.0 protocol (subscribe, publish, active subscriptions) at mercure.path. Mercure topics and askr channels are one stream: askr_broadcast reaches Mercure subscribers and Mercure publishes reach /askr/events.',
+      { restart: true },
+    ),
+    path: str('/.well-known/mercure', 'URL path of the hub.', { check: urlPath, restart: true }),
+    audience: str(
+      '',
+      'Resource identifier tokens must carry in `aud`; empty: the hub URL as requested (scheme://host/.well-known/mercure).',
+    ),
+    issuers: list(
+      [],
+      'Accepted `iss` values of access tokens (self-issuing publishers use their own URL). Required when a key is set, unless compatibility is on.',
+    ),
+    jwt_key: str(
+      '',
+      'Key verifying both publishers\' and subscribers\' tokens: an HMAC secret (HS256/384/512) or a PEM public key (RSA, EC, Ed25519), inline or as "file:/path". Usually set by env ASKR_MERCURE_JWT_KEY.',
+    ),
+    publisher_jwt_key: str('', "Publishers' key (overrides jwt_key for publishing); same forms."),
+    subscriber_jwt_key: str(
+      '',
+      "Subscribers' key (overrides jwt_key for subscribing); same forms.",
+    ),
+    jwt_algorithms: list(
+      [],
+      'Accepted signature algorithms; empty: those of the key type (HS256/384/512 for a secret, RS256/384/512 and PS256/384/512 for RSA, ES256/384/512 for EC, EdDSA for Ed25519). "none" is never accepted.',
+    ),
+    anonymous: bool(
+      false,
+      'Let subscribers without a token connect (they receive public updates only).',
+    ),
+    subscriptions: bool(
+      false,
+      'Active subscriptions: publish a subscription event when a subscription starts or ends, and serve the subscriptions API.',
+    ),
+    cookie_name: str(
+      '__Secure-mercure_access_token',
+      "Cookie carrying a browser's access token (EventSource cannot send Authorization). A `__Secure-` cookie needs HTTPS: use another name for plain-HTTP development.",
+    ),
+    cors_origins: list(
+      [],
+      'Origins allowed to subscribe cross-origin (with credentials: listed origins only; "*" allows any origin without credentials).',
+    ),
+    publish_origins: list(
+      [],
+      'Origins allowed to publish with the cookie from a browser (CSRF defence); a cookie-authorized publish from any other origin, or with neither Origin nor Referer, is refused.',
+    ),
+    compatibility: bool(
+      false,
+      'Accept Mercure 0.x clients too: `topic=` selectors (strings and URI Templates), the `mercure` token claim, tokens without typ/aud/exp/iss, the mercureAuthorization cookie, the `authorization` and `lastEventID` query parameters, 0.x subscription topics. Weakens token checks.',
+    ),
+    discovery: bool(
+      false,
+      'Add `Link: <mercure.path>; rel="mercure"` to every PHP response (Mercure discovery).',
+    ),
+    max_matchers: int(
+      32,
+      'Topic matchers (match, match_urlpattern, topic) one subscribe request may carry.',
+      {
+        check: positive,
+      },
+    ),
+    max_topics: int(32, 'Topics one publish may carry.', { check: positive }),
+    max_topic_length: size('2KiB', 'Longest topic or matcher accepted (bytes).', {
+      check: positive,
+    }),
+    max_update_size: size('1MiB', 'Largest publish request body (form-encoded).', {
+      check: positive,
+    }),
+    max_token_size: size('16KiB', 'Largest access token accepted.', { check: positive }),
+  },
 } as const;
 
 export type Schema = typeof schema;

@@ -205,7 +205,11 @@ async function runPhp(
         // Unbuffered: every flush() of PHP goes out at once (Nagle off, head sent now).
         req.socket.setNoDelay(true);
       }
-      res.writeHead(head.status, head.statusText ?? undefined, clientHeaders(head, ctx.requestId));
+      res.writeHead(
+        head.status,
+        head.statusText ?? undefined,
+        clientHeaders(head, ctx.requestId, undefined, ctx.phpHeaders),
+      );
       if (unbuffered) res.flushHeaders();
       await pump(res, parsed.rest, parsed.read, pumpOptions);
       await call.done;
@@ -223,7 +227,11 @@ async function runPhp(
     });
     spool = buffer;
     const producing = spoolBody(parsed, call, buffer);
-    res.writeHead(head.status, head.statusText ?? undefined, clientHeaders(head, ctx.requestId));
+    res.writeHead(
+      head.status,
+      head.statusText ?? undefined,
+      clientHeaders(head, ctx.requestId, undefined, ctx.phpHeaders),
+    );
     await pump(res, Buffer.alloc(0), () => buffer.read(), pumpOptions);
     await producing;
     res.end();
@@ -260,7 +268,7 @@ async function sendWhole(ctx: RequestContext, response: PhpResponse): Promise<vo
     chunks.push(chunk);
     length += chunk.length;
   }
-  const headers = clientHeaders(head, ctx.requestId);
+  const headers = clientHeaders(head, ctx.requestId, undefined, ctx.phpHeaders);
   // PHP's own Content-Length (header('Content-Length: ...')) is kept as it is, as before.
   if (cgiHeader(head, 'content-length') === undefined) {
     headers.push('Content-Length', String(length));

@@ -33,6 +33,8 @@ export interface RequestContext {
   phpErrorPage?: (status: number) => boolean;
   /** Set while a PHP error page runs: the status its response gets, whatever PHP says. */
   errorStatus?: number;
+  /** Headers (flat name, value list) every PHP response gets beside PHP's own (Mercure discovery). */
+  phpHeaders?: readonly string[];
 }
 
 /** Raw header name/value pairs of a request, in order (IncomingMessage.rawHeaders is flat). */

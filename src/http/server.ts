@@ -41,6 +41,10 @@ export interface HttpServerDeps {
   php: PhpHandlerDeps;
   /** Exact-path routes checked before the filesystem (e.g. "/askr/events"). */
   extraRoutes?: () => ReadonlyMap<string, ExtraRoute>;
+  /** Path-prefix routes (a prefix ends with "/"), checked after the exact ones. */
+  prefixRoutes?: () => ReadonlyArray<readonly [string, ExtraRoute]>;
+  /** Headers every PHP response gets beside PHP's own (flat name, value list). */
+  phpHeaders?: () => readonly string[];
   /** HTTP upstream routes ([proxy] routes), checked before the filesystem; WebSocket upgrades too. */
   upstream?: () => UpstreamProxy | null;
   /** Called once per finished request (metrics). */
@@ -344,12 +348,16 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
   const extra = deps.extraRoutes?.();
   if (extra !== undefined && extra.size > 0) {
     const q = rawTarget.indexOf('?');
-    const handler = extra.get(q === -1 ? rawTarget : rawTarget.slice(0, q));
+    const path = q === -1 ? rawTarget : rawTarget.slice(0, q);
+    const handler =
+      extra.get(path) ?? deps.prefixRoutes?.().find(([prefix]) => path.startsWith(prefix))?.[1];
     if (handler !== undefined) {
       await handler(ctx, new URL(rawTarget, 'http://sidecar.invalid'));
       return;
     }
   }
+  const phpHeaders = deps.phpHeaders?.();
+  if (phpHeaders !== undefined && phpHeaders.length > 0) ctx.phpHeaders = phpHeaders;
   const upstream = deps.upstream?.() ?? null;
   const upstreamRoute = upstream?.match(rawTarget) ?? null;
   if (upstream !== null && upstreamRoute !== null) {

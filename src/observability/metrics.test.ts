@@ -153,7 +153,7 @@ describe('createMetrics', () => {
     let pool = { open: 3, busy: 2, idle: 1, queued: 4 };
     metrics.bindSources({ pool: () => pool });
     metrics.bindSources({
-      hub: () => ({ connections: 5, channels: 2, byKind: { hold: 3, events: 2 } }),
+      hub: () => ({ connections: 5, channels: 2, byKind: { hold: 3, events: 2, mercure: 0 } }),
     });
     metrics.passthrough(1);
     metrics.passthrough(1);

@@ -48,6 +48,10 @@ export const REQUEST_REJECT_REASONS = [
   'publish_too_large',
   'publish_bad_request',
   'publish_bad_channel',
+  'mercure_no_token',
+  'mercure_invalid_token',
+  'mercure_invalid_request',
+  'mercure_insufficient_scope',
   'other',
 ] as const;
 export const DATAGRAM_REJECT_REASONS = [
@@ -56,7 +60,13 @@ export const DATAGRAM_REJECT_REASONS = [
   'other',
 ] as const;
 const TIMEOUT_KINDS = ['connect', 'send', 'read', 'queue'] as const;
-const INGRESS_KINDS = ['datagram', 'http', 'grip', 'internal'] as const satisfies IngressKind[];
+const INGRESS_KINDS = [
+  'datagram',
+  'http',
+  'grip',
+  'internal',
+  'mercure',
+] as const satisfies IngressKind[];
 const LOST_REASONS = ['too_old', 'epoch', 'unknown_id', 'bus'] as const satisfies LostReason[];
 
 /** Seconds. Request latency: static files in µs, PHP up to the 60 s read timeout. */
@@ -99,6 +109,8 @@ export interface Metrics {
   onRejected(reason: string): void;
   /** A rejected datagram (DatagramIngressOptions.onReject); unknown reasons count as `other`. */
   onDatagramReject(reason: string): void;
+  /** A Mercure URL pattern hit its evaluation time limit (it matches nothing from then on). */
+  onMercurePatternAborted(): void;
   /** The supervisor restarted php-fpm (ManagedFpmOptions.onRestart). */
   onFpmRestart(): void;
   /** Time from sending to FPM until the CGI head arrived, ms (RequestContext.upstreamMs). */
@@ -149,6 +161,11 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     name: 'askr_sse_stream_duration_seconds',
     help: 'Lifetime of requests of kind sse (holds, events endpoint, passthrough), refused ones included.',
     buckets: STREAM_BUCKETS,
+    registers,
+  });
+  const mercurePatternAborts = new Counter({
+    name: 'askr_mercure_pattern_aborts_total',
+    help: 'Mercure URL patterns (subscriptions or token grants) stopped at their evaluation time limit; such a pattern matches nothing from then on.',
     registers,
   });
   const rejectedRequests = new Counter({
@@ -300,6 +317,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
       const s = sources.hub?.();
       sseConnections.set({ kind: 'hold' }, s?.byKind.hold ?? 0);
       sseConnections.set({ kind: 'events' }, s?.byKind.events ?? 0);
+      sseConnections.set({ kind: 'mercure' }, s?.byKind.mercure ?? 0);
       sseConnections.set({ kind: 'passthrough' }, passthroughOpen);
     },
   });
@@ -437,6 +455,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     }),
     onRequestDone,
     onRejected,
+    onMercurePatternAborted: () => mercurePatternAborts.inc(),
     onDatagramReject: (reason) => {
       rejectedDatagrams.inc({ reason: pick(DATAGRAM_REJECT_REASONS, reason, 'other') });
     },

@@ -5,6 +5,29 @@
  * been evicted (false positives are possible after the tombstone TTL, false negatives are not).
  */
 
+/**
+ * One published event as every door sees it: the channel histories it went to share it, and a
+ * Mercure stream's frame is encoded from it once, on first use. Channels are topics (Mercure
+ * topics and askr channels are one namespace).
+ */
+export interface EventRecord {
+  readonly seq: number;
+  readonly channels: readonly string[];
+  readonly data: Buffer;
+  readonly event: string | undefined;
+  /** The publisher marked it private (Mercure `private`): askr streams get it on private-* /
+   * presence-* channels only. */
+  readonly privateField: boolean;
+  /** Mercure readers need a subscribe grant: privateField, or a private-* / presence-* channel. */
+  readonly private: boolean;
+  /** The id a Mercure publisher chose; undefined: the hub's own (`urn:askr:<epoch>-<seq>`). */
+  readonly mercureId: string | undefined;
+  /** Mercure `retry` (ms), written as the frame's `retry:` field. */
+  readonly retryMs: number | undefined;
+  /** The Mercure encoding, made on first use and shared by every Mercure stream. */
+  mercureFrame?: Buffer;
+}
+
 /** One stored event, already encoded for its channel (the bytes replay writes). */
 export interface HistoryEntry {
   readonly seq: number;
@@ -15,6 +38,8 @@ export interface HistoryEntry {
    * keeps the copy with the lowest rank, as live delivery does. */
   readonly rank: number;
   readonly frame: Buffer;
+  /** The event itself (absent for entries restored from a state file of an older version). */
+  readonly record?: EventRecord;
 }
 
 /** `<epoch>-<seq>`: orders events across channels within one hub instance. */
@@ -233,12 +258,14 @@ export function planReplay(
   histories: readonly EventHistory[],
   afterSeq: number,
   budgetBytes: number,
+  skip?: (entry: HistoryEntry, historyIndex: number) => boolean,
 ): ReplayPlan {
   let tooOld = false;
   const picked = new Map<number, HistoryEntry>();
-  for (const history of histories) {
+  for (const [index, history] of histories.entries()) {
     if (history.evictedMaxSeq > afterSeq) tooOld = true;
     for (const entry of history.since(afterSeq)) {
+      if (skip?.(entry, index) === true) continue;
       const seen = picked.get(entry.seq);
       if (seen === undefined || entry.rank < seen.rank) picked.set(entry.seq, entry);
     }

@@ -34,7 +34,7 @@ const REPLACED = new Set(['content-type', 'cache-control', 'content-length']);
 
 /** PHP's headers minus instructions and the replaced ones, then the SSE head. */
 function streamHead(head: CgiHead, ctx: RequestContext): string[] {
-  const out = clientHeaders(head, ctx.requestId, REPLACED);
+  const out = clientHeaders(head, ctx.requestId, REPLACED, ctx.phpHeaders);
   for (const [k, v] of Object.entries(SSE_HEADERS)) out.push(k, v);
   return out;
 }
@@ -138,7 +138,10 @@ async function passthrough(
 ): Promise<void> {
   ctx.kind = 'sse';
   const { head } = response;
-  const headers = head.status === 200 ? streamHead(head, ctx) : clientHeaders(head, ctx.requestId);
+  const headers =
+    head.status === 200
+      ? streamHead(head, ctx)
+      : clientHeaders(head, ctx.requestId, undefined, ctx.phpHeaders);
   ctx.req.socket.setNoDelay(true);
   ctx.res.writeHead(head.status, head.statusText ?? undefined, headers);
   ctx.res.flushHeaders();

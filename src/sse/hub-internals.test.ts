@@ -14,6 +14,7 @@ import {
   SINK_WRITE_OVERHEAD_BYTES,
   type HubOptions,
   type SseSink,
+  type TopicView,
 } from './hub.ts';
 import { PING_FRAME } from './sse-encoder.ts';
 
@@ -193,7 +194,11 @@ describe('fan-out', () => {
     handle.close();
     expect(sink.ended).toBe(true);
     expect(hub.admissionProblem('10.0.0.9')).toBeNull();
-    expect(hub.stats()).toEqual({ connections: 0, channels: 0, byKind: { hold: 0, events: 0 } });
+    expect(hub.stats()).toEqual({
+      connections: 0,
+      channels: 0,
+      byKind: { hold: 0, events: 0, mercure: 0 },
+    });
   });
 
   it('writes initial bytes after retry: and before replay (holds)', () => {
@@ -210,7 +215,7 @@ describe('fan-out', () => {
     });
     expect(sink.text()).toBe('retry: 3000\n\ndata: from php\n\nid: ep0-1@h\ndata: missed\n\n');
     expect(sink.chunks).toHaveLength(1); // one write, not one per replayed event
-    expect(hub.stats().byKind).toEqual({ hold: 1, events: 0 });
+    expect(hub.stats().byKind).toEqual({ hold: 1, events: 0, mercure: 0 });
   });
 
   it('drops a stream whose sink throws, without throwing out of publish', () => {
@@ -729,5 +734,161 @@ describe('slow-subscriber accounting (what a stream holds is what the bound comp
     expect(sink.destroyed).toBe(true);
     expect(hub.stats().connections).toBe(0);
     expect(hub.queuedBytes()).toBe(0);
+  });
+});
+
+describe('topic views (Mercure streams on the same hub)', () => {
+  /** A view over exact topics and a predicate for the rest; `reads` lists readable topics. */
+  const view = (
+    exact: string[],
+    opts: { pattern?: (t: string) => boolean; reads?: string[] } = {},
+  ): TopicView => ({
+    exact,
+    patterns: opts.pattern !== undefined,
+    selects: (topics) => topics.some((t) => exact.includes(t) || (opts.pattern?.(t) ?? false)),
+    mayRead: (topics) => topics.some((t) => opts.reads?.includes(t) ?? false),
+  });
+  const mercureSub = (hub: Hub, v: TopicView, initial?: Buffer): FakeSink => {
+    const sink = new FakeSink();
+    hub.subscribe({
+      sink,
+      channels: v.exact,
+      view: v,
+      clientIp: '10.0.0.9',
+      kind: 'mercure',
+      ...(initial === undefined ? {} : { initial }),
+    });
+    return sink;
+  };
+  const mercurePub = (
+    hub: Hub,
+    topics: string[],
+    text: string,
+    meta: { private?: boolean; id?: string; retryMs?: number; event?: string } = {},
+  ) =>
+    hub.publish({
+      channels: topics,
+      data: Buffer.from(text),
+      ...(meta.event === undefined ? {} : { event: meta.event }),
+      topicMeta: { private: meta.private === true, id: meta.id, retryMs: meta.retryMs },
+      ingress: 'mercure',
+    });
+
+  it('delivers an askr publish to an exact view and a Mercure publish to an askr stream, each in its own id form', () => {
+    const hub = makeHub();
+    const askr = subscribe(hub, ['orders']).sink;
+    const mercure = mercureSub(hub, view(['orders']));
+    pub(hub, ['orders'], 'from-askr');
+    mercurePub(hub, ['orders'], 'from-mercure', { id: 'urn:x:1', event: 'shipped' });
+    expect(askr.events().map((e) => [e.id, e.data])).toEqual([
+      ['ep0-1@orders', 'from-askr'],
+      ['ep0-2@orders', 'from-mercure'],
+    ]);
+    expect(mercure.events()).toEqual([
+      { id: 'urn:askr:ep0-1', event: '', data: 'from-askr' },
+      { id: 'urn:x:1', event: 'shipped', data: 'from-mercure' },
+    ]);
+    expect(hub.stats().byKind).toEqual({ hold: 0, events: 1, mercure: 1 });
+  });
+
+  it('offers every event to a pattern view, once per event even when several topics match', () => {
+    const hub = makeHub();
+    const books = mercureSub(hub, view([], { pattern: (t) => t.startsWith('https://ex/books/') }));
+    mercurePub(hub, ['https://ex/books/1', 'https://ex/books/2'], 'two-topics');
+    mercurePub(hub, ['https://ex/authors/1'], 'not-selected');
+    expect(books.events().map((e) => e.data)).toEqual(['two-topics']);
+  });
+
+  it('gives private updates only to views whose grants read one of the topics, and to askr streams only on private-* channels', () => {
+    const hub = makeHub();
+    const anonymous = mercureSub(hub, view(['a']));
+    const granted = mercureSub(hub, view(['a'], { reads: ['alt'] }));
+    const askrPublic = subscribe(hub, ['a']).sink;
+    const askrPrivate = subscribe(hub, ['private-a']).sink;
+    mercurePub(hub, ['a', 'alt', 'private-a'], 'secret', { private: true });
+    expect(anonymous.events()).toEqual([]);
+    expect(granted.events().map((e) => e.data)).toEqual(['secret']);
+    expect(askrPublic.events()).toEqual([]);
+    expect(askrPrivate.events().map((e) => e.data)).toEqual(['secret']);
+    // An askr publish on a private-* channel is private for Mercure readers.
+    const privateView = mercureSub(hub, view(['private-a']));
+    pub(hub, ['private-a'], 'laravel-private');
+    expect(privateView.events()).toEqual([]);
+  });
+
+  it('plans a resume from a hub id, a publisher id or earliest, honouring grants, with the anchor', () => {
+    const hub = makeHub();
+    mercurePub(hub, ['t'], 'one', { id: 'custom-1' });
+    mercurePub(hub, ['t'], 'two');
+    mercurePub(hub, ['t'], 'hidden', { private: true });
+    mercurePub(hub, ['other'], 'elsewhere');
+    const v = view(['t']);
+    const text = (frames: Buffer[]): string[] =>
+      frames.map((f) => /data: (.*)/.exec(f.toString())?.[1] ?? '');
+    const fromCustom = hub.planTopicReplay(v, 'custom-1');
+    expect(fromCustom.anchor).toBe('custom-1');
+    expect(text(fromCustom.frames)).toEqual(['two']);
+    const fromHubId = hub.planTopicReplay(v, 'urn:askr:ep0-1');
+    expect(fromHubId.anchor).toBe('urn:askr:ep0-1');
+    expect(text(fromHubId.frames)).toEqual(['two']);
+    const earliest = hub.planTopicReplay(v, 'earliest');
+    expect(earliest.anchor).toBe('earliest');
+    expect(text(earliest.frames)).toEqual(['one', 'two']);
+    const unknown = hub.planTopicReplay(v, 'never-published');
+    expect(unknown.anchor).toBe('earliest');
+    expect(text(unknown.frames)).toEqual([
+      '{"reason":"unknown_id","lastEventId":"never-published"}',
+      'one',
+      'two',
+    ]);
+    const reader = hub.planTopicReplay(view(['t'], { reads: ['t'] }), 'custom-1');
+    expect(text(reader.frames)).toEqual(['two', 'hidden']);
+  });
+
+  it('reports an evicted resume point as earliest with askr:lost carrying a Mercure id', () => {
+    const hub = makeHub({ historySize: 2 });
+    for (const n of [1, 2, 3, 4]) mercurePub(hub, ['t'], `e${n}`);
+    const plan = hub.planTopicReplay(view(['t']), 'urn:askr:ep0-1');
+    expect(plan.anchor).toBe('earliest');
+    const first = plan.frames[0]?.toString() ?? '';
+    expect(first).toContain('event: askr:lost');
+    expect(first).toContain('id: urn:askr:ep0-4');
+  });
+
+  it('accepts topics outside the askr charset for Mercure publishes only', () => {
+    const hub = makeHub();
+    expect(mercurePub(hub, ['https://ex/a b@c'], 'x').id).toBe('ep0-1');
+    const codeOf = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+      } catch (err) {
+        return err instanceof SidecarError ? err.code : 'not a SidecarError';
+      }
+      return undefined;
+    };
+    expect(
+      codeOf(() =>
+        hub.publish({ channels: ['https://ex/a'], data: Buffer.from('x'), ingress: 'http' }),
+      ),
+    ).toBe(ErrorCodes.BAD_REQUEST);
+    expect(codeOf(() => mercurePub(hub, ['bad\ntopic'], 'x'))).toBe(ErrorCodes.BAD_REQUEST);
+  });
+
+  it('ends a stream at its expiry time', () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'] });
+    const hub = makeHub();
+    const sink = new FakeSink();
+    hub.subscribe({
+      sink,
+      channels: ['t'],
+      view: view(['t']),
+      clientIp: '10.0.0.9',
+      kind: 'mercure',
+      expiresAt: clock + 5000,
+    });
+    advance(4999);
+    expect(sink.ended).toBe(false);
+    advance(1);
+    expect(sink.ended).toBe(true);
   });
 });

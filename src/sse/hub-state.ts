@@ -8,6 +8,8 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import type { HubState } from './hub.ts';
+import type { EventRecord } from './event-history.ts';
+import { isPrivateChannel } from './channel-rules.ts';
 
 interface StoredEntry {
   seq: number;
@@ -15,6 +17,17 @@ interface StoredEntry {
   publisherId?: string;
   rank: number;
   frame: string;
+  /** The event itself (Mercure streams replay from it); shared by seq across channels. */
+  record?: StoredRecord;
+}
+
+interface StoredRecord {
+  channels: string[];
+  data: string;
+  event?: string;
+  privateField: boolean;
+  mercureId?: string;
+  retryMs?: number;
 }
 
 interface StoredState {
@@ -41,6 +54,7 @@ export async function saveHubState(path: string, state: HubState): Promise<void>
         ...(e.publisherId === undefined ? {} : { publisherId: e.publisherId }),
         rank: e.rank,
         frame: e.frame.toString('base64'),
+        ...(e.record === undefined ? {} : { record: storeRecord(e.record) }),
       })),
     })),
     tombstones: state.tombstones,
@@ -48,6 +62,34 @@ export async function saveHubState(path: string, state: HubState): Promise<void>
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, JSON.stringify(stored), { mode: 0o600 });
   await rename(tmp, path); // atomic: a crash mid-write never leaves a torn file
+}
+
+function storeRecord(r: EventRecord): StoredRecord {
+  return {
+    channels: [...r.channels],
+    data: r.data.toString('base64'),
+    ...(r.event === undefined ? {} : { event: r.event }),
+    privateField: r.privateField,
+    ...(r.mercureId === undefined ? {} : { mercureId: r.mercureId }),
+    ...(r.retryMs === undefined ? {} : { retryMs: r.retryMs }),
+  };
+}
+
+/** The stored record as the hub holds it (one object per seq); undefined when malformed. */
+function loadRecord(seq: number, r: StoredRecord | undefined): EventRecord | undefined {
+  if (r === undefined || !Array.isArray(r.channels) || typeof r.data !== 'string') return undefined;
+  if (!r.channels.every((c) => typeof c === 'string')) return undefined;
+  const privateField = r.privateField;
+  return {
+    seq,
+    channels: r.channels,
+    data: Buffer.from(r.data, 'base64'),
+    event: typeof r.event === 'string' ? r.event : undefined,
+    privateField,
+    private: privateField || r.channels.some(isPrivateChannel),
+    mercureId: typeof r.mercureId === 'string' ? r.mercureId : undefined,
+    retryMs: isInt(r.retryMs) ? r.retryMs : undefined,
+  };
 }
 
 const isInt = (v: unknown): v is number =>
@@ -77,6 +119,11 @@ export async function loadHubState(path: string, logger: Logger): Promise<HubSta
     ) {
       throw new Error('not a version 1 state file');
     }
+    const records = new Map<number, EventRecord | undefined>();
+    const recordOf = (seq: number, stored: StoredRecord | undefined): EventRecord | undefined => {
+      if (!records.has(seq)) records.set(seq, loadRecord(seq, stored));
+      return records.get(seq);
+    };
     const channels = doc.channels.map((c) => {
       if (typeof c.name !== 'string' || !isInt(c.evictedMaxSeq) || !Array.isArray(c.entries))
         throw new Error('bad channel entry');
@@ -86,12 +133,14 @@ export async function loadHubState(path: string, logger: Logger): Promise<HubSta
         entries: c.entries.map((e) => {
           if (!isInt(e.seq) || !isInt(e.time) || !isInt(e.rank) || typeof e.frame !== 'string')
             throw new Error('bad history entry');
+          const record = recordOf(e.seq, e.record);
           return {
             seq: e.seq,
             time: e.time,
             publisherId: e.publisherId,
             rank: e.rank,
             frame: Buffer.from(e.frame, 'base64'),
+            ...(record === undefined ? {} : { record }),
           };
         }),
       };

@@ -379,10 +379,18 @@ describe('Hub over HTTP with EventSource', () => {
     const h = await start();
     const client = open(`${h.url}?channel=gone&channel=gone2`);
     await client.opened;
-    expect(h.hub.stats()).toEqual({ connections: 1, channels: 2, byKind: { hold: 0, events: 1 } });
+    expect(h.hub.stats()).toEqual({
+      connections: 1,
+      channels: 2,
+      byKind: { hold: 0, events: 1, mercure: 0 },
+    });
     client.es.close();
     await h.until(() => h.hub.stats().connections === 0);
-    expect(h.hub.stats()).toEqual({ connections: 0, channels: 0, byKind: { hold: 0, events: 0 } });
+    expect(h.hub.stats()).toEqual({
+      connections: 0,
+      channels: 0,
+      byKind: { hold: 0, events: 0, mercure: 0 },
+    });
     expect(
       h.hub.publish({ channels: ['gone'], data: data('x'), ingress: 'internal' }).subscribers,
     ).toBe(0);

@@ -25,7 +25,7 @@ import {
   type QueueTotals,
 } from './stream-queue.ts';
 import { mergeSharedHistory, type SharedHistory } from './shared-history.ts';
-import { channelNameProblem } from './channel-rules.ts';
+import { channelNameProblem, isPrivateChannel } from './channel-rules.ts';
 import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
 import {
   ChannelTombstones,
@@ -33,14 +33,41 @@ import {
   formatEventId,
   parseEventId,
   planReplay,
+  type EventRecord,
   type HistoryEntry,
 } from './event-history.ts';
 import { encodeFrame, PING_FRAME, type SseFrame } from './sse-encoder.ts';
 
 /** Who published. */
-export type IngressKind = 'datagram' | 'http' | 'grip' | 'internal';
-/** `hold`: a PHP response held open; `events`: the events endpoint. */
-export type StreamKind = 'hold' | 'events';
+export type IngressKind = 'datagram' | 'http' | 'grip' | 'internal' | 'mercure';
+/** `hold`: a PHP response held open; `events`: the events endpoint; `mercure`: the Mercure hub. */
+export type StreamKind = 'hold' | 'events' | 'mercure';
+
+/**
+ * What a Mercure stream selects and may read (src/mercure builds it from the request's matchers
+ * and its access token). Its exact topics are indexed like channels; a view with other matchers
+ * is offered every event.
+ */
+export interface TopicView {
+  /** Topics selected by exact matchers (indexed: no per-event cost for other topics). */
+  readonly exact: readonly string[];
+  /** True when the stream has matchers beyond `exact` (URL patterns, `*`, URI templates). */
+  readonly patterns: boolean;
+  /** Whether an event on these topics is selected (any topic matching any matcher). */
+  selects(topics: readonly string[]): boolean;
+  /** Whether the stream may read a private event on these topics (a grant matches one). */
+  mayRead(topics: readonly string[]): boolean;
+}
+
+/** Mercure fields of a publish. */
+export interface TopicMeta {
+  /** The `private` field: Mercure readers need a grant; askr streams get it on private-* /
+   * presence-* channels only. */
+  private: boolean;
+  /** The publisher's own id, sent as is (not deduplicated: Mercure allows reuse). */
+  id?: string | undefined;
+  retryMs?: number | undefined;
+}
 
 export interface HubOptions {
   /** Events kept per channel for replay (0: no history, every reconnect after a miss is lost). */
@@ -118,6 +145,8 @@ export interface PublishInput {
   /** Pushpin's close action: after the event (if data is non-empty), end every stream. */
   close?: boolean;
   ingress: IngressKind;
+  /** Mercure fields; channels may then be any topic (no control characters). */
+  topicMeta?: TopicMeta;
 }
 
 export interface PublishResult {
@@ -148,8 +177,20 @@ export interface SubscribeInput {
   kind: StreamKind;
   /** What a cluster node fetched for a resume from before it joined (needsSharedHistory). */
   shared?: SharedHistory;
-  /** Bytes written first, after `retry:` (PHP's body for holds). */
+  /** Bytes written first, after `retry:` (PHP's body for holds; a Mercure stream's replay). */
   initial?: Buffer;
+  /** A Mercure stream: its selection and grants (channels must be view.exact). */
+  view?: TopicView;
+  /** The stream is ended at this time, ms since the epoch (a Mercure token's exp). */
+  expiresAt?: number;
+}
+
+/** A Mercure stream's resume, planned before its response head (planTopicReplay). */
+export interface TopicReplay {
+  /** Frames to write first (pass as SubscribeInput.initial). */
+  frames: Buffer[];
+  /** Mercure-Last-Event-ID: the id the replay starts after, or `earliest`. */
+  anchor: string;
 }
 
 type TunableKey = Exclude<keyof HubOptions, 'logger' | 'hooks' | 'epoch' | 'now' | 'state'>;
@@ -168,6 +209,10 @@ interface Subscriber {
   closed: boolean;
   /** What the stream holds besides the sink: its own queue of frames, its unsent writes. */
   readonly queue: StreamQueue;
+  /** A Mercure stream's selection and grants; undefined for askr streams. */
+  readonly view: TopicView | undefined;
+  /** Ends the stream at its token's exp. */
+  expiryTimer: NodeJS.Timeout | undefined;
 }
 
 interface Channel {
@@ -200,6 +245,21 @@ const LOST_ID_MAX_CHARS = 256;
  * channel names are written into `id:` lines. */
 const ANY_LENGTH = Number.MAX_SAFE_INTEGER;
 const EVENT_FORBIDDEN = /[\r\n]/;
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const TOPIC_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f]/;
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const ID_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f]/;
+/** Hub-generated Mercure ids: `urn:askr:<epoch>-<seq>` (an IRI, as Mercure wants). */
+export const MERCURE_ID_PREFIX = 'urn:askr:';
+
+/** An id without the `urn:askr:` prefix (askr and Mercure forms of our ids parse alike). */
+function ownIdPart(id: string): string {
+  return id.startsWith(MERCURE_ID_PREFIX) ? id.slice(MERCURE_ID_PREFIX.length) : id;
+}
+
+export function mercureEventId(epoch: string, seq: number): string {
+  return `${MERCURE_ID_PREFIX}${formatEventId(epoch, seq)}`;
+}
 const noop = (): void => {};
 
 function checkTunables(values: Partial<Tunables>): void {
@@ -229,9 +289,13 @@ export class Hub {
   readonly #queueTotals: QueueTotals = { bytes: 0 };
   /** Shares one merged copy of queued frames among the streams that queued the same ones. */
   readonly #merger = new FrameMerger();
-  readonly #byKind: Record<StreamKind, number> = { hold: 0, events: 0 };
+  readonly #byKind: Record<StreamKind, number> = { hold: 0, events: 0, mercure: 0 };
+  /** Mercure streams with matchers beyond exact topics: offered every event. */
+  readonly #patternSubs = new Set<Subscriber>();
   #tombstones = new ChannelTombstones(TOMBSTONE_TTL_MS, TOMBSTONE_MAX);
   #seq = 0;
+  /** The Mercure id of the last event dispatched (the publisher's or ours); null: none yet. */
+  #lastMercureId: string | null = null;
   #nextSubscriberId = 1;
   #retryFrame: Buffer;
   #draining = false;
@@ -264,6 +328,13 @@ export class Hub {
 
   get epoch(): string {
     return this.#epoch;
+  }
+
+  /** The Mercure id of the last event dispatched, `earliest` before any (a reconciliation cursor). */
+  get lastMercureId(): string {
+    return (
+      this.#lastMercureId ?? (this.#seq > 0 ? mercureEventId(this.#epoch, this.#seq) : 'earliest')
+    );
   }
 
   /** The newest seq of the current epoch this hub knows of. */
@@ -302,11 +373,15 @@ export class Hub {
    * Checks a publish without delivering it (cluster mode checks before sending to the bus).
    * @throws as {@link Hub.publish}.
    */
-  checkPublish(input: Pick<PublishInput, 'channels' | 'event'>): readonly string[] {
+  checkPublish(input: Pick<PublishInput, 'channels' | 'event' | 'topicMeta'>): readonly string[] {
     if (input.event !== undefined && EVENT_FORBIDDEN.test(input.event)) {
       throw new SidecarError(ErrorCodes.SSE_ENCODE, 'SSE event name must not contain CR or LF');
     }
-    return checkChannels(input.channels);
+    const id = input.topicMeta?.id;
+    if (id !== undefined && ID_FORBIDDEN.test(id)) {
+      throw new SidecarError(ErrorCodes.SSE_ENCODE, 'event id must not contain control characters');
+    }
+    return checkChannels(input.channels, input.topicMeta === undefined ? 'channel' : 'topic');
   }
 
   /**
@@ -320,8 +395,10 @@ export class Hub {
     event?: string | undefined;
     publisherId?: string | undefined;
     close?: boolean | undefined;
+    topicMeta?: TopicMeta | undefined;
   }): PublishResult {
-    const channels = checkChannels(input.channels);
+    // The publishing node checked the names for their ingress; here only what framing needs.
+    const channels = checkChannels(input.channels, 'topic');
     if (input.seq > 0) this.#seq = Math.max(this.#seq, input.seq);
     return this.#emit(channels, input.seq, input);
   }
@@ -339,15 +416,11 @@ export class Hub {
 
   /** Tells every stream that events may have been missed (the bus was down): askr:lost. */
   announceLost(reason: LostReason): number {
-    const data = JSON.stringify({ reason, lastEventId: null });
-    const frame = encodeFrame({
-      id: formatEventId(this.#epoch, this.#seq),
-      event: 'askr:lost',
-      data,
-    });
+    const frame = this.#lostFrameFor(reason, null, false);
+    const mercureFrame = this.#lostFrameFor(reason, null, true);
     let told = 0;
     for (const sub of [...this.#subscribers.values()]) {
-      if (this.#writeBounded(sub, frame)) told++;
+      if (this.#writeBounded(sub, sub.view === undefined ? frame : mercureFrame)) told++;
       this.#hooks.onLost?.(reason);
     }
     return told;
@@ -429,6 +502,7 @@ export class Hub {
       event?: string | undefined;
       publisherId?: string | undefined;
       close?: boolean | undefined;
+      topicMeta?: TopicMeta | undefined;
     },
   ): PublishResult {
     let id: string | null = null;
@@ -438,7 +512,20 @@ export class Hub {
       id = formatEventId(this.#epoch, seq);
       const frame: SseFrame = { data: input.data };
       if (input.event !== undefined) frame.event = input.event;
-      delivered = this.#deliver(channels, seq, id, frame, input.publisherId);
+      const meta = input.topicMeta;
+      const privateField = meta?.private === true;
+      const record: EventRecord = {
+        seq,
+        channels,
+        data: input.data,
+        event: input.event,
+        privateField,
+        private: privateField || channels.some(isPrivateChannel),
+        mercureId: meta?.id,
+        retryMs: meta?.retryMs,
+      };
+      this.#lastMercureId = record.mercureId ?? mercureEventId(this.#epoch, seq);
+      delivered = this.#deliver(channels, seq, id, frame, input.publisherId, record);
       this.#hooks.onDeliver?.(delivered, performance.now() - started);
     }
     const closed = input.close === true ? this.#closeChannels(channels) : 0;
@@ -459,7 +546,16 @@ export class Hub {
    *   When it throws, the sink is untouched and its slot (if any) still held.
    */
   subscribe(input: SubscribeInput): { id: number; close(): void } {
-    const channels = checkChannels(input.channels);
+    const { view } = input;
+    const channels =
+      view === undefined
+        ? checkChannels(input.channels, 'channel')
+        : view.exact.length === 0
+          ? view.exact
+          : checkChannels(view.exact, 'topic');
+    if (view !== undefined && channels.length === 0 && !view.patterns) {
+      throw new SidecarError(ErrorCodes.BAD_REQUEST, 'no topic selected');
+    }
     const { sink, clientIp } = input;
     const starts = !sink.destroyed && !this.#draining;
     this.#admission.enter(sink, clientIp, starts);
@@ -485,8 +581,21 @@ export class Hub {
       queue: new StreamQueue(sink, this.#queueTotals, this.#merger, () => {
         this.#guard('stream write', () => this.#flush(sub));
       }),
+      view,
+      expiryTimer: undefined,
     };
     this.#subscribers.set(id, sub);
+    if (view?.patterns === true) this.#patternSubs.add(sub);
+    if (input.expiresAt !== undefined) {
+      // A Mercure token's exp: the stream ends then at the latest (the client reconnects with a
+      // fresh token). Timers are unref'd: they never keep the process alive.
+      const ms = Math.max(0, input.expiresAt - this.#now());
+      sub.expiryTimer = setTimeout(
+        () => this.#guard('stream expiry', () => this.#end(sub, undefined)),
+        Math.min(ms, 2 ** 31 - 1),
+      );
+      sub.expiryTimer.unref();
+    }
     this.#byKind[sub.kind]++;
     for (const name of channels) this.#channel(name).subscribers.add(sub);
     sink.once('close', () => this.#guard('stream close', () => this.#remove(sub)));
@@ -590,10 +699,18 @@ export class Hub {
     id: string,
     frame: SseFrame,
     publisherId: string | undefined,
+    record: EventRecord,
   ): number {
     const now = this.#now();
     const { historySize, historyMaxAgeMs } = this.#opts;
     let delivered = 0;
+    const deliver = (sub: Subscriber, bytes: Buffer): void => {
+      sub.lastSeq = seq;
+      if (this.#writeBounded(sub, bytes)) {
+        delivered++;
+        sub.lastEventAt = now;
+      }
+    };
     for (const [rank, name] of channels.entries()) {
       let channel = this.#channels.get(name);
       if (channel === undefined) {
@@ -607,19 +724,128 @@ export class Hub {
       frame.id = `${id}@${name}`;
       const bytes = encodeFrame(frame);
       if (historyMaxAgeMs > 0) channel.history.evictExpired(now, historyMaxAgeMs);
-      const entry: HistoryEntry = { seq, time: now, publisherId, rank, frame: bytes };
+      const entry: HistoryEntry = { seq, time: now, publisherId, rank, frame: bytes, record };
       channel.history.push(entry, historySize);
+      // A private Mercure update reaches askr streams only where the app authorized them.
+      const askrMay = !record.privateField || isPrivateChannel(name);
       for (const sub of channel.subscribers) {
         if (sub.lastSeq === seq) continue;
-        sub.lastSeq = seq;
-        if (this.#writeBounded(sub, bytes)) {
-          delivered++;
-          sub.lastEventAt = now;
+        if (sub.view === undefined) {
+          if (askrMay) deliver(sub, bytes);
+        } else if (!record.private || sub.view.mayRead(channels)) {
+          deliver(sub, this.#mercureFrame(record));
         }
       }
       this.#maybeDelete(channel);
     }
+    for (const sub of this.#patternSubs) {
+      if (sub.lastSeq === seq || !sub.view?.selects(channels)) continue;
+      if (!record.private || sub.view.mayRead(channels)) deliver(sub, this.#mercureFrame(record));
+    }
     return delivered;
+  }
+
+  /** The event as Mercure streams get it: encoded once, shared by all of them. */
+  #mercureFrame(record: EventRecord): Buffer {
+    if (record.mercureFrame !== undefined) return record.mercureFrame;
+    const frame: SseFrame = {
+      id: record.mercureId ?? mercureEventId(this.#epoch, record.seq),
+      data: record.data,
+    };
+    if (record.event !== undefined) frame.event = record.event;
+    if (record.retryMs !== undefined) frame.retryMs = record.retryMs;
+    record.mercureFrame = encodeFrame(frame);
+    return record.mercureFrame;
+  }
+
+  /**
+   * Plans a Mercure stream's resume from `lastEventId` (a Mercure id, `earliest`, or an askr id):
+   * every kept event after it that the view selects and may read, in hub order, within the
+   * stream's queue bound; the anchor is the id itself when found and nothing after it is gone,
+   * else `earliest`. Synchronous: call it, write the head, subscribe, in one turn.
+   */
+  planTopicReplay(view: TopicView, lastEventId: string): TopicReplay {
+    const channels: Channel[] = [];
+    if (view.patterns) {
+      for (const channel of this.#channels.values()) {
+        if (view.selects([channel.name])) channels.push(channel);
+      }
+    } else {
+      for (const name of view.exact) {
+        const channel = this.#channels.get(name);
+        if (channel !== undefined) channels.push(channel);
+      }
+    }
+    let afterSeq = -1;
+    let found = false;
+    if (lastEventId !== 'earliest') {
+      const seq = this.#seqOfMercureId(lastEventId);
+      if (seq !== null) {
+        afterSeq = seq;
+        found = true;
+      }
+    }
+    // Events after afterSeq that are gone: evicted from a selected channel, or (cluster) from
+    // before this node joined the id space.
+    let gap = found && afterSeq + 1 < this.#coverageFrom;
+    const records = new Map<number, EventRecord>();
+    for (const channel of channels) {
+      if (found && channel.history.evictedMaxSeq > afterSeq) gap = true;
+      for (const entry of channel.history.since(afterSeq)) {
+        if (entry.record !== undefined) records.set(entry.seq, entry.record);
+      }
+    }
+    const frames: Buffer[] = [];
+    if (gap) {
+      frames.push(this.#lostFrameFor('too_old', lastEventId, true));
+      this.#hooks.onLost?.('too_old');
+    } else if (!found && lastEventId !== 'earliest') {
+      // Not an id this hub knows (another epoch, evicted, never published): everything kept
+      // follows, and the client is told that what came before may be gone.
+      const own = parseEventId(ownIdPart(lastEventId));
+      const reason: LostReason = own !== null && own.epoch !== this.#epoch ? 'epoch' : 'unknown_id';
+      frames.push(this.#lostFrameFor(reason, lastEventId, true));
+      this.#hooks.onLost?.(reason);
+    }
+    let budget = this.#opts.subscriberQueueBytes - SINK_WRITE_OVERHEAD_BYTES - 64;
+    for (const frame of frames) budget -= frame.length;
+    const ordered = [...records.values()].sort((a, b) => a.seq - b.seq);
+    const chosen: Buffer[] = [];
+    let truncated = false;
+    // Newest first within the bound: a client that fell far behind gets the latest events.
+    for (let i = ordered.length - 1; i >= 0; i--) {
+      const record = ordered[i] as EventRecord;
+      if (record.private && !view.mayRead(record.channels)) continue;
+      const bytes = this.#mercureFrame(record);
+      if (bytes.length > budget) {
+        truncated = true;
+        break;
+      }
+      budget -= bytes.length;
+      chosen.push(bytes);
+    }
+    if (truncated && !gap) {
+      frames.push(this.#lostFrameFor('too_old', lastEventId, true));
+      this.#hooks.onLost?.('too_old');
+    }
+    chosen.reverse();
+    frames.push(...chosen);
+    this.#hooks.onReplay?.(chosen.length);
+    return { frames, anchor: found && !gap && !truncated ? lastEventId : 'earliest' };
+  }
+
+  /** The seq of the earliest kept event with this Mercure id (ours or the publisher's). */
+  #seqOfMercureId(id: string): number | null {
+    const own = parseEventId(ownIdPart(id));
+    if (own !== null && own.epoch === this.#epoch && own.seq <= this.#seq) return own.seq;
+    let best: number | null = null;
+    // Ids are cursors into the hub-wide sequence: the event may be on a topic not selected.
+    for (const channel of this.#channels.values()) {
+      for (const entry of channel.history.since(-1)) {
+        if (entry.record?.mercureId === id && (best === null || entry.seq < best)) best = entry.seq;
+      }
+    }
+    return best;
   }
 
   /** Appends the replay (or askr:lost) for `lastEventId` to `parts`, the stream's first write. */
@@ -651,7 +877,14 @@ export class Hub {
     const lost = this.#lostFrame('too_old', lastEventId);
     let held = this.#held(sub) + SINK_WRITE_OVERHEAD_BYTES + lost.length;
     for (const part of parts) held += part.length;
-    const plan = planReplay(histories, parsed.seq, this.#opts.subscriberQueueBytes - held);
+    // A private Mercure update is replayed to askr streams on private-* / presence-* channels only.
+    const plan = planReplay(
+      histories,
+      parsed.seq,
+      this.#opts.subscriberQueueBytes - held,
+      (entry, index) =>
+        entry.record?.privateField === true && !isPrivateChannel(sub.channels[index] ?? ''),
+    );
     if (plan.tooOld) this.#lost(parts, 'too_old', lastEventId, lost);
     for (const entry of plan.entries) parts.push(entry.frame);
     if (plan.entries.length > 0) sub.lastEventAt = this.#now();
@@ -660,8 +893,19 @@ export class Hub {
 
   /** askr:lost carries the current position as its id, so the next reconnect starts from here. */
   #lostFrame(reason: LostReason, lastEventId: string): Buffer {
-    const data = JSON.stringify({ reason, lastEventId: lastEventId.slice(0, LOST_ID_MAX_CHARS) });
-    return encodeFrame({ id: formatEventId(this.#epoch, this.#seq), event: 'askr:lost', data });
+    return this.#lostFrameFor(reason, lastEventId, false);
+  }
+
+  /** askr:lost, with the position as a Mercure id (an IRI) for Mercure streams. */
+  #lostFrameFor(reason: LostReason, lastEventId: string | null, mercure: boolean): Buffer {
+    const data = JSON.stringify({
+      reason,
+      lastEventId: lastEventId?.slice(0, LOST_ID_MAX_CHARS) ?? null,
+    });
+    const id = mercure
+      ? mercureEventId(this.#epoch, this.#seq)
+      : formatEventId(this.#epoch, this.#seq);
+    return encodeFrame({ id, event: 'askr:lost', data });
   }
 
   #lost(
@@ -810,6 +1054,10 @@ export class Hub {
     sub.closed = true;
     sub.queue.clear();
     this.#subscribers.delete(sub.id);
+    if (sub.view !== undefined) {
+      this.#patternSubs.delete(sub);
+      clearTimeout(sub.expiryTimer);
+    }
     for (const name of sub.channels) {
       const channel = this.#channels.get(name);
       if (channel === undefined) continue;
@@ -905,13 +1153,22 @@ export class Hub {
   }
 }
 
-/** Validates channel names (charset) and drops duplicates, keeping the first occurrence. */
-function checkChannels(channels: readonly string[]): readonly string[] {
+/**
+ * Validates channel names and drops duplicates, keeping the first occurrence. `channel`: the askr
+ * charset; `topic` (Mercure topics, cluster deliveries): any text without control characters,
+ * which is all the `id:` line an askr frame puts it in needs.
+ */
+function checkChannels(channels: readonly string[], kind: 'channel' | 'topic'): readonly string[] {
   if (channels.length === 0) {
     throw new SidecarError(ErrorCodes.BAD_REQUEST, 'no channel given');
   }
   for (const name of channels) {
-    const problem = channelNameProblem(name, ANY_LENGTH);
+    const problem =
+      kind === 'channel'
+        ? channelNameProblem(name, ANY_LENGTH)
+        : name === '' || TOPIC_FORBIDDEN.test(name)
+          ? `topic ${JSON.stringify(name.slice(0, 64))} is empty or has a control character`
+          : null;
     if (problem !== null) throw new SidecarError(ErrorCodes.BAD_REQUEST, problem);
   }
   return channels.length === 1 ? channels : [...new Set(channels)];

@@ -6,6 +6,8 @@
  */
 import { EventHistory, formatEventId } from './event-history.ts';
 import { encodeFrame, type SseFrame } from './sse-encoder.ts';
+import type { TopicMeta } from './hub.ts';
+import { isPrivateChannel } from './channel-rules.ts';
 
 /** One event of a channel's shared history. */
 export interface SharedHistoryEntry {
@@ -17,6 +19,8 @@ export interface SharedHistoryEntry {
   event: string | undefined;
   publisherId: string | undefined;
   data: Buffer;
+  /** Mercure fields of the publish, if it was one. */
+  topicMeta?: TopicMeta | undefined;
 }
 
 /** Events of the cluster's shared history that this hub did not see (see needsSharedHistory). */
@@ -56,6 +60,8 @@ export function mergeSharedHistory(input: MergeInput): EventHistory {
   if (usable) {
     for (const e of shared.entries.get(channel) ?? []) {
       if (e.seq >= coverageFrom) break;
+      // A private Mercure update is for askr streams on private-* / presence-* channels only.
+      if (e.topicMeta?.private === true && !isPrivateChannel(channel)) continue;
       const frame: SseFrame = { id: `${formatEventId(epoch, e.seq)}@${channel}`, data: e.data };
       if (e.event !== undefined) frame.event = e.event;
       merged.push(
