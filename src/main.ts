@@ -301,6 +301,7 @@ export async function startSidecar(
   const mercure = createMercureRoutes({
     hub,
     publish,
+    sharedHistory,
     config: () => config,
     verifier: () => verifier,
     registry: mercureRegistry,

@@ -11,7 +11,7 @@ import { isSidecarError } from '../errors.ts';
 import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
-import type { Hub, PublishFn } from '../sse/hub.ts';
+import type { Hub, PublishFn, SharedHistory, SharedHistoryFn } from '../sse/hub.ts';
 import { corsHeaders, reserveStream, SSE_HEADERS } from '../sse/stream-response.ts';
 import { addressesHubNamespace, textProblem, type TopicMatcher } from './matchers.ts';
 import type { SubscriptionDoc, SubscriptionRegistry } from './subscriptions.ts';
@@ -32,6 +32,8 @@ export interface MercureDeps {
   hub: Hub;
   /** Hub.publish on one node, the cluster bus on several. */
   publish: PublishFn;
+  /** Cluster mode: the shared history a resume from before this node joined needs. */
+  sharedHistory?: SharedHistoryFn;
   config: () => SidecarConfig;
   /** Keys and rules of the current config (rebuilt on reload). */
   verifier: () => TokenVerifier;
@@ -271,9 +273,11 @@ async function subscribe(
   const slot = reserveStream(ctx, deps, cors);
   if (slot === null) return;
   try {
-    if (res.destroyed) return;
     const view = topicView(matchers, grants);
     const resume = resumeIdOf(req.headers['last-event-id'], url, m.compatibility);
+    const shared =
+      resume === null ? undefined : await sharedFor(view.exact, view.patterns, resume, deps);
+    if (res.destroyed) return;
     const headers: Record<string, string> = {
       ...SSE_HEADERS,
       ...cors,
@@ -281,7 +285,7 @@ async function subscribe(
     };
     let initial: Buffer | undefined;
     if (resume !== null) {
-      const plan = deps.hub.planTopicReplay(view, resume);
+      const plan = deps.hub.planTopicReplay(view, resume, shared);
       headers['mercure-last-event-id'] = plan.anchor;
       // 0.x clients read the anchor from Last-Event-ID.
       headers['last-event-id'] = plan.anchor;
@@ -310,6 +314,22 @@ async function subscribe(
   } finally {
     slot.release(); // a no-op once the stream took the place
   }
+}
+
+/**
+ * Cluster mode: what a resume from one of our ids older than this node needs from the shared
+ * history (exact topics only: a pattern's topics are not known in advance).
+ */
+async function sharedFor(
+  exact: readonly string[],
+  patterns: boolean,
+  resume: string,
+  deps: MercureDeps,
+): Promise<SharedHistory | undefined> {
+  if (deps.sharedHistory === undefined || patterns || exact.length === 0) return undefined;
+  const seq = deps.hub.ownSeqOf(resume);
+  if (seq === null) return undefined;
+  return deps.sharedHistory(exact, `${deps.hub.epoch}-${seq}`);
 }
 
 /** Last-Event-ID header, else `last_event_id` (and 0.x `lastEventID`) in the query. */

@@ -764,7 +764,7 @@ export class Hub {
    * stream's queue bound; the anchor is the id itself when found and nothing after it is gone,
    * else `earliest`. Synchronous: call it, write the head, subscribe, in one turn.
    */
-  planTopicReplay(view: TopicView, lastEventId: string): TopicReplay {
+  planTopicReplay(view: TopicView, lastEventId: string, shared?: SharedHistory): TopicReplay {
     const channels: Channel[] = [];
     if (view.patterns) {
       for (const channel of this.#channels.values()) {
@@ -786,9 +786,13 @@ export class Hub {
       }
     }
     // Events after afterSeq that are gone: evicted from a selected channel, or (cluster) from
-    // before this node joined the id space.
+    // before this node joined the id space and not in the shared history fetched for them.
     let gap = found && afterSeq + 1 < this.#coverageFrom;
     const records = new Map<number, EventRecord>();
+    if (gap && shared !== undefined && shared.afterSeq === afterSeq && !view.patterns) {
+      gap = view.exact.some((name) => shared.gaps.has(name));
+      this.#sharedRecords(shared, records);
+    }
     for (const channel of channels) {
       if (found && channel.history.evictedMaxSeq > afterSeq) gap = true;
       for (const entry of channel.history.since(afterSeq)) {
@@ -832,6 +836,43 @@ export class Hub {
     frames.push(...chosen);
     this.#hooks.onReplay?.(chosen.length);
     return { frames, anchor: found && !gap && !truncated ? lastEventId : 'earliest' };
+  }
+
+  /** Records of the cluster's shared history this node did not see (before coverageFrom). */
+  #sharedRecords(shared: SharedHistory, into: Map<number, EventRecord>): void {
+    const topics = new Map<number, string[]>();
+    for (const [name, entries] of shared.entries) {
+      for (const e of entries) {
+        if (e.seq >= this.#coverageFrom) break;
+        const list = topics.get(e.seq);
+        if (list !== undefined) {
+          list.push(name);
+          continue;
+        }
+        const channels = [name];
+        topics.set(e.seq, channels);
+        const privateField = e.topicMeta?.private === true;
+        into.set(e.seq, {
+          seq: e.seq,
+          // Completed as the other topics' entries of the same event are read.
+          channels,
+          data: e.data,
+          event: e.event,
+          privateField,
+          get private(): boolean {
+            return privateField || channels.some(isPrivateChannel);
+          },
+          mercureId: e.topicMeta?.id,
+          retryMs: e.topicMeta?.retryMs,
+        });
+      }
+    }
+  }
+
+  /** The seq a Mercure resume id names when it is one of ours (urn:askr: or askr form); else null. */
+  ownSeqOf(id: string): number | null {
+    const own = parseEventId(ownIdPart(id));
+    return own !== null && own.epoch === this.#epoch && own.seq <= this.#seq ? own.seq : null;
   }
 
   /** The seq of the earliest kept event with this Mercure id (ours or the publisher's). */
