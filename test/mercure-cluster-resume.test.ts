@@ -23,12 +23,12 @@ import {
 } from './helpers/mercure.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
-import { runCleanups } from './helpers/wait.ts';
+import { runCleanups, type Cleanups } from './helpers/wait.ts';
 
 const AUDIENCE = `https://hub.example${HUB_PATH}`;
 let redis: TestRedis | undefined;
 let dir = '';
-const cleanups: Array<() => unknown> = [];
+const cleanups: Cleanups = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'askr-mercure-resume-'));
@@ -74,7 +74,9 @@ describe('Mercure resume on a node that joined later', () => {
       { match: topic },
       { headers: { 'last-event-id': from } },
     );
-    cleanups.push(() => st.close());
+    cleanups.push(() => {
+      st.close();
+    });
     expect(st.status).toBe(200);
     expect(st.headers['mercure-last-event-id']).toBe(from);
     await mercurePublish(a, { topic, data: 'live' });
