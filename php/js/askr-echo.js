@@ -1,10 +1,10 @@
 /**
- * askr-echo.js: a Laravel Echo-style browser client for askr-sidecar. Plain ES module, no build
- * step, no dependency. Every channel shares ONE EventSource (`/askr/events?channel=a&channel=b`),
- * reopened (with `lastEventId`) when the set of channels changes. Invariants: each event reaches
- * its listeners at most once (ids are ordered per sidecar epoch); `askr:lost` goes to onLost();
- * a stream that the sidecar refused is retried with backoff, after dropping the channels that the
- * app's auth route denies (403), as Echo does for a failed subscription.
+ * askr-echo.js: an Echo-style browser client for askr-sidecar without Laravel Echo (for Echo itself,
+ * use askr-connector.js). Plain ES module, no build step, no dependency; it shares askr-core.js and
+ * askr-stream.js with the connector (same protocol, docs/browser.md): one batch authorization and a
+ * signed grant for the private/presence channels, one stream for every channel, and for all the
+ * tabs of the origin. Invariants: each event reaches its listeners at most once, in order;
+ * `askr:lost` goes to onLost(); a refused channel reports its error and leaves the others alone.
  *
  *   import { AskrEcho } from '/vendor/askr/askr-echo.js';
  *   const echo = new AskrEcho();
@@ -12,44 +12,20 @@
  *   echo.join('room.1').here(show).joining(add).leaving(remove);
  *   echo.onLost(() => location.reload());
  */
+import { AskrClient, csrfToken, formatEventName, NOTIFICATION_EVENT } from './askr-core.js';
 
-const PRESENCE_EVENTS = ['askr:presence.members', 'askr:presence.join', 'askr:presence.leave'];
-
-/** `<epoch>-<seq>[@<channel>]`, the sidecar's SSE ids (docs/sse.md). */
-const ID = /^([A-Za-z0-9]+)-(\d+)(?:@(.+))?$/;
-
-/** @param {string} id */
-function parseId(id) {
-  const m = ID.exec(id);
-  return m === null ? null : { epoch: m[1], seq: Number(m[2]), channel: m[3] ?? null };
-}
-
-/** @param {string} data */
-function parseData(data) {
-  try {
-    return JSON.parse(data);
-  } catch {
-    return data; // not JSON: listeners get the raw text
-  }
-}
-
-function randomSocketId() {
-  const n = new Uint32Array(2);
-  globalThis.crypto.getRandomValues(n);
-  return `${n[0]}.${n[1]}`;
-}
-
-function metaCsrfToken() {
-  const meta = globalThis.document?.querySelector?.('meta[name="csrf-token"]');
-  return meta?.getAttribute('content') ?? null;
-}
-
-function clientEventsError() {
-  return new Error(
-    'askr-echo: client events (whisper) cannot travel over Server-Sent Events, which are one-way; ' +
-      'send a normal request and broadcast from the server (e.g. broadcast(...)->toOthers()).',
-  );
-}
+/**
+ * @typedef {import('./askr-core.js').ChannelHandler} ChannelHandler
+ * @typedef {import('./askr-core.js').Member} Member
+ * @typedef {import('./askr-stream.js').StreamState} StreamState
+ * @typedef {(data: any) => void} Callback
+ * @typedef {{
+ *   endpoint?: string, authBatchEndpoint?: string, whisperEndpoint?: string,
+ *   namespace?: string | false, withCredentials?: boolean, csrfToken?: string | null,
+ *   bearerToken?: string | null, headers?: Record<string, string>, reconnectMaxMs?: number,
+ *   shareTabs?: boolean, [key: string]: unknown
+ * }} AskrEchoOptions
+ */
 
 /** A subscription, public or private. Obtained from AskrEcho#channel() / #private(). */
 export class Channel {
@@ -57,9 +33,11 @@ export class Channel {
   constructor(echo, name) {
     this.echo = echo;
     this.name = name;
-    /** @type {Map<string, Set<(data: any) => void>>} SSE event name -> callbacks */
+    /** @type {Map<string, Set<Callback>>} event name as sent -> callbacks */
     this.listeners = new Map();
+    /** @type {Set<(error: { status: number, message: string }) => void>} */
     this.errorCallbacks = new Set();
+    /** @type {Set<() => void>} */
     this.subscribedCallbacks = new Set();
     this.failed = false;
   }
@@ -67,17 +45,17 @@ export class Channel {
   /**
    * Calls `callback(payload)` for `event`: `'OrderShipped'` is `App\Events\OrderShipped` (the
    * `namespace` option), `'.message.posted'` is the `broadcastAs()` name as is.
+   * @param {string} event @param {Callback} callback
    */
   listen(event, callback) {
     const name = this.echo.formatEventName(event);
     let set = this.listeners.get(name);
     if (set === undefined) this.listeners.set(name, (set = new Set()));
     set.add(callback);
-    this.echo.bindEvent(name);
     return this;
   }
 
-  /** Removes one callback, or every callback of `event`. */
+  /** Removes one callback, or every callback of `event`. @param {string} event @param {Callback} [callback] */
   stopListening(event, callback) {
     const name = this.echo.formatEventName(event);
     if (callback === undefined) this.listeners.delete(name);
@@ -85,361 +63,237 @@ export class Channel {
     return this;
   }
 
-  /** Laravel notifications broadcast to this (usually `App.Models.User.{id}`) channel. */
+  /** Laravel notifications broadcast to this (usually `App.Models.User.{id}`) channel. @param {Callback} callback */
   notification(callback) {
-    return this.listen(
-      '.Illuminate\\Notifications\\Events\\BroadcastNotificationCreated',
-      callback,
-    );
+    return this.listen(NOTIFICATION_EVENT, callback);
   }
 
-  /** Called each time the stream (re)opens with this channel. */
+  /** Called each time the stream (re)opens with this channel. @param {() => void} callback */
   subscribed(callback) {
     this.subscribedCallbacks.add(callback);
     return this;
   }
 
-  /** Called with `{ status, message }` when the app's auth route refuses this channel. */
+  /**
+   * Called with `{ status, message }` when the channel cannot be subscribed (the app's auth route
+   * refused it: 403; or the auth failed: 502, retried later).
+   * @param {(error: { status: number, message: string }) => void} callback
+   */
   error(callback) {
     this.errorCallbacks.add(callback);
     return this;
   }
 
-  whisper() {
-    throw clientEventsError();
+  /**
+   * Sends `client-<event>` to the other subscribers of this private/presence channel (never back
+   * to this page). Resolves once the sidecar took it; rejects when it was refused.
+   * @param {string} event @param {unknown} data @returns {Promise<void>}
+   */
+  whisper(event, data) {
+    return this.echo.client.whisper(this.name, `client-${event}`, data);
   }
 
-  listenForWhisper() {
-    throw clientEventsError();
+  /** Client events of the other subscribers. @param {string} event @param {Callback} callback */
+  listenForWhisper(event, callback) {
+    return this.listen(`.client-${event}`, callback);
   }
 
-  /** @internal */
-  dispatch(event, data) {
-    for (const callback of [...(this.listeners.get(event) ?? [])]) callback(data);
+  /** @returns {ChannelHandler} */
+  handler() {
+    return {
+      event: (event, data) => {
+        for (const callback of [...(this.listeners.get(event) ?? [])]) callback(data);
+      },
+      subscribed: () => {
+        for (const callback of [...this.subscribedCallbacks]) callback();
+      },
+      error: ({ status, reason }) => {
+        const denied = status === 401 || status === 403;
+        if (denied || status === 400) this.failed = true;
+        const message = denied ? `not authorized for channel "${this.name}"` : reason;
+        for (const callback of [...this.errorCallbacks]) callback({ status, message });
+      },
+      here: () => {},
+      joining: () => {},
+      leaving: () => {},
+    };
   }
 }
 
 /** A `presence-*` channel: Echo's here / joining / leaving, from the sidecar's member events. */
 export class PresenceChannel extends Channel {
+  /** @param {AskrEcho} echo @param {string} name */
   constructor(echo, name) {
     super(echo, name);
-    /** @type {Map<string, {user_id: string|number, user_info: any}>} */
+    /** @type {Map<string, Member>} by user_id */
     this.members = new Map();
+    /** @type {Set<(infos: any[]) => void>} */
     this.hereCallbacks = new Set();
+    /** @type {Set<Callback>} */
     this.joiningCallbacks = new Set();
+    /** @type {Set<Callback>} */
     this.leavingCallbacks = new Set();
   }
 
-  /** `callback(infos)` with every member's user_info, at each (re)connect. */
+  /** `callback(infos)` with every member's user_info, when joined and when a reconnect changed them. @param {(infos: any[]) => void} callback */
   here(callback) {
     this.hereCallbacks.add(callback);
     return this;
   }
 
-  /** `callback(info)` when a user's first stream joins. */
+  /** `callback(info)` when a user's first stream joins. @param {Callback} callback */
   joining(callback) {
     this.joiningCallbacks.add(callback);
     return this;
   }
 
-  /** `callback(info)` when a user's last stream leaves. */
+  /** `callback(info)` when a user's last stream leaves. @param {Callback} callback */
   leaving(callback) {
     this.leavingCallbacks.add(callback);
     return this;
   }
 
-  /** @internal */
-  presence(event, data) {
-    if (event === 'askr:presence.members') {
-      this.members = new Map((data.members ?? []).map((m) => [String(m.user_id), m]));
-      const infos = [...this.members.values()].map((m) => m.user_info);
-      for (const callback of [...this.hereCallbacks]) callback(infos);
-      return;
-    }
-    const member = data.member;
-    if (member === undefined || member === null) return;
-    const key = String(member.user_id);
-    // Join/leave events are replayed after the member list on a resume: only real changes count.
-    if (event === 'askr:presence.join' && !this.members.has(key)) {
-      this.members.set(key, member);
-      for (const callback of [...this.joiningCallbacks]) callback(member.user_info);
-    } else if (event === 'askr:presence.leave' && this.members.has(key)) {
-      this.members.delete(key);
-      for (const callback of [...this.leavingCallbacks]) callback(member.user_info);
-    }
+  /** @returns {ChannelHandler} */
+  handler() {
+    return {
+      ...super.handler(),
+      here: (/** @type {Member[]} */ members) => {
+        this.members = new Map(members.map((m) => [String(m.user_id), m]));
+        const infos = members.map((m) => m.user_info);
+        for (const callback of [...this.hereCallbacks]) callback(infos);
+      },
+      joining: (/** @type {Member} */ member) => {
+        this.members.set(String(member.user_id), member);
+        for (const callback of [...this.joiningCallbacks]) callback(member.user_info);
+      },
+      leaving: (/** @type {Member} */ member) => {
+        this.members.delete(String(member.user_id));
+        for (const callback of [...this.leavingCallbacks]) callback(member.user_info);
+      },
+    };
   }
 }
 
 /**
- * The connection: one EventSource for all channels.
+ * The connection: one stream for all channels (and all tabs).
  *
- * Options: `endpoint` ('/askr/events'), `authEndpoint` ('/broadcasting/auth', only used to find
- * out which channel a refused stream was denied), `namespace` ('App.Events'; false for none),
- * `withCredentials` (false; true for a sidecar on another origin), `csrfToken` (default: the
- * `<meta name="csrf-token">`), `reconnectMinMs` (1000), `reconnectMaxMs` (30000),
- * `EventSource` (the global one).
+ * Options: `endpoint` ('/askr/events'), `authBatchEndpoint` ('/askr/auth'), `whisperEndpoint`
+ * ('/askr/whisper'), `namespace` ('App.Events'; false for none), `withCredentials` (false; true for
+ * a sidecar on another origin), `csrfToken` (default: the `<meta name="csrf-token">`),
+ * `bearerToken` (sent as `Authorization: Bearer …` to authorize channels), `headers` (more headers
+ * for that request), `reconnectMaxMs` (30000), `shareTabs` (true).
  */
 export class AskrEcho {
+  /** @param {AskrEchoOptions} options */
   constructor(options = {}) {
-    this.options = {
-      endpoint: '/askr/events',
-      authEndpoint: '/broadcasting/auth',
-      namespace: 'App.Events',
-      withCredentials: false,
-      csrfToken: null,
-      reconnectMinMs: 1000,
-      reconnectMaxMs: 30000,
-      EventSource: globalThis.EventSource,
-      ...options,
-    };
+    this.options = { namespace: 'App.Events', ...options };
     /** @type {Map<string, Channel>} */
     this.channels = new Map();
-    /** 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' */
-    this.state = 'idle';
-    this.source = null;
-    this.lastEventId = null;
-    this.position = null;
-    this.boundEvents = new Set();
-    this.lostCallbacks = new Set();
-    this.stateCallbacks = new Set();
-    this.backoffMs = this.options.reconnectMinMs;
-    this.timer = null;
-    this.scheduled = false;
-    this.id = randomSocketId();
-    // Echo sends X-Socket-ID with axios requests, so broadcast(...)->toOthers() skips this page.
-    globalThis.axios?.interceptors?.request?.use((config) => {
-      config.headers = config.headers ?? {};
-      config.headers['X-Socket-ID'] = this.id;
-      return config;
+    this.client = new AskrClient({
+      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+      ...(options.authBatchEndpoint === undefined
+        ? {}
+        : { authEndpoint: options.authBatchEndpoint }),
+      ...(options.whisperEndpoint === undefined
+        ? {}
+        : { whisperEndpoint: options.whisperEndpoint }),
+      ...(options.reconnectMaxMs === undefined ? {} : { reconnectMaxMs: options.reconnectMaxMs }),
+      withCredentials: options.withCredentials === true,
+      shareTabs: options.shareTabs !== false,
+      headers: () => {
+        /** @type {Record<string, string>} */
+        const headers = { ...options.headers };
+        const csrf = csrfToken(options.csrfToken);
+        if (csrf) headers['X-CSRF-TOKEN'] = csrf;
+        if (options.bearerToken) headers['Authorization'] = `Bearer ${options.bearerToken}`;
+        return headers;
+      },
     });
+    // Echo sends X-Socket-ID with axios requests, so broadcast(...)->toOthers() skips this page.
+    /** @type {any} */ (globalThis).axios?.interceptors?.request?.use(
+      (/** @type {any} */ config) => {
+        const id = this.socketId();
+        if (id !== null) config.headers = { ...config.headers, 'X-Socket-ID': id };
+        return config;
+      },
+    );
   }
 
-  /** A public channel. */
+  /** 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'failed' */
+  get state() {
+    return this.client.state;
+  }
+
+  /** A public channel. @param {string} name */
   channel(name) {
     return this.subscribe(name, Channel);
   }
 
-  /** `private-${name}`: authorized by the app's routes/channels.php. */
+  /** `private-${name}`: authorized by the app's routes/channels.php. @param {string} name */
   private(name) {
     return this.subscribe(`private-${name}`, Channel);
   }
 
-  /** `presence-${name}`: a private channel with members. */
+  /** `presence-${name}`: a private channel with members. @param {string} name */
   join(name) {
-    return this.subscribe(`presence-${name}`, PresenceChannel);
+    return /** @type {PresenceChannel} */ (this.subscribe(`presence-${name}`, PresenceChannel));
   }
 
-  /** Leaves `name`, `private-name` and `presence-name`. */
+  /** Leaves `name`, `private-name` and `presence-name`. @param {string} name */
   leave(name) {
     for (const full of [name, `private-${name}`, `presence-${name}`]) this.leaveChannel(full);
   }
 
-  /** Leaves one channel by its full name. */
+  /** Leaves one channel by its full name. @param {string} name */
   leaveChannel(name) {
-    if (this.channels.delete(name) && this.state !== 'disconnected') this.reconnectSoon();
+    if (this.channels.delete(name)) this.client.remove(name);
   }
 
-  /** The id to send as `X-Socket-ID`, so `broadcast(...)->toOthers()` skips this page. */
+  /** The id to send as `X-Socket-ID`, so `broadcast(...)->toOthers()` skips this page; null until known. */
   socketId() {
-    return this.id;
+    return this.client.socketId();
   }
 
   /** Headers for your own fetch() calls: `fetch(url, { headers: echo.headers() })`. */
   headers() {
-    return { 'X-Socket-ID': this.id };
+    const id = this.socketId();
+    return id === null ? {} : { 'X-Socket-ID': id };
   }
 
-  /** `callback({ reason, lastEventId })` when events were missed for good (`askr:lost`): reload state. */
+  /** `callback({ reason, lastEventId })` when events were missed for good (`askr:lost`): reload state. @param {(info: any) => void} callback */
   onLost(callback) {
-    this.lostCallbacks.add(callback);
+    this.client.onLost(callback);
     return this;
   }
 
-  /** `callback(state)` on every state change. */
+  /** `callback(state)` on every state change. @param {(state: StreamState) => void} callback */
   onStateChange(callback) {
-    this.stateCallbacks.add(callback);
+    this.client.onState(callback);
     return this;
   }
 
-  /** Closes the stream; a later channel() call connects again. */
+  /** Closes the stream (a leader tab hands it over to another tab). */
   disconnect() {
-    clearTimeout(this.timer);
-    this.timer = null;
-    this.source?.close();
-    this.source = null;
-    this.setState('disconnected');
+    this.client.disconnect();
   }
 
-  /** @internal Echo's EventFormatter: '.name' as is, else `namespace.name`, dots to backslashes. */
+  /** Echo's EventFormatter: '.name' as is, else `namespace.name`, dots to backslashes. @param {string} event */
   formatEventName(event) {
-    if (event.startsWith('.') || event.startsWith('\\')) return event.slice(1);
-    const full = this.options.namespace ? `${this.options.namespace}.${event}` : event;
-    return full.replace(/\./g, '\\');
+    return formatEventName(event, this.options.namespace);
   }
 
-  /** @internal */
+  /**
+   * @param {string} name @param {typeof Channel} Kind
+   * @returns {Channel}
+   */
   subscribe(name, Kind) {
     let channel = this.channels.get(name);
     if (channel === undefined) {
       channel = new Kind(this, name);
       this.channels.set(name, channel);
-      this.reconnectSoon();
+      this.client.add(name, channel.handler());
     }
     return channel;
-  }
-
-  /** @internal Adds the EventSource listener for an event name (once per source). */
-  bindEvent(name) {
-    if (this.source === null || this.boundEvents.has(name)) return;
-    this.boundEvents.add(name);
-    this.source.addEventListener(name, (e) => this.onFrame(name, e));
-  }
-
-  /** Reopens the stream once, after the current task (several subscriptions, one stream). */
-  reconnectSoon() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      clearTimeout(this.timer);
-      this.timer = null;
-      this.connect();
-    });
-  }
-
-  connect() {
-    this.source?.close();
-    this.source = null;
-    this.boundEvents = new Set();
-    const names = [...this.channels.values()].filter((c) => !c.failed).map((c) => c.name);
-    if (names.length === 0) {
-      this.setState('idle');
-      return;
-    }
-    const url = new URL(this.options.endpoint, globalThis.location?.href);
-    for (const name of names) url.searchParams.append('channel', name);
-    // A new EventSource has no Last-Event-ID header: the query parameter resumes instead.
-    if (this.lastEventId !== null) url.searchParams.set('lastEventId', this.lastEventId);
-    const source = new this.options.EventSource(url.toString(), {
-      withCredentials: this.options.withCredentials,
-    });
-    this.source = source;
-    const first = this.state === 'idle' || this.state === 'disconnected';
-    this.setState(first ? 'connecting' : 'reconnecting');
-    source.addEventListener('open', () => {
-      if (this.source !== source) return;
-      this.backoffMs = this.options.reconnectMinMs;
-      this.setState('connected');
-      for (const name of names) {
-        const channel = this.channels.get(name);
-        for (const callback of [...(channel?.subscribedCallbacks ?? [])]) callback();
-      }
-    });
-    source.addEventListener('error', () => {
-      if (this.source !== source) return;
-      if (source.readyState === 2 /* CLOSED: refused, the browser gives up */) {
-        this.source = null;
-        this.setState('reconnecting');
-        void this.recover(names);
-      } else {
-        this.setState('reconnecting'); // the browser reconnects by itself, with Last-Event-ID
-      }
-    });
-    for (const name of ['message', 'askr:lost', ...PRESENCE_EVENTS]) this.bindEvent(name);
-    for (const channel of this.channels.values())
-      for (const name of channel.listeners.keys()) this.bindEvent(name);
-  }
-
-  /**
-   * After a refused stream (EventSource gives up on a non-200 answer, e.g. 403 or 502): find the
-   * channels the app denies, drop them, and retry the rest with exponential backoff.
-   */
-  async recover(names) {
-    const guarded = names.filter((n) => n.startsWith('private-') || n.startsWith('presence-'));
-    await Promise.all(guarded.map((name) => this.checkAuth(name)));
-    const delay = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
-    this.backoffMs = Math.min(this.backoffMs * 2, this.options.reconnectMaxMs);
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (this.source === null && this.state !== 'disconnected') this.connect();
-    }, delay);
-  }
-
-  /** Asks the auth route about one channel; a 401/403 marks it failed and reports it. */
-  async checkAuth(name) {
-    let res;
-    try {
-      const headers = {
-        'Content-Type': 'application/x-www-form-urlencoded',
-        Accept: 'application/json',
-        'X-Requested-With': 'XMLHttpRequest',
-        'X-Socket-ID': this.id,
-      };
-      const token = this.options.csrfToken ?? metaCsrfToken();
-      if (token !== null) headers['X-CSRF-TOKEN'] = token;
-      res = await fetch(this.options.authEndpoint, {
-        method: 'POST',
-        headers,
-        credentials: this.options.withCredentials ? 'include' : 'same-origin',
-        body: new URLSearchParams({ channel_name: name, socket_id: this.id }).toString(),
-      });
-    } catch {
-      return; // the app is unreachable too: retry later
-    }
-    if (res.status !== 401 && res.status !== 403) return;
-    const channel = this.channels.get(name);
-    if (channel === undefined) return;
-    channel.failed = true;
-    const error = { status: res.status, message: `not authorized for channel "${name}"` };
-    for (const callback of [...channel.errorCallbacks]) callback(error);
-  }
-
-  /** @internal One SSE frame from the stream. */
-  onFrame(event, e) {
-    if (PRESENCE_EVENTS.includes(event)) {
-      // askr:presence.members has no id (e.lastEventId is then the previous event's).
-      if (event !== 'askr:presence.members' && !this.accept(e.lastEventId)) return;
-      const data = parseData(e.data);
-      const channel = this.channels.get(data?.channel);
-      if (channel instanceof PresenceChannel) channel.presence(event, data);
-      return;
-    }
-    if (event === 'askr:lost') {
-      this.lastEventId = e.lastEventId;
-      // What follows (the newest events still held) is older than the lost frame's id.
-      this.position = null;
-      const data = parseData(e.data);
-      for (const callback of [...this.lostCallbacks]) callback(data);
-      return;
-    }
-    if (!this.accept(e.lastEventId)) return;
-    const id = parseId(e.lastEventId);
-    const channel = id?.channel === null || id === null ? undefined : this.channels.get(id.channel);
-    if (channel === undefined) return;
-    const data = parseData(e.data);
-    if (data !== null && typeof data === 'object' && 'socket' in data) {
-      if (data.socket === this.id) return; // broadcast(...)->toOthers() from this page
-      delete data.socket;
-    }
-    channel.dispatch(event, data);
-  }
-
-  /** Records the position; false for an event already seen (same epoch, seq not newer). */
-  accept(lastEventId) {
-    const id = parseId(lastEventId ?? '');
-    if (id === null) return true;
-    const pos = this.position;
-    if (pos !== null && pos.epoch === id.epoch && id.seq <= pos.seq) return false;
-    this.position = { epoch: id.epoch, seq: id.seq };
-    this.lastEventId = lastEventId;
-    return true;
-  }
-
-  setState(state) {
-    if (this.state === state) return;
-    this.state = state;
-    for (const callback of [...this.stateCallbacks]) callback(state);
   }
 }
 

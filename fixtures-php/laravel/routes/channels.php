@@ -18,5 +18,8 @@ Broadcast::channel('orders.{id}', fn ($user, $id) => $user->id === Order::find($
 // presence-room.{id}: anyone signed in; what is returned is the member's user_info.
 Broadcast::channel('room.{id}', fn ($user, $id) => ['id' => $user->id, 'name' => $user->name], $guards);
 
+// private-team.{id}: anyone signed in (the Echo tests whisper on it).
+Broadcast::channel('team.{id}', fn ($user, $id) => true, $guards);
+
 // private-App.Models.User.{id}: Laravel's default per-user channel.
 Broadcast::channel('App.Models.User.{id}', fn ($user, $id) => (int) $user->id === (int) $id, $guards);

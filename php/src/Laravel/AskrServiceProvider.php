@@ -3,8 +3,10 @@
 /**
  * Registers the `askr` broadcast driver (Broadcast::extend) and a default
  * `broadcasting.connections.askr` entry, and lets `php artisan vendor:publish --tag=askr-js`
- * copy the browser helper to public/vendor/askr/askr-echo.js. List it in config/app.php
- * `providers` (or rely on package discovery when installed with Composer).
+ * copy the browser client (php/js: askr-connector.js for Laravel Echo, its script build
+ * askr-connector.iife.js, the standalone askr-echo.js and the modules they import) to
+ * public/vendor/askr/. List it in config/app.php `providers` (or rely on package discovery when
+ * installed with Composer).
  */
 
 declare(strict_types=1);
@@ -38,8 +40,9 @@ final class AskrServiceProvider extends ServiceProvider
             });
         });
         if ($this->app->runningInConsole()) {
+            // The whole directory: the ES modules import each other by relative path.
             $this->publishes(
-                [dirname(__DIR__, 2) . '/js/askr-echo.js' => $this->app->publicPath() . '/vendor/askr/askr-echo.js'],
+                [dirname(__DIR__, 2) . '/js' => $this->app->publicPath() . '/vendor/askr'],
                 ['askr', 'askr-js'],
             );
         }

@@ -11,6 +11,8 @@ use Illuminate\Foundation\Http\Kernel as HttpKernel;
 class Kernel extends HttpKernel
 {
     protected $middleware = [
+        // Counts the requests PHP serves (storage/logs/requests.log), for the tests.
+        \App\Http\Middleware\CountRequests::class,
         \Illuminate\Foundation\Http\Middleware\ValidatePostSize::class,
     ];
 

@@ -26,7 +26,7 @@ class LoginController extends Controller
             return back()->withErrors(['email' => 'These credentials do not match.']);
         }
         $request->session()->regenerate();
-        return redirect('/dashboard');
+        return redirect()->intended('/dashboard');
     }
 
     public function logout(Request $request): RedirectResponse
