@@ -27,8 +27,13 @@ import { ClusterNode } from './cluster/cluster-node.ts';
 import { LocalBus, type EventBus } from './sse/event-bus.ts';
 import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
+import { createAuthBatchRoute } from './sse/auth-batch.ts';
+import { randomGrantSecret } from './sse/grants.ts';
+import { createWhisperRoute } from './sse/whisper.ts';
 import { createHoldInterceptor } from './sse/hold-interceptor.ts';
 import { createPublishRoute } from './broadcast/http-publish.ts';
+import { GripAuth } from './broadcast/grip-auth.ts';
+import { createPushpinPublish, PUBLISH_PATHS } from './broadcast/pushpin-publish.ts';
 import { usableSocketPath } from './broadcast/socket-path.ts';
 import {
   ingressSettings,
@@ -96,6 +101,8 @@ export async function startSidecar(
     timeoutMs: config.proxy.timeout,
     logger,
   });
+  // [grip] keys too: a bad one stops the start here, naming the key.
+  let gripAuth = new GripAuth(config.grip);
   config.broadcast.socket = await usableSocketPath(config.broadcast.socket, logger);
   const registry = new Registry();
   const metrics = createMetrics(registry);
@@ -224,6 +231,7 @@ export async function startSidecar(
           data: m.data,
           ...(m.event === undefined ? {} : { event: m.event }),
           ...(m.id === undefined ? {} : { publisherId: m.id }),
+          ...(m.socket === undefined ? {} : { socket: m.socket }),
           close: m.close,
           ingress: 'datagram',
         }).catch((err: unknown) => {
@@ -255,6 +263,8 @@ export async function startSidecar(
     return new Map<string, ExtraRoute>([
       [c.sse.events_path, eventsRoute],
       [c.sse.publish_path, publishRoute],
+      [c.sse.auth_batch_path, authBatchRoute],
+      [c.sse.whisper_path, whisperRoute],
       ...(c.mercure.enabled ? mercure.exact : []),
     ]);
   };
@@ -308,6 +318,21 @@ export async function startSidecar(
     onRejected: (reason) => metrics.onRejected(reason),
     onPatternAborted,
   });
+  // Grants (POST /askr/auth): without sse.grant_secret they are signed with a per-process secret.
+  const fallbackGrantSecret = randomGrantSecret();
+  const grantSecret = (): Buffer | string =>
+    config.sse.grant_secret === '' ? fallbackGrantSecret : config.sse.grant_secret;
+  if (config.sse.grant_secret === '') {
+    logger.warn(
+      { key: 'sse.grant_secret' },
+      'grants do not survive a restart and are not valid on other cluster nodes: set sse.grant_secret',
+    );
+  } else if (config.sse.grant_secret.length < 32) {
+    logger.warn(
+      { key: 'sse.grant_secret' },
+      'sse.grant_secret is short: use 32+ random characters',
+    );
+  }
   const eventsRoute = createEventsRoute({
     hub,
     sharedHistory,
@@ -315,6 +340,21 @@ export async function startSidecar(
     pool,
     config: () => config,
     serverInfo,
+    grantSecret,
+    onRejected: (reason) => metrics.onRejected(reason),
+  });
+  const authBatchRoute = createAuthBatchRoute({
+    pool,
+    config: () => config,
+    serverInfo,
+    grantSecret,
+    onRejected: (reason) => metrics.onRejected(reason),
+  });
+  const whisperRoute = createWhisperRoute({
+    hub,
+    publish,
+    config: () => config,
+    grantSecret,
     onRejected: (reason) => metrics.onRejected(reason),
   });
   const publishRoute = createPublishRoute({
@@ -363,6 +403,20 @@ export async function startSidecar(
           registry,
           logger,
         });
+  // Pushpin's publish API lives on the admin listener, as Pushpin's is on its own port.
+  const gripPublish = createPushpinPublish({
+    publish,
+    config: () => config,
+    auth: () => gripAuth,
+    logger,
+    hooks: { ...metrics.gripHooks(), onRejected: (reason) => metrics.onRejected(reason) },
+  });
+  if (gripAuth.enabled && !config.metrics.enabled) {
+    logger.warn(
+      { key: 'metrics.enabled' },
+      'grip publishing is configured but served on the metrics listener, which is off',
+    );
+  }
   const admin = config.metrics.enabled
     ? await startAdminServer({
         listen: config.metrics.listen,
@@ -371,6 +425,7 @@ export async function startSidecar(
         routes: statusPageRoutes({
           snapshot: () => statusSnapshot(registry, pool, hub, plan.maxConnections),
         }),
+        control: Object.fromEntries(PUBLISH_PATHS.map((path) => [path, gripPublish.handle])),
         checks: {
           fpm: () => fpmReachable(address),
           ...(ingress === null ? {} : { datagram_socket: () => unixSocketPresent(ingress.path) }),
@@ -405,7 +460,10 @@ export async function startSidecar(
     registry,
     adminUrl: admin?.url ?? null,
     reload(next: SidecarConfig): string[] {
+      // Validated before anything is applied: a bad [grip] key keeps the running config.
+      const nextGripAuth = new GripAuth(next.grip);
       const needRestart = restartOnlyChanges(config, next);
+      gripAuth = nextGripAuth;
       next.server.root = config.server.root;
       trust = parseTrustedProxies(next.server.trusted_proxies);
       config = next;
@@ -476,6 +534,7 @@ export async function startSidecar(
         await pool.close();
         if (fpm) await fpm.stop();
         poller?.stop();
+        gripPublish.close();
         // The admin listener goes last, so /readyz keeps answering while the rest drains.
         await admin?.close();
         logger.info('askr-sidecar stopped');

@@ -19,7 +19,12 @@ import { httpPublish, phpPublish, startNode, startRelay, subscribe } from './hel
 import type { RelayProcess } from './helpers/cluster.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
-import type { Frame, SseStream } from './helpers/sse-client.ts';
+import {
+  CONNECTED_EVENT,
+  connectedSocketId,
+  type Frame,
+  type SseStream,
+} from './helpers/sse-client.ts';
 import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
@@ -192,7 +197,9 @@ describe('cluster delivery', () => {
       const all = ofEvent(reference, 'resume');
       const after = all.slice(all.findIndex((f) => f.id === lastId) + 1);
       expect(after.map((f) => f.data)).toEqual(data);
-      const got = st.frames.filter((f) => f.event !== undefined);
+      // askr:connected opens the stream; every other frame with an event is a replayed/live one.
+      expect(connectedSocketId(st.frames)).toMatch(/^\d+\.\d+$/);
+      const got = st.frames.filter((f) => f.event !== undefined && f.event !== CONNECTED_EVENT);
       expect(got.map((f) => [f.event, f.id, f.data])).toEqual(
         after.map((f) => ['resume', f.id, f.data]),
       );

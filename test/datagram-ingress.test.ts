@@ -142,12 +142,13 @@ async function phpPublish(socketPath: string, call: string, env: Record<string, 
 }
 
 function asVectorMessage(message: DatagramMessage): Record<string, unknown> {
-  const { channels, event, id, close, data } = message;
+  const { channels, event, id, close, socket, data } = message;
   return {
     channels,
     ...(event === undefined ? {} : { event }),
     ...(id === undefined ? {} : { id }),
     close,
+    ...(socket === undefined ? {} : { socket }),
     data_base64: data.toString('base64'),
   };
 }

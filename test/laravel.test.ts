@@ -12,7 +12,14 @@ import { EventSource } from 'eventsource';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artisan, assertLaravelInstalled, makeLaravelApp } from './helpers/laravel-app.ts';
-import { openStream, type Frame, type SseStream } from './helpers/sse-client.ts';
+import {
+  CONNECTED_EVENT,
+  connectedSocketId,
+  dataFrames,
+  openStream,
+  type Frame,
+  type SseStream,
+} from './helpers/sse-client.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 
 let tmp = '';
@@ -101,9 +108,17 @@ async function post(
   return { status: res.statusCode, json: text === '' ? null : (JSON.parse(text) as unknown) };
 }
 
-async function stream(channels: string[], user: string | null): Promise<SseStream> {
-  const query = channels.map((c) => `channel=${encodeURIComponent(c)}`).join('&');
-  const st = await openStream(`${sidecar().url}/askr/events?${query}`, user ? bearer(user) : {});
+async function stream(
+  channels: string[],
+  user: string | null,
+  socketId?: string,
+): Promise<SseStream> {
+  const query = new URLSearchParams(channels.map((c): [string, string] => ['channel', c]));
+  if (socketId !== undefined) query.set('socket_id', socketId);
+  const st = await openStream(
+    `${sidecar().url}/askr/events?${query.toString()}`,
+    user ? bearer(user) : {},
+  );
   toClose.push(st);
   return st;
 }
@@ -154,11 +169,29 @@ describe('broadcasting from Laravel reaches EventSource subscribers', () => {
     expect(event.id).toMatch(/@chat$/);
   });
 
-  it('toOthers(): the X-Socket-ID travels in the data so the sender`s client can skip it', async () => {
-    const es = await eventSource(['chat'], null);
-    const first = nextEvent(es, 'message.posted', (d) => d['text'] === 'one');
+  it('toOthers(): the stream whose socket id is the X-Socket-ID does not get the event, and no data carries it', async () => {
+    const sender = await stream(['chat'], null, '123.456');
+    const other = await stream(['chat'], null, '777.888');
+    await sender.waitFor((f) => f.event === CONNECTED_EVENT);
+    await other.waitFor((f) => f.event === CONNECTED_EVENT);
+    expect(connectedSocketId(sender.frames)).toBe('123.456');
+    expect(connectedSocketId(other.frames)).toBe('777.888');
     await post('/api/chat', 'bob', { text: 'one' }, { 'x-socket-id': '123.456' });
-    expect((await first).data).toEqual({ user: 'Bob', text: 'one', socket: '123.456' });
+    // No X-Socket-ID: for every stream. It comes after 'one' on each, so a sender that has 'two'
+    // and not 'one' was left out of 'one' (no waiting on a timeout).
+    await post('/api/chat', 'bob', { text: 'two' });
+    const posted = (st: SseStream): unknown[] =>
+      dataFrames(st.frames)
+        .filter((f) => f.event === 'message.posted')
+        .map((f) => JSON.parse(f.data ?? '') as unknown);
+    for (const st of [sender, other]) {
+      await st.waitFor((f) => f.event === 'message.posted' && f.data?.includes('two') === true);
+    }
+    expect(posted(other)).toEqual([
+      { user: 'Bob', text: 'one' },
+      { user: 'Bob', text: 'two' },
+    ]);
+    expect(posted(sender)).toEqual([{ user: 'Bob', text: 'two' }]);
   });
 
   it('a failed publish throws BroadcastException naming the cause, or logs it with throw off', async () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-import { openStream, type SseStream } from './helpers/sse-client.ts';
+import { connectedSocketId, dataFrames, openStream, type SseStream } from './helpers/sse-client.ts';
 import { runCleanups, until, type Cleanups } from './helpers/wait.ts';
 import {
   MERCURE_BASE,
@@ -73,8 +73,9 @@ async function askrPublish(s: TestSidecar, body: Record<string, unknown>): Promi
   if (res.statusCode !== 202) throw new Error(`askr publish answered ${res.statusCode}: ${text}`);
 }
 
+/** The data of an askr stream's frames, less the askr:connected frame it opens with. */
 function askrDatas(st: SseStream): Array<string | undefined> {
-  return st.frames.filter((f) => f.data !== undefined).map((f) => f.data);
+  return dataFrames(st.frames).map((f) => f.data);
 }
 
 describe('askr -> Mercure', () => {
@@ -167,6 +168,7 @@ describe('Mercure -> askr', () => {
     await publishOk(s, { topic: 'orders', data: 'secret', private: 'on' });
     await publishOk(s, { topic: 'orders', data: 'public' });
     await st.waitFor((f) => f.data === 'public');
+    expect(connectedSocketId(st.frames)).toMatch(/^\d+\.\d+$/);
     expect(askrDatas(st)).toEqual(['public']);
   });
 

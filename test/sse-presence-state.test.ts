@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-import { openStream } from './helpers/sse-client.ts';
+import { connectedSocketId, dataFrames, openStream } from './helpers/sse-client.ts';
 
 const TOKEN = 'presence-token';
 let s: TestSidecar;
@@ -91,7 +91,9 @@ describe('sse.state_file', () => {
         'last-event-id': seen.id ?? '',
       });
       await again.waitFor((f) => f.data === 'after-restart');
-      expect(again.frames.filter((f) => f.data !== undefined).map((f) => f.data)).toEqual([
+      // askr:connected opens the resumed stream, then the missed event and the live one.
+      expect(connectedSocketId(again.frames)).toMatch(/^\d+\.\d+$/);
+      expect(dataFrames(again.frames).map((f) => f.data)).toEqual([
         'missed-while-away',
         'after-restart',
       ]);

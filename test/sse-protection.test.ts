@@ -89,11 +89,13 @@ function gcFunction(): () => void {
   return runInNewContext('gc') as () => void;
 }
 
-/** An events-endpoint client that reads everything and checks `data: <n> …` arrives 0, 1, 2, …
+/** An events-endpoint client that reads everything and checks that the stream opens with
+ * askr:connected, then `data: <n> …` arrives 0, 1, 2, …
  * Bytes are scanned in place (no strings): the test process's own garbage stays small. */
 function fastReader(s: TestSidecar, channel: string) {
-  const state = { next: 0, errors: [] as string[], open: false };
+  const state = { next: 0, errors: [] as string[], open: false, connected: false };
   const DATA = Buffer.from('\ndata: ');
+  const CONNECTED = Buffer.from('\nevent: askr:connected');
   const req = get(
     `${s.url}/askr/events?channel=${channel}`,
     { agent: false },
@@ -105,6 +107,20 @@ function fastReader(s: TestSidecar, channel: string) {
         let pos = 0;
         for (let at = buf.indexOf(DATA, pos); at !== -1; at = buf.indexOf(DATA, pos)) {
           let i = at + DATA.length;
+          if (at >= CONNECTED.length && buf.subarray(at - CONNECTED.length, at).equals(CONNECTED)) {
+            // The stream's askr:connected frame (its socket id), not an event: skipped, once.
+            const end = buf.indexOf(0x0a, i);
+            if (end === -1) break; // the frame is cut: wait for more
+            if ((state.connected || state.next !== 0) && state.errors.length < 5) {
+              state.errors.push(`askr:connected after event ${state.next - 1}`);
+            }
+            state.connected = true;
+            pos = end;
+            continue;
+          }
+          if (!state.connected && state.errors.length < 5) {
+            state.errors.push(`event ${state.next} before askr:connected`);
+          }
           let n = 0;
           while (i < buf.length && buf[i] !== 0x20) n = n * 10 + (buf[i++] ?? 0) - 0x30;
           if (i === buf.length) break; // the number is cut: wait for more
@@ -190,6 +206,7 @@ describe('slow subscribers cost what sse.subscriber_queue_size says', () => {
 
     expect(fast.map((f) => f.errors)).toEqual([[], [], [], []]);
     expect(fast.every((f) => f.open)).toBe(true);
+    expect(fast.every((f) => f.connected)).toBe(true);
     expect(await counter(s, 'askr_sse_slow_consumer_disconnects_total')).toBe(100);
     expect(s.hub.queuedBytes()).toBe(0); // the dropped streams' queues were released at once
     expect(rssMax).toBeLessThan(300 * 2 ** 20);

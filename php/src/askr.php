@@ -5,7 +5,8 @@
  * (protocol v1, docs/protocol.md) and ask it to hold the current response as an SSE stream.
  * Plain PHP 8.1+, no extension. Invariants: the publish functions never throw and never emit a
  * warning (they return false and askr_last_error() says why); the datagram they build is
- * byte-for-byte the one the sidecar's encodeDatagram() builds (test/vectors/datagram-v1.json).
+ * byte-for-byte the one the sidecar's encodeDatagram() builds (test/vectors/datagram-v1.json);
+ * a publisher's socket id (toOthers) goes in the header's `socket` key, never in the payload.
  */
 
 declare(strict_types=1);
@@ -70,7 +71,8 @@ if (!function_exists('askr_internal_limit')) {
 
 if (!function_exists('askr_internal_channels')) {
     /**
-     * @internal Validates channel names with the sidecar's rules (src/broadcast/channel-name.ts).
+     * @internal Validates channel names with the sidecar's rules (src/sse/channel-rules.ts):
+     * Pusher's charset, A-Z a-z 0-9 _ - = @ , . ;
      * @param string|array<mixed> $channels
      * @return list<string>|string the names, or an error message
      */
@@ -92,9 +94,9 @@ if (!function_exists('askr_internal_channels')) {
                 return 'channel name is ' . strlen($name) . " bytes; the limit is $maxLength";
             }
             // \z, not $: $ would also match before a trailing "\n".
-            if (preg_match('/\A[A-Za-z0-9_\-=.]+\z/', $name) !== 1) {
+            if (preg_match('/\A[A-Za-z0-9_\-=@,.;]+\z/', $name) !== 1) {
                 return 'channel name ' . json_encode($name, JSON_INVALID_UTF8_SUBSTITUTE)
-                    . ' has a character outside A-Z a-z 0-9 _ - = .';
+                    . ' has a character outside A-Z a-z 0-9 _ - = @ , . ;';
             }
         }
         // The sidecar counts distinct names (it deduplicates them).
@@ -107,10 +109,22 @@ if (!function_exists('askr_internal_channels')) {
     }
 }
 
+if (!function_exists('askr_is_socket_id')) {
+    /**
+     * Whether $socketId is a stream's socket id as the sidecar accepts it (Pusher's format, what
+     * Echo sends as X-Socket-ID): digits '.' digits, at most 20 digits each.
+     */
+    function askr_is_socket_id(string $socketId): bool
+    {
+        return preg_match('/\A\d{1,20}\.\d{1,20}\z/', $socketId) === 1;
+    }
+}
+
 if (!function_exists('askr_encode_datagram')) {
     /**
      * Builds the v1 datagram for a publish, or returns null (askr_last_error() says why) when an
-     * argument is invalid or the datagram exceeds ASKR_MAX_DATAGRAM. Sends nothing.
+     * argument is invalid or the datagram exceeds ASKR_MAX_DATAGRAM. Sends nothing. $socket is
+     * the publisher's socket id (toOthers()): the stream with that id does not get the event.
      *
      * @param string|list<string> $channels
      */
@@ -120,13 +134,14 @@ if (!function_exists('askr_encode_datagram')) {
         ?string $event = null,
         ?string $id = null,
         bool $close = false,
+        ?string $socket = null,
     ): ?string {
         $names = askr_internal_channels($channels);
         if (is_string($names)) {
             askr_internal_error(true, $names);
             return null;
         }
-        // Same key order as encodeDatagram(): channel|channels, event, id, close.
+        // Same key order as encodeDatagram(): channel|channels, event, id, close, socket.
         $header = count($names) === 1 ? ['channel' => $names[0]] : ['channels' => $names];
         if ($event !== null) {
             if ($event === '' || strpbrk($event, "\r\n\0") !== false) {
@@ -148,6 +163,13 @@ if (!function_exists('askr_encode_datagram')) {
         }
         if ($close) {
             $header['close'] = true;
+        }
+        if ($socket !== null) {
+            if (!askr_is_socket_id($socket)) {
+                askr_internal_error(true, 'socket must be <digits>.<digits> (a socket id such as "1234.5678")');
+                return null;
+            }
+            $header['socket'] = $socket;
         }
         // LINE_TERMINATORS: keep U+2028/U+2029 raw, as JSON.stringify does (byte equality).
         $json = json_encode(
@@ -229,7 +251,8 @@ if (!function_exists('askr_publish')) {
     /**
      * Publishes $data to one or more channels. Returns false (never throws) when an argument is
      * invalid, the datagram is too large, or the sidecar is absent; askr_last_error() says why.
-     * $close ends the channels' streams after this event is delivered.
+     * $close ends the channels' streams after this event is delivered. $socket (a socket id, e.g.
+     * the request's X-Socket-ID) leaves out the stream with that id: Laravel's toOthers().
      *
      * @param string|list<string> $channels
      */
@@ -239,17 +262,21 @@ if (!function_exists('askr_publish')) {
         ?string $event = null,
         ?string $id = null,
         bool $close = false,
+        ?string $socket = null,
     ): bool {
-        $datagram = askr_encode_datagram($channels, $data, $event, $id, $close);
+        $datagram = askr_encode_datagram($channels, $data, $event, $id, $close, $socket);
         return $datagram !== null && askr_internal_send($datagram);
     }
 }
 
 if (!function_exists('askr_broadcast')) {
-    /** Askr's signature: publishes $payload to $channel as a default ("message") event. */
-    function askr_broadcast(string $channel, string $payload): bool
+    /**
+     * Askr's signature: publishes $payload to $channel as a default ("message") event; with
+     * $socket, to every stream but the one with that socket id (toOthers).
+     */
+    function askr_broadcast(string $channel, string $payload, ?string $socket = null): bool
     {
-        return askr_publish($channel, $payload);
+        return askr_publish($channel, $payload, socket: $socket);
     }
 }
 
@@ -258,13 +285,24 @@ if (!function_exists('askr_subscribe')) {
      * Asks the sidecar to hold this response as an SSE stream subscribed to $channels
      * (X-Askr-Subscribe). The FPM request ends as usual; what PHP echoes is sent first.
      * On an invalid channel or headers already sent, it sends nothing, sets askr_last_error()
-     * and raises an E_USER_WARNING (a programming error, unlike a failed publish).
+     * and raises an E_USER_WARNING (a programming error, unlike a failed publish). Names holding
+     * ',' or ';' cannot be held this way (they separate the header's list): subscribe to them
+     * through the events endpoint's repeated `channel=` parameters.
      *
      * @param string|list<string> $channels
      */
     function askr_subscribe(string|array $channels): void
     {
         $names = askr_internal_channels($channels);
+        if (is_array($names)) {
+            foreach ($names as $name) {
+                if (strpbrk($name, ',;') !== false) {
+                    $names = 'channel name ' . json_encode($name) . ' has a "," or ";", which separate '
+                        . 'channels in X-Askr-Subscribe: subscribe to it with ?channel= on the events endpoint';
+                    break;
+                }
+            }
+        }
         if (is_string($names)) {
             askr_internal_error(true, $names);
             trigger_error("askr_subscribe: $names", E_USER_WARNING);

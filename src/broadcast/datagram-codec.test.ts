@@ -10,6 +10,7 @@ import {
   DATAGRAM_REJECT_REASONS,
   encodeDatagram,
   parseDatagram,
+  stripLegacySocket,
   type DatagramLimits,
   type DatagramRejectReason,
   type ParseResult,
@@ -35,6 +36,7 @@ interface Vector {
           event?: string;
           id?: string;
           close: boolean;
+          socket?: string;
           data_base64: string;
         };
       }
@@ -63,7 +65,7 @@ function callData(call: VectorCall): Buffer {
 /** The parse result in the vector file's shape. */
 function asExpectation(result: ParseResult): Vector['expect'] {
   if (!result.ok) return { ok: false, reason: result.reason };
-  const { channels, event, id, close, data } = result.message;
+  const { channels, event, id, close, socket, data } = result.message;
   return {
     ok: true,
     message: {
@@ -71,6 +73,7 @@ function asExpectation(result: ParseResult): Vector['expect'] {
       ...(event === undefined ? {} : { event }),
       ...(id === undefined ? {} : { id }),
       close,
+      ...(socket === undefined ? {} : { socket }),
       data_base64: data.toString('base64'),
     },
   };
@@ -152,6 +155,58 @@ describe('limits', () => {
     expect(parseDatagram(deep, { ...limits, maxDatagramBytes: 200_000 })).toMatchObject({
       reason: 'bad_json',
     });
+  });
+});
+
+describe('socket id (toOthers): a header key, never the data', () => {
+  it('encodes it last in the header and parses it back; the data is untouched', () => {
+    const datagram = encodeDatagram({ channels: ['a', 'b'], data: '{"x":1}', socket: '12.34' });
+    expect(datagram.toString()).toBe('{"channels":["a","b"],"socket":"12.34"}\n{"x":1}');
+    expect(parseDatagram(datagram, limits)).toMatchObject({
+      ok: true,
+      message: { socket: '12.34', data: Buffer.from('{"x":1}') },
+    });
+  });
+
+  it.each([
+    // [payload, what subscribers get, socket]: only the legacy broadcaster's exact shape is cut.
+    ['{"user":"Bob","text":"hi","socket":"123.456"}', '{"user":"Bob","text":"hi"}', '123.456'],
+    ['{"socket":"1.2"}', '{}', '1.2'],
+    ['{"a":"x\\\\","socket":"1.2"}', '{"a":"x\\\\"}', '1.2'],
+    ['{"a":{"socket":"1.2"}}', null, null], // nested: data
+    ['{"a":"b,\\"socket\\":\\"1.2\\"}"}', null, null], // inside a string: data
+    ['{"socket":"1.2","a":1}', null, null], // not the last member: left as is
+    ['{"socket":"abc"}', null, null], // not a socket id
+    ['{"socket":"1.2"', null, null], // not JSON
+    ['x{"socket":"1.2"}', null, null], // not JSON
+    ['[{"socket":"1.2"}]', null, null], // not an object
+    [' {"socket":"1.2"}', null, null], // not the broadcaster's bytes
+    ['{"socket": "1.2"}', null, null], // idem
+    ['{"a":1,"socket":"1.2"} ', null, null], // idem
+    ['{"socket":"9.9","socket":"1.2"}', '{"socket":"9.9"}', '1.2'], // JSON.parse keeps the last
+  ])('legacy payload %s', (payload, kept, socket) => {
+    const header = '{"channel":"chat"}\n';
+    const result = parseDatagram(Buffer.from(header + payload), limits);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.message.data.toString()).toBe(kept ?? payload);
+    expect(result.message.socket).toBe(socket ?? undefined);
+    expect(stripLegacySocket(Buffer.from(payload))?.socket ?? null).toBe(socket);
+  });
+
+  it('a header socket wins: the payload is then never looked at', () => {
+    const datagram = Buffer.from('{"channel":"c","socket":"5.6"}\n{"socket":"1.2"}');
+    expect(parseDatagram(datagram, limits)).toMatchObject({
+      ok: true,
+      message: { socket: '5.6', data: Buffer.from('{"socket":"1.2"}') },
+    });
+  });
+
+  it('rejects a socket that is not <digits>.<digits> as bad_socket', () => {
+    for (const socket of ['', '1', '1.', '.1', '1.2.3', 'a.b', ` 1.2`, `${'9'.repeat(21)}.1`]) {
+      const datagram = Buffer.from(`{"channel":"c","socket":${JSON.stringify(socket)}}\nx`);
+      expect(parseDatagram(datagram, limits), socket).toMatchObject({ reason: 'bad_socket' });
+    }
   });
 });
 
@@ -246,7 +301,7 @@ describe('fuzz', () => {
       if (kind === 6) return { k: randomValue(depth + 1) };
       return Array.from({ length: pick([1, 2, 33]) }, (_, j) => `c${j}`);
     };
-    const keys = ['channel', 'channels', 'event', 'id', 'close', 'v', 'x'];
+    const keys = ['channel', 'channels', 'event', 'id', 'close', 'socket', 'v', 'x'];
     const seen = new Set<string>();
     for (let i = 0; i < 20_000; i++) {
       const header: Record<string, unknown> = {};
@@ -265,6 +320,7 @@ describe('fuzz', () => {
       'too_many_channels',
       'bad_event',
       'bad_id',
+      'bad_socket',
     ]) {
       expect(seen).toContain(reason);
     }

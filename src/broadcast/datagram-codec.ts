@@ -1,12 +1,15 @@
 /**
  * Datagram protocol v1 (docs/protocol.md): one line of JSON (an object), '\n', then the raw
- * payload bytes. Pure and synchronous. Invariant: `parseDatagram` never throws, whatever the
+ * payload bytes. Pure and synchronous. Invariants: `parseDatagram` never throws, whatever the
  * bytes; every rejection carries one reason from a closed set (so it can label a metric) and a
- * detail for the log. `encodeDatagram` is the canonical encoder the PHP shim matches byte for byte.
+ * detail for the log; the publisher's socket id travels in the header, never in the data
+ * subscribers get (a legacy payload that carries it is cut, see stripLegacySocket).
+ * `encodeDatagram` is the canonical encoder the PHP shim matches byte for byte.
  */
-import { channelNameProblem } from '../sse/channel-rules.ts';
+import { channelNameProblem, isSocketId, SOCKET_ID_FORMAT } from '../sse/channel-rules.ts';
 
-/** A publish as the hub receives it. `data` is a view into the datagram buffer (no copy). */
+/** A publish as the hub receives it. `data` is a view into the datagram buffer (no copy), except
+ * for a legacy payload whose socket member was cut (stripLegacySocket). */
 export interface DatagramMessage {
   /** Deduplicated, in first-seen order; never empty. */
   channels: string[];
@@ -14,6 +17,8 @@ export interface DatagramMessage {
   id?: string;
   /** End the channels' streams after delivering this event (Pushpin's close action). */
   close: boolean;
+  /** The publisher's socket id (Laravel's toOthers()): that stream does not get the event. */
+  socket?: string;
   data: Buffer;
 }
 
@@ -29,6 +34,7 @@ export const DATAGRAM_REJECT_REASONS = [
   'too_many_channels',
   'bad_event',
   'bad_id',
+  'bad_socket',
 ] as const;
 
 export type DatagramRejectReason = (typeof DATAGRAM_REJECT_REASONS)[number];
@@ -132,7 +138,61 @@ export function parseDatagram(datagram: Buffer, limits: DatagramLimits): ParseRe
     message.close = close;
   }
 
+  const socket = field('socket');
+  if (socket !== undefined) {
+    if (typeof socket !== 'string' || !isSocketId(socket)) {
+      return reject('bad_socket', `socket must be ${SOCKET_ID_FORMAT}`);
+    }
+    message.socket = socket;
+  } else {
+    const legacy = stripLegacySocket(message.data);
+    if (legacy !== null) {
+      message.data = legacy.data;
+      message.socket = legacy.socket;
+    }
+  }
+
   return { ok: true, message };
+}
+
+/** `"socket":"<id>"}` closing a JSON object, as the legacy broadcaster appended it (the id is
+ * checked with isSocketId). */
+const LEGACY_SOCKET_TAIL = /(?:^\{|,)"socket":"([0-9.]{3,41})"\}$/;
+/** Longest tail that regexp can match: `,"socket":"` (11) + 41 + `"}` (2). */
+const LEGACY_SOCKET_TAIL_MAX_BYTES = 11 + 41 + 2;
+
+/**
+ * Askr's Laravel broadcaster before the `socket` header key (issue 12) kept toOthers()'s socket
+ * id in the JSON payload, appended as its last top-level member: `{…,"socket":"123.456"}` or
+ * `{"socket":"123.456"}`. A datagram without a `socket` key whose payload is a JSON object ending
+ * exactly so has that member cut (so no subscriber sees it) and its value used as the socket.
+ * Only that byte shape, and only when the whole payload parses as a JSON object whose `socket` is
+ * that value (so the member is top level, not in a string or a nested object); any other payload
+ * is left untouched, byte for byte. Returns null when there is nothing to strip.
+ */
+export function stripLegacySocket(data: Buffer): { data: Buffer; socket: string } | null {
+  // Cheap test first: the payload must end with `"}` (anything else costs one byte compare).
+  if (data.length < 16 || data[data.length - 1] !== 0x7d || data[data.length - 2] !== 0x22) {
+    return null;
+  }
+  const tailStart = Math.max(0, data.length - LEGACY_SOCKET_TAIL_MAX_BYTES);
+  const tail = LEGACY_SOCKET_TAIL.exec(data.subarray(tailStart).toString('latin1'));
+  if (tail === null) return null;
+  const socket = tail[1] as string;
+  if (!isSocketId(socket)) return null;
+  const memberAt = data.length - tail[0].length + (tail[0].startsWith('{') ? 1 : 0);
+  if (tail[0].startsWith('{') && memberAt - 1 !== 0) return null; // `{` must open the payload
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data.toString('utf8'));
+  } catch {
+    return null; // not JSON: not the broadcaster's payload
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return null;
+  if ((parsed as Record<string, unknown>)['socket'] !== socket) return null;
+  // `{…,"socket":"1.2"}` → `{…}`; `{"socket":"1.2"}` → `{}`.
+  const kept = data.subarray(0, memberAt);
+  return { data: Buffer.concat([kept, Buffer.from('}')]), socket };
 }
 
 /** Both keys may be given; their names are merged, deduplicated in first-seen order. */
@@ -173,9 +233,10 @@ function readChannels(
 }
 
 /**
- * Builds a v1 datagram in canonical form: key order channel|channels, event, id, close; one
- * channel as `channel`, several as `channels`; `close` only when true; no `v`. Validates nothing
- * (so tests can build bad datagrams): `parseDatagram` is the judge. Strings are UTF-8 encoded.
+ * Builds a v1 datagram in canonical form: key order channel|channels, event, id, close, socket;
+ * one channel as `channel`, several as `channels`; `close` only when true; no `v`. Validates
+ * nothing (so tests can build bad datagrams): `parseDatagram` is the judge. Strings are UTF-8
+ * encoded.
  */
 export function encodeDatagram(message: {
   channels: string | string[];
@@ -183,6 +244,7 @@ export function encodeDatagram(message: {
   event?: string;
   id?: string;
   close?: boolean;
+  socket?: string;
 }): Buffer {
   const { channels } = message;
   const header: Record<string, unknown> =
@@ -194,6 +256,7 @@ export function encodeDatagram(message: {
   if (message.event !== undefined) header['event'] = message.event;
   if (message.id !== undefined) header['id'] = message.id;
   if (message.close === true) header['close'] = true;
+  if (message.socket !== undefined) header['socket'] = message.socket;
   const data = typeof message.data === 'string' ? Buffer.from(message.data) : message.data;
   return Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), data]);
 }

@@ -3,18 +3,26 @@
  * Off unless `sse.publish_token` is set; the bearer token is compared in constant time.
  *
  * Two body shapes:
- *   POST /askr/publish?channel=orders&event=shipped    raw body = the event data
+ *   POST /askr/publish?channel=orders&event=shipped[&socket=1.2]    raw body = the event data
  *   POST /askr/publish  (Content-Type: application/json)
- *     {"channel": "orders" | "channels": [...], "data": "…", "event"?: "…", "id"?: "…", "close"?: bool}
+ *     {"channel": "orders" | "channels": [...], "data": "…", "event"?: "…", "id"?: "…",
+ *      "close"?: bool, "socket"?: "1234.5678"}
+ * `socket` is the publisher's socket id (Laravel's toOthers()): the stream with that socket id
+ * does not get the event; it is never part of the data.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { SidecarConfig } from '../config/schema.ts';
 import { isSidecarError } from '../errors.ts';
 import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import type { Hub, PublishFn } from '../sse/hub.ts';
-import { channelLimitsOf, channelListProblem } from '../sse/channel-rules.ts';
+import {
+  channelLimitsOf,
+  channelListProblem,
+  isSocketId,
+  SOCKET_ID_FORMAT,
+} from '../sse/channel-rules.ts';
+import { secretMatches } from './secret-match.ts';
 
 export interface HttpPublishDeps {
   hub: Hub;
@@ -24,14 +32,9 @@ export interface HttpPublishDeps {
   onRejected?(reason: string): void;
 }
 
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
-
 /** Constant-time comparison of the Authorization header with "Bearer <token>". */
 export function bearerMatches(header: string | undefined, token: string): boolean {
-  if (token === '' || header === undefined) return false;
-  return timingSafeEqual(digest(header), digest(`Bearer ${token}`));
+  return token !== '' && secretMatches(header, `Bearer ${token}`);
 }
 
 interface Parsed {
@@ -40,6 +43,7 @@ interface Parsed {
   event?: string;
   id?: string;
   close: boolean;
+  socket?: string;
 }
 
 function parseJsonBody(body: Buffer): Parsed | string {
@@ -62,7 +66,7 @@ function parseJsonBody(body: Buffer): Parsed | string {
   }
   const data = o['data'];
   if (typeof data !== 'string') return '"data" must be a string (JSON-encode structured payloads)';
-  for (const key of ['event', 'id'] as const) {
+  for (const key of ['event', 'id', 'socket'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'string') return `"${key}" must be a string`;
   }
   if (o['close'] !== undefined && typeof o['close'] !== 'boolean')
@@ -73,6 +77,7 @@ function parseJsonBody(body: Buffer): Parsed | string {
     ...(typeof o['event'] === 'string' ? { event: o['event'] } : {}),
     ...(typeof o['id'] === 'string' ? { id: o['id'] } : {}),
     close: o['close'] === true,
+    ...(typeof o['socket'] === 'string' ? { socket: o['socket'] } : {}),
   };
 }
 
@@ -115,12 +120,14 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
     if (url.searchParams.has('channel')) {
       const event = url.searchParams.get('event');
       const id = url.searchParams.get('id');
+      const socket = url.searchParams.get('socket');
       parsed = {
         channels: [...new Set(url.searchParams.getAll('channel'))],
         data: body,
         ...(event === null ? {} : { event }),
         ...(id === null ? {} : { id }),
         close: url.searchParams.get('close') === 'true',
+        ...(socket === null ? {} : { socket }),
       };
     } else if ((req.headers['content-type'] ?? '').startsWith('application/json')) {
       parsed = parseJsonBody(body);
@@ -131,6 +138,11 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
     if (typeof parsed === 'string') {
       deps.onRejected?.('publish_bad_request');
       sendError(ctx, 400, parsed);
+      return;
+    }
+    if (parsed.socket !== undefined && !isSocketId(parsed.socket)) {
+      deps.onRejected?.('publish_bad_request');
+      sendError(ctx, 400, `"socket" must be ${SOCKET_ID_FORMAT}`);
       return;
     }
     const problem = channelListProblem(parsed.channels, channelLimitsOf(config.sse));
@@ -147,6 +159,7 @@ export function createPublishRoute(deps: HttpPublishDeps): ExtraRoute {
         ...(parsed.event === undefined ? {} : { event: parsed.event }),
         ...(parsed.id === undefined ? {} : { publisherId: parsed.id }),
         close: parsed.close,
+        ...(parsed.socket === undefined ? {} : { socket: parsed.socket }),
         ingress: 'http',
       });
       const reply = JSON.stringify({

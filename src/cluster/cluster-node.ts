@@ -9,7 +9,13 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatEventId } from '../sse/event-history.ts';
 import type { EventBus } from '../sse/event-bus.ts';
-import type { Hub, PublishInput, PublishResult, SharedHistory } from '../sse/hub.ts';
+import {
+  isStreamContent,
+  type Hub,
+  type PublishInput,
+  type PublishResult,
+  type SharedHistory,
+} from '../sse/hub.ts';
 import { RedisBus, type BusEvent } from './redis-bus.ts';
 
 export interface ClusterHooks {
@@ -110,7 +116,11 @@ export class ClusterNode implements EventBus {
     if (this.bus.state === 'up') {
       try {
         // Deduplicated channels: the script appends to each channel's stream once.
-        const sent = await this.bus.publish({ ...input, channels });
+        const sent = await this.bus.publish({
+          ...input,
+          channels,
+          raw: isStreamContent(input.ingress),
+        });
         this.#hooks.onBusPublish?.();
         this.#hub.notePublish(input.ingress, channels.length);
         if (sent === null) return { id: null, subscribers: 0, closed: 0 };
@@ -140,7 +150,12 @@ export class ClusterNode implements EventBus {
     if (afterSeq === null || this.bus.state !== 'up') return undefined;
     try {
       const replay = await this.bus.history(channels, afterSeq);
-      return { afterSeq, entries: replay.entries, gaps: replay.gaps };
+      return {
+        afterSeq,
+        entries: replay.entries,
+        gaps: replay.gaps,
+        trimmedAt: replay.trimmedAt,
+      };
     } catch {
       return undefined; // the hub reports the gap (askr:lost too_old)
     }

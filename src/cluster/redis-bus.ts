@@ -33,16 +33,24 @@ export interface BusEvent {
   data: Buffer;
   /** Mercure fields (private flag, the publisher's id, retry), when it was a Mercure publish. */
   topicMeta: TopicMeta | undefined;
+  /** GRIP http-stream content: GRIP holds get `data` as is (isStreamContent in sse/hub.ts). */
+  raw: boolean;
+  /** The publisher's socket id (toOthers, whisper): the stream with it does not get the event. */
+  socket: string | undefined;
 }
 
 /** One stored history entry of a channel (the shape the hub merges). */
 export type BusHistoryEntry = SharedHistoryEntry;
 
 export interface BusReplay {
-  /** Per channel, the entries with seq > afterSeq (oldest first). */
+  /** Per channel, the entries with seq >= afterSeq (oldest first): the resumed event's own
+   * entries too (a client cut between two of its frames needs its later channels). */
   entries: Map<string, BusHistoryEntry[]>;
   /** Channels where an event after afterSeq is gone (trimmed by count or age). */
   gaps: Set<string>;
+  /** Channels whose entry of event afterSeq itself is gone (whether it was still due depends on
+   * the channel the client resumes from: the hub decides). */
+  trimmedAt: Set<string>;
 }
 
 export type BusState = 'connecting' | 'up' | 'down';
@@ -63,7 +71,10 @@ export interface BusOptions {
 }
 
 /** The publish script. ARGV: prefix, maxlen, publisherId, dedupeTtlMs, event, origin, close, data,
- * meta (JSON of the Mercure fields, or ''), channels... */
+ * meta (JSON of the Mercure fields, or ''), raw ('1': GRIP http-stream content), socket (the
+ * publisher's socket id, or ''), channels...
+ * The header's fields are only ever appended to: a node of the previous version reads the new
+ * header (it ignores what follows), and this one reads an old header or entry (raw absent: '0'). */
 const PUBLISH_LUA = `
 local p = ARGV[1]
 local maxlen = tonumber(ARGV[2])
@@ -74,6 +85,8 @@ local origin = ARGV[6]
 local close = ARGV[7]
 local data = ARGV[8]
 local meta = ARGV[9]
+local raw = ARGV[10]
+local socket = ARGV[11]
 if pid ~= '' then
   if not redis.call('SET', p .. 'pub:' .. pid, '1', 'NX', 'PX', ttl) then return {-1, ''} end
 end
@@ -83,18 +96,19 @@ local isEvent = not (close == '1' and data == '')
 local seq = 0
 if isEvent then seq = redis.call('INCR', p .. 'seq') end
 local channels = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
   local ch = ARGV[i]
   channels[#channels + 1] = ch
   if isEvent then
     if maxlen > 0 then
       redis.call('XADD', p .. 'h:' .. ch, 'MAXLEN', maxlen, seq .. '-0',
-        'e', event, 'd', data, 't', now, 'p', pid, 'r', i - 10, 'm', meta)
+        'e', event, 'd', data, 't', now, 'p', pid, 'r', i - 12, 'm', meta, 'g', raw,
+        's', socket)
     end
     redis.call('HSET', p .. 'last', ch, seq)
   end
 end
-local header = cjson.encode({seq, now, origin, pid, event, close, channels, meta})
+local header = cjson.encode({seq, now, origin, pid, event, close, channels, meta, raw, socket})
 redis.call('PUBLISH', p .. 'bus', header .. '\\n' .. data)
 return {seq, redis.call('GET', p .. 'epoch') or ''}
 `;
@@ -209,6 +223,8 @@ export class RedisBus {
     publisherId?: string | undefined;
     close?: boolean | undefined;
     topicMeta?: TopicMeta | undefined;
+    raw?: boolean | undefined;
+    socket?: string | undefined;
   }): Promise<{ seq: number; epoch: string } | null> {
     if (this.#state !== 'up') throw this.#unavailable();
     const maxAge = this.#options.historyMaxAgeMs();
@@ -223,6 +239,8 @@ export class RedisBus {
       input.close === true ? '1' : '0',
       input.data,
       input.topicMeta === undefined ? '' : JSON.stringify(input.topicMeta),
+      input.raw === true ? '1' : '0',
+      input.socket ?? '',
       ...input.channels,
     ];
     let reply: unknown;
@@ -242,14 +260,15 @@ export class RedisBus {
   }
 
   /**
-   * The shared history of `channels` after `afterSeq`, for a client that missed events this node
-   * did not see. Rejects (CLUSTER) when Redis is not reachable.
+   * The shared history of `channels` from `afterSeq` on (that event's own entries included), for
+   * a client that missed events this node did not see. Rejects (CLUSTER) when Redis is not
+   * reachable.
    */
   async history(channels: readonly string[], afterSeq: number): Promise<BusReplay> {
     if (this.#state !== 'up') throw this.#unavailable();
     const pipeline = this.#commands.pipeline();
     for (const ch of channels) {
-      pipeline.xrangeBuffer(this.#key(`h:${ch}`), `${afterSeq + 1}-0`, '+');
+      pipeline.xrangeBuffer(this.#key(`h:${ch}`), `${afterSeq}-0`, '+');
       pipeline.xinfo('STREAM', this.#key(`h:${ch}`));
       pipeline.hget(this.#key('last'), ch);
     }
@@ -265,7 +284,7 @@ export class RedisBus {
     const [sec, usec] = timeReply as [string, string];
     const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
     const maxAge = this.#options.historyMaxAgeMs();
-    const replay: BusReplay = { entries: new Map(), gaps: new Set() };
+    const replay: BusReplay = { entries: new Map(), gaps: new Set(), trimmedAt: new Set() };
     channels.forEach((ch, i) => {
       const [rangeErr, range] = results[i * 3] ?? [null, []];
       const [infoErr, info] = results[i * 3 + 1] ?? [null, null];
@@ -274,25 +293,31 @@ export class RedisBus {
       if (rangeErr !== null || infoErr !== null) {
         // No stream (never kept, or removed): a gap only if this channel had events since.
         if (lastSeq > afterSeq) replay.gaps.add(ch);
+        else if (lastSeq === afterSeq && afterSeq > 0) replay.trimmedAt.add(ch);
         replay.entries.set(ch, []);
         return;
       }
       const maxDeleted = streamInfoValue(info, 'max-deleted-entry-id');
-      if (maxDeleted !== null && Number(maxDeleted.split('-')[0]) > afterSeq) replay.gaps.add(ch);
+      const maxDeletedSeq = maxDeleted === null ? 0 : Number(maxDeleted.split('-')[0]);
+      if (maxDeletedSeq > afterSeq) replay.gaps.add(ch);
+      else if (maxDeletedSeq === afterSeq && afterSeq > 0) replay.trimmedAt.add(ch);
       const entries: BusHistoryEntry[] = [];
       for (const [id, fields] of range as Array<[Buffer, Buffer[]]>) {
         const entry = decodeEntry(id, fields);
         if (entry === null) continue;
         if (maxAge > 0 && now - entry.time > maxAge) {
-          replay.gaps.add(ch); // expired by age: the client would miss it
+          // Expired by age: the client would miss it.
+          (entry.seq > afterSeq ? replay.gaps : replay.trimmedAt).add(ch);
           continue;
         }
         entries.push(entry);
       }
-      if (entries.length === 0 && lastSeq > afterSeq && !replay.gaps.has(ch)) {
+      const later = entries.some((e) => e.seq > afterSeq);
+      if (!later && lastSeq > afterSeq && !replay.gaps.has(ch)) {
         // Events were published after afterSeq but none is stored (history_size = 0).
         replay.gaps.add(ch);
       }
+      if (lastSeq === afterSeq && afterSeq > 0 && entries.length === 0) replay.trimmedAt.add(ch);
       replay.entries.set(ch, entries);
     });
     return replay;
@@ -379,7 +404,7 @@ export function decodeBusMessage(message: Buffer): BusEvent | null {
     return null;
   }
   if (!Array.isArray(header) || header.length < 7) return null;
-  const [seq, time, origin, pid, event, close, channels, meta] = header as unknown[];
+  const [seq, time, origin, pid, event, close, channels, meta, raw, socket] = header as unknown[];
   if (typeof seq !== 'number' || typeof time !== 'number' || typeof origin !== 'string') {
     return null;
   }
@@ -395,6 +420,8 @@ export function decodeBusMessage(message: Buffer): BusEvent | null {
     close: close === '1',
     data: message.subarray(newline + 1),
     topicMeta: decodeTopicMeta(typeof meta === 'string' ? meta : ''),
+    raw: raw === '1',
+    socket: typeof socket === 'string' && socket !== '' ? socket : undefined,
   };
 }
 
@@ -425,6 +452,7 @@ function decodeEntry(id: Buffer, fields: Buffer[]): BusHistoryEntry | null {
   }
   const event = map.get('e')?.toString('utf8') ?? '';
   const pid = map.get('p')?.toString('utf8') ?? '';
+  const socket = socketOf(map.get('s'));
   return {
     seq,
     time: Number(map.get('t')?.toString('latin1') ?? '0'),
@@ -433,6 +461,8 @@ function decodeEntry(id: Buffer, fields: Buffer[]): BusHistoryEntry | null {
     publisherId: pid === '' ? undefined : pid,
     data: map.get('d') ?? Buffer.alloc(0),
     topicMeta: decodeTopicMeta(map.get('m')?.toString('utf8') ?? ''),
+    ...(map.get('g')?.toString('latin1') === '1' ? { raw: true } : {}),
+    ...(socket === undefined ? {} : { socket }),
   };
 }
 
@@ -443,4 +473,10 @@ function streamInfoValue(info: unknown, name: string): string | null {
     if (String(info[i]) === name) return String(info[i + 1]);
   }
   return null;
+}
+
+/** An entry's socket field ('' or absent: none). */
+function socketOf(field: Buffer | undefined): string | undefined {
+  const text = field?.toString('latin1') ?? '';
+  return text === '' ? undefined : text;
 }

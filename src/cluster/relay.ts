@@ -110,6 +110,7 @@ export async function startRelay(
             data: next.data,
             event: next.event,
             publisherId: next.id,
+            socket: next.socket,
             close: next.close,
           });
         } catch {

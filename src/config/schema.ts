@@ -433,6 +433,29 @@ export const schema = {
     idle_timeout: duration('0', 'Close a stream that received no event for this long; 0 never.', {
       check: nonNegative,
     }),
+    auth_batch_path: str(
+      '/askr/auth',
+      'Path of batch channel authorization (POST {"channels": [...]}): asks sse.auth_path once per private-/presence- channel and answers a signed subscription grant.',
+      { check: urlPath },
+    ),
+    grant_secret: str(
+      '',
+      'Secret signing subscription grants (HMAC-SHA256; use 32+ random characters, e.g. `openssl rand -hex 32`); the same on every cluster node (env ASKR_SSE_GRANT_SECRET). Empty: a random secret per process, so grants do not survive a restart.',
+    ),
+    grant_ttl: duration(
+      '5m',
+      'Life of a subscription grant: streams reconnect without asking PHP until then, and are ended when it expires.',
+      { check: positive },
+    ),
+    whisper_path: str(
+      '/askr/whisper',
+      'Path of client events (POST {"channel", "event", "data"}): relayed to the other streams of a private-/presence- channel the grant covers.',
+      { check: urlPath },
+    ),
+    whisper_rate: int(10, 'Whispers one socket id may send per second (429 over it).', {
+      check: positive,
+    }),
+    whisper_max_size: size('10KiB', 'Largest whisper request body.', { check: positive }),
   },
   broadcast: {
     socket: str(
@@ -551,6 +574,45 @@ export const schema = {
       check: positive,
     }),
     max_token_size: size('16KiB', 'Largest access token accepted.', { check: positive }),
+  },
+  grip: {
+    publish_key: str(
+      '',
+      'Key of Pushpin-compatible publishing (POST /publish/ on the metrics listener; @fanoutio/grip\'s Publisher with control_uri pointed there): the Publisher\'s `key`. With control_iss it signs a JWT (HS256/384/512), verified here; without, it is sent as a bearer token and compared. "base64:…" for a binary key. Usually set by env ASKR_GRIP_PUBLISH_KEY. Publishing is off while this and publish_user are empty.',
+    ),
+    publish_iss: str(
+      '',
+      "Required `iss` of publish JWTs (the Publisher's control_iss); empty accepts any. When set, the key is accepted only as a JWT signer, never as a bare bearer token.",
+    ),
+    publish_user: str(
+      '',
+      "Basic auth user of Pushpin-compatible publishing (the Publisher's user); needs publish_password.",
+      { check: (v) => (v.includes(':') ? 'a user name without ":"' : null) },
+    ),
+    publish_password: str('', "Basic auth password (the Publisher's pass)."),
+    max_publish_size: size(
+      '1MB',
+      "Largest publish request body (Pushpin's push_in_http_max_body_size); larger gets 413.",
+      { check: positive },
+    ),
+    max_items: int(1000, 'Items one publish request may carry; more gets 400.', {
+      check: positive,
+    }),
+    message_wait: duration(
+      '5s',
+      "How long an item whose prev-id is not the channel's last id waits for its predecessor before it is sent anyway (Pushpin's message_wait); 0 sends every item at once.",
+      { check: nonNegative },
+    ),
+    id_cache_ttl: duration(
+      '60s',
+      "An item whose id was seen on its channel this recently is dropped as a duplicate (Pushpin's id_cache_ttl); 0 off.",
+      { check: nonNegative },
+    ),
+    max_pending_size: size(
+      '16MiB',
+      'Bytes of content that items waiting for their predecessor may hold together; an item beyond it (or beyond 100 waiting on one channel, as Pushpin) is dropped and counted.',
+      { check: positive },
+    ),
   },
 } as const;
 

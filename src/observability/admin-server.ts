@@ -1,9 +1,9 @@
 /**
  * The admin listener ([metrics].listen; docs/architecture.md, Design notes: Operations):
  * GET /metrics (Prometheus text), /healthz (the process answers) and /readyz (every readiness
- * check passes). Separate from the client server so it can stay on loopback. Invariants: a check
- * that throws or hangs counts as failed (bounded by checkTimeoutMs), never as an exception;
- * nothing a client sends reaches a label or a log field.
+ * check passes), and Pushpin's POST /publish/ ([grip]). Separate from the client server so it
+ * can stay on loopback. Invariants: a check that throws or hangs counts as failed (bounded by
+ * checkTimeoutMs), never as an exception; nothing a client sends reaches a label or a log field.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
@@ -32,6 +32,11 @@ export interface AdminServerOptions {
   checkTimeoutMs?: number;
   /** Extra GET routes by exact path (the status page and its stream). */
   routes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
+  /**
+   * Routes by exact path that take any method and answer for themselves, 405 included
+   * (Pushpin's publish API, src/broadcast/pushpin-publish.ts).
+   */
+  control?: Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
 }
 
 export interface AdminServer {
@@ -132,6 +137,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
+    const control = options.control?.[path];
+    if (control !== undefined) {
+      control(req, res);
+      return;
+    }
     const extra = options.routes?.[path];
     if (extra !== undefined && (req.method === 'GET' || req.method === 'HEAD')) {
       extra(req, res);
@@ -144,7 +154,13 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         404,
         {
           error: 'not found',
-          paths: ['/metrics', '/healthz', '/readyz', ...Object.keys(options.routes ?? {})],
+          paths: [
+            '/metrics',
+            '/healthz',
+            '/readyz',
+            ...Object.keys(options.routes ?? {}),
+            ...Object.keys(options.control ?? {}),
+          ],
         },
         false,
       );

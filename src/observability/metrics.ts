@@ -8,6 +8,8 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { DATAGRAM_REJECT_REASONS as CODEC_REJECT_REASONS } from '../broadcast/datagram-codec.ts';
+import { IGNORED_FORMATS } from '../broadcast/grip-items.ts';
+import type { GripHooks, GripItemOutcome } from '../broadcast/pushpin-publish.ts';
 import type { FcgiPool, FcgiPoolHooks } from '../fastcgi/pool.ts';
 import type { ClusterHooks } from '../cluster/cluster-node.ts';
 import type { PhpHandlerHooks } from '../http/php-handler.ts';
@@ -52,6 +54,16 @@ export const REQUEST_REJECT_REASONS = [
   'mercure_invalid_token',
   'mercure_invalid_request',
   'mercure_insufficient_scope',
+  'grip_off',
+  'grip_unauthorized',
+  'grip_not_acceptable',
+  'grip_too_large',
+  'grip_bad_request',
+  'grant_invalid',
+  'whisper_bad_request',
+  'whisper_too_large',
+  'whisper_forbidden',
+  'whisper_rate',
   'other',
 ] as const;
 export const DATAGRAM_REJECT_REASONS = [
@@ -66,8 +78,17 @@ const INGRESS_KINDS = [
   'grip',
   'internal',
   'mercure',
+  'whisper',
 ] as const satisfies IngressKind[];
 const LOST_REASONS = ['too_old', 'epoch', 'unknown_id', 'bus'] as const satisfies LostReason[];
+const GRIP_OUTCOMES = [
+  'sent',
+  'reordered',
+  'expired',
+  'duplicate',
+  'dropped',
+  'noop',
+] as const satisfies GripItemOutcome[];
 
 /** Seconds. Request latency: static files in µs, PHP up to the 60 s read timeout. */
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -111,6 +132,8 @@ export interface Metrics {
   onDatagramReject(reason: string): void;
   /** A Mercure URL pattern hit its evaluation time limit (it matches nothing from then on). */
   onMercurePatternAborted(): void;
+  /** Pass as PushpinPublishDeps.hooks (with onRejected): items and ignored formats. */
+  gripHooks(): Required<Omit<GripHooks, 'onRejected'>>;
   /** The supervisor restarted php-fpm (ManagedFpmOptions.onRestart). */
   onFpmRestart(): void;
   /** Time from sending to FPM until the CGI head arrived, ms (RequestContext.upstreamMs). */
@@ -363,6 +386,20 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     registers,
   });
 
+  // --- GRIP publishing (Pushpin's API) ---
+  const gripItems = new Counter({
+    name: 'askr_grip_items_total',
+    help: 'Items published through the Pushpin-compatible API, by outcome: sent, reordered (after the item its prev-id names), expired (grip.message_wait passed without it), duplicate (id seen within grip.id_cache_ttl), dropped (a waiting bound), noop (hint/refresh).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const gripIgnored = new Counter({
+    name: 'askr_grip_ignored_total',
+    help: 'Parts of GRIP publish items the sidecar does not carry and ignored, by format (http-response, ws-message, content-filters).',
+    labelNames: ['format'] as const,
+    registers,
+  });
+
   // --- ingress and FPM ---
   const rejectedDatagrams = new Counter({
     name: 'askr_rejected_datagrams_total',
@@ -386,6 +423,8 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
   for (const kind of ['body', 'send'] as const) clientTimeouts.inc({ kind }, 0);
   for (const ingress of INGRESS_KINDS) published.inc({ ingress }, 0);
   for (const reason of LOST_REASONS) lost.inc({ reason }, 0);
+  for (const outcome of GRIP_OUTCOMES) gripItems.inc({ outcome }, 0);
+  for (const format of IGNORED_FORMATS) gripIgnored.inc({ format }, 0);
 
   const onRequestDone = (kind: RouteKind, status: number, durationMs: number): void => {
     // A runtime guard too: a label value outside the set would be an unbounded series.
@@ -456,6 +495,11 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     onRequestDone,
     onRejected,
     onMercurePatternAborted: () => mercurePatternAborts.inc(),
+    gripHooks: () => ({
+      onItem: (outcome) => gripItems.inc({ outcome: pick(GRIP_OUTCOMES, outcome, 'sent') }),
+      onIgnored: (format) =>
+        gripIgnored.inc({ format: pick(IGNORED_FORMATS, format, 'ws-message') }),
+    }),
     onDatagramReject: (reason) => {
       rejectedDatagrams.inc({ reason: pick(DATAGRAM_REJECT_REASONS, reason, 'other') });
     },

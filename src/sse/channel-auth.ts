@@ -1,8 +1,9 @@
 /**
- * Authorization of private-/presence- channels for the events endpoint: an internal FastCGI POST to
- * the app's auth route in Laravel's shape (`channel_name=…&socket_id=…`, the client's cookies,
- * Authorization and CSRF headers forwarded). A 2xx allows; anything else denies. The app's own
- * rules (routes/channels.php) therefore decide, unchanged.
+ * Authorization of private-/presence- channels, the one place that calls the app's auth route
+ * (events endpoint, POST /askr/auth): an internal FastCGI POST in Laravel's shape
+ * (`channel_name=…&socket_id=…`, the client's cookies, Authorization and CSRF headers forwarded).
+ * A 2xx allows; anything else denies. The app's own rules (routes/channels.php) decide, unchanged.
+ * Several channels are asked at most AUTH_CONCURRENCY at a time, so one client holds few workers.
  */
 import type { FcgiPool } from '../fastcgi/pool.ts';
 import type { SidecarConfig } from '../config/schema.ts';
@@ -11,6 +12,10 @@ import { ErrorCodes } from '../errors.ts';
 import { phpInternalRequest } from '../cgi/php-internal.ts';
 import { cgiRequestInfo, headerPairs, type RequestContext } from '../http/request-context.ts';
 import { frontControllerRoute } from '../http/route-resolver.ts';
+import { memberFromAuthBody, type PresenceMember } from './presence.ts';
+
+/** Auth requests one client request runs at once (each holds a PHP worker while it runs). */
+export const AUTH_CONCURRENCY = 4;
 
 /** Client headers that carry identity; everything else stays out of the internal request. */
 const FORWARDED = new Set([
@@ -98,4 +103,61 @@ export async function authorizeChannel(
       reason: `cannot authorize channel "${channel}": the app's auth route failed`,
     };
   }
+}
+
+/** One channel's answer: allowed (with its member on a presence channel) or refused, and why. */
+export type ChannelVerdict =
+  | { allowed: true; member?: PresenceMember }
+  | {
+      allowed: false;
+      code: typeof ErrorCodes.CHANNEL_FORBIDDEN | typeof ErrorCodes.UPSTREAM_RESPONSE;
+      reason: string;
+    };
+
+/**
+ * Asks the app about each channel (private-/presence- only: callers pass those), at most
+ * AUTH_CONCURRENCY at once, and reads presence members. A presence answer without a usable
+ * channel_data refuses that channel (UPSTREAM_RESPONSE). Never throws; the map keeps the order of
+ * `channels`.
+ */
+export async function authorizeChannels(
+  ctx: RequestContext,
+  channels: readonly string[],
+  socketId: string,
+  deps: ChannelAuthDeps,
+): Promise<Map<string, ChannelVerdict>> {
+  const verdicts = new Map<string, ChannelVerdict>();
+  // Placeholders, replaced as answers come: the map iterates in the order of `channels`.
+  for (const channel of channels)
+    verdicts.set(channel, { allowed: false, code: ErrorCodes.UPSTREAM_RESPONSE, reason: '' });
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < channels.length) {
+      const channel = channels[next++] as string;
+      verdicts.set(
+        channel,
+        verdictOf(ctx, channel, await authorizeChannel(ctx, channel, socketId, deps)),
+      );
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(AUTH_CONCURRENCY, channels.length) }, () => worker()),
+  );
+  return verdicts;
+}
+
+function verdictOf(ctx: RequestContext, channel: string, result: AuthResult): ChannelVerdict {
+  if (!result.allowed) return result;
+  if (!channel.startsWith('presence-')) return { allowed: true };
+  const member = memberFromAuthBody(result.body);
+  if (typeof member !== 'string') return { allowed: true, member };
+  ctx.log.error(
+    { requestId: ctx.requestId, channel, problem: member },
+    'bad presence auth response',
+  );
+  return {
+    allowed: false,
+    code: ErrorCodes.UPSTREAM_RESPONSE,
+    reason: `cannot join presence channel "${channel}": ${member}`,
+  };
 }

@@ -1,14 +1,18 @@
 /**
  * Channel rules, their one home: every ingress (datagram, HTTP publish, holds, the cluster bus)
- * and the events endpoint check names and lists here; `broadcast/` depends on this, never the
- * reverse. Names are ASCII from Pusher's channel charset less ',' and ';' (they separate
- * channels in X-Askr-Subscribe and Grip-Channel), so Laravel names such as
- * "private-App.Models.User.42" fit, and ':' / '@' / spaces never appear in one (the SSE id
- * format relies on that).
+ * and the events endpoint check names, lists and socket ids here; `broadcast/` depends on this,
+ * never the reverse. Names are ASCII from Pusher's channel charset (`A-Z a-z 0-9 _ - = @ , . ;`),
+ * so every name a Laravel/Pusher app uses fits. Invariants the SSE side relies on: no ':', space
+ * or control character ever appears in a name; an event id `<epoch>-<seq>@<channel>` still
+ * parses because the epoch has no '@' and the seq is digits (the FIRST '@' separates). ',' and
+ * ';' separate channels in header lists (X-Askr-Subscribe, Grip-Channel): names holding them can
+ * be published to and subscribed to with repeated `channel=` parameters, not through a header.
  */
 
-/** Letters, digits and _ - = . (no ',' ';' ':' '@' or spaces). */
-const CHANNEL_RE = /^[A-Za-z0-9_\-=.]+$/;
+/** Pusher's channel charset: letters, digits and _ - = @ , . ; (no ':' or spaces). */
+const CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;]+$/;
+/** The charset as messages name it. */
+export const CHANNEL_CHARSET = 'A-Z a-z 0-9 _ - = @ , . ;';
 
 /** Returns null when valid, else a precise reason suitable for a 4xx body or a log line. */
 export function channelNameProblem(name: string, maxLengthBytes: number): string | null {
@@ -17,9 +21,21 @@ export function channelNameProblem(name: string, maxLengthBytes: number): string
     return `channel name is ${Buffer.byteLength(name)} bytes; the limit is ${maxLengthBytes}`;
   }
   if (!CHANNEL_RE.test(name)) {
-    return `channel name ${JSON.stringify(name)} has a character outside A-Z a-z 0-9 _ - = .`;
+    return `channel name ${JSON.stringify(name)} has a character outside ${CHANNEL_CHARSET}`;
   }
   return null;
+}
+
+/**
+ * A stream's socket id (Pusher's format, what Echo sends as X-Socket-ID and Laravel's toOthers()
+ * passes back): digits '.' digits, each part at most 20 digits (a bound on what a client may
+ * choose; the sidecar mints `<u32>.<u32>`).
+ */
+const SOCKET_ID_RE = /^\d{1,20}\.\d{1,20}$/;
+export const SOCKET_ID_FORMAT = '<digits>.<digits> (e.g. "1234.5678"), at most 20 digits each';
+
+export function isSocketId(value: string): boolean {
+  return SOCKET_ID_RE.test(value);
 }
 
 /** Channels that need the app's authorization (Laravel conventions). */

@@ -1,8 +1,10 @@
 /**
  * Replay state of the hub: event ids, one bounded history per channel, and tombstones that
  * remember what a deleted channel had evicted. Invariants: entries are in ascending seq order;
- * `evictedMaxSeq` only grows; a client is told askr:lost whenever an event it never saw may have
- * been evicted (false positives are possible after the tombstone TTL, false negatives are not).
+ * `evictedMaxSeq` only grows; a replay writes one frame per (event, channel) in (seq, publish
+ * rank) order, as live delivery does; a client is told askr:lost whenever a frame it never saw
+ * may have been evicted (false positives are possible, e.g. after the tombstone TTL; false
+ * negatives are not).
  */
 
 /**
@@ -24,6 +26,10 @@ export interface EventRecord {
   readonly mercureId: string | undefined;
   /** Mercure `retry` (ms), written as the frame's `retry:` field. */
   readonly retryMs: number | undefined;
+  /** The publisher's socket id (toOthers, whisper): the stream with that id never gets it. */
+  readonly socket?: string | undefined;
+  /** GRIP http-stream content (a publish through Pushpin's API): a GRIP hold gets `data` as is. */
+  readonly raw?: boolean;
   /** The Mercure encoding, made on first use and shared by every Mercure stream. */
   mercureFrame?: Buffer;
 }
@@ -34,8 +40,8 @@ export interface HistoryEntry {
   /** Publish time (hub clock, ms), for the age bound. */
   readonly time: number;
   readonly publisherId: string | undefined;
-  /** Index of this channel in the publish's channel list: a replay spanning several channels
-   * keeps the copy with the lowest rank, as live delivery does. */
+  /** Index of this channel in the publish's (deduplicated) channel list: the order in which the
+   * frames of one event go out, live and in a replay. */
   readonly rank: number;
   readonly frame: Buffer;
   /** The event itself (absent for entries restored from a state file of an older version). */
@@ -49,18 +55,30 @@ export function formatEventId(epoch: string, seq: number): string {
 
 const SEQ_RE = /^\d{1,15}$/;
 
+/** A parsed event id. */
+export interface ParsedEventId {
+  epoch: string;
+  seq: number;
+  /** The channel tag (`@<channel>`): the frame of `seq` on that channel. Absent: the whole
+   * event (askr:lost's ids, Mercure cursors). */
+  channel?: string;
+}
+
 /**
- * Parses a Last-Event-ID: `<epoch>-<seq>` optionally followed by `@anything` (the channel tag).
- * The epoch may itself contain '-' (the last one separates the seq). Returns null when malformed.
+ * Parses a Last-Event-ID: `<epoch>-<seq>` optionally followed by `@<channel>`. The FIRST '@'
+ * separates (an epoch has none, channel names may: Pusher's charset); the epoch may itself
+ * contain '-' (the last one before the '@' separates the seq). Returns null when malformed.
  */
-export function parseEventId(value: string): { epoch: string; seq: number } | null {
+export function parseEventId(value: string): ParsedEventId | null {
   const at = value.indexOf('@');
   const head = at === -1 ? value : value.slice(0, at);
   const dash = head.lastIndexOf('-');
   if (dash <= 0) return null;
   const digits = head.slice(dash + 1);
   if (!SEQ_RE.test(digits)) return null;
-  return { epoch: head.slice(0, dash), seq: Number(digits) };
+  const parsed: ParsedEventId = { epoch: head.slice(0, dash), seq: Number(digits) };
+  if (at !== -1 && at + 1 < value.length) parsed.channel = value.slice(at + 1);
+  return parsed;
 }
 
 /**
@@ -115,8 +133,19 @@ export class EventHistory {
     return this.#byPublisherId?.has(publisherId) ?? false;
   }
 
-  /** Entries with seq > `afterSeq`, oldest first (binary search: entries are seq-ordered). */
+  /** Entries with seq > `afterSeq`, oldest first. */
   since(afterSeq: number): HistoryEntry[] {
+    return this.#items.slice(this.#firstAfter(afterSeq)) as HistoryEntry[];
+  }
+
+  /** The entry of event `seq`, if held. */
+  at(seq: number): HistoryEntry | undefined {
+    const entry = this.#items[this.#firstAfter(seq - 1)];
+    return entry?.seq === seq ? entry : undefined;
+  }
+
+  /** Index of the first held entry with seq > `afterSeq` (binary search: entries are seq-ordered). */
+  #firstAfter(afterSeq: number): number {
     let lo = this.#head;
     let hi = this.#items.length;
     while (lo < hi) {
@@ -124,7 +153,7 @@ export class EventHistory {
       if ((this.#items[mid]?.seq ?? 0) <= afterSeq) lo = mid + 1;
       else hi = mid;
     }
-    return this.#items.slice(lo) as HistoryEntry[];
+    return lo;
   }
 
   #evictOldest(): void {
@@ -241,37 +270,100 @@ export class ChannelTombstones {
   }
 }
 
-/** What a reconnecting stream gets: the entries to replay and whether a gap must be reported. */
+/** What a reconnecting stream gets: the frames to replay and whether a gap must be reported. */
 export interface ReplayPlan {
   entries: HistoryEntry[];
-  /** True when an event after `afterSeq` was evicted, or did not fit in `budgetBytes`. */
+  /** True when a frame after the cursor was evicted, or did not fit in `budgetBytes`. */
   tooOld: boolean;
 }
 
+/** One channel of the resuming stream and its history. */
+export interface ReplaySource {
+  readonly name: string;
+  readonly history: EventHistory;
+}
+
 /**
- * Plans the replay of every event with seq > `afterSeq` held by `histories` (the stream's
- * channels, in its order), seq-ordered, each event once (the copy of lowest publish rank, as
- * live delivery picks it). When the whole replay exceeds `budgetBytes` (what the subscriber
- * queue may still hold), only the newest entries that fit are kept and the gap is reported.
+ * Where a stream resumes: after the frame of event `seq` on the channel of publish rank `rank`.
+ * Built by {@link replayCursor}.
  */
-export function planReplay(
-  histories: readonly EventHistory[],
-  afterSeq: number,
-  budgetBytes: number,
-  skip?: (entry: HistoryEntry, historyIndex: number) => boolean,
-): ReplayPlan {
-  let tooOld = false;
-  const picked = new Map<number, HistoryEntry>();
-  for (const [index, history] of histories.entries()) {
-    if (history.evictedMaxSeq > afterSeq) tooOld = true;
-    for (const entry of history.since(afterSeq)) {
-      if (skip?.(entry, index) === true) continue;
-      const seen = picked.get(entry.seq);
-      if (seen === undefined || entry.rank < seen.rank) picked.set(entry.seq, entry);
+export interface ReplayCursor {
+  readonly seq: number;
+  /** Rank of the last frame of `seq` the client got: the frames of `seq` with a higher rank are
+   * still due. Infinity: it got the whole event. -1: unknown (none of `seq`'s frames is held). */
+  readonly rank: number;
+  /** The channel the id named, if any. */
+  readonly channel: string | undefined;
+  /** The channels of `seq`'s publish, when a held entry tells them. */
+  readonly channels: readonly string[] | undefined;
+}
+
+/**
+ * The cursor for a resume from the frame of `seq` on `channel` (undefined: the whole event). The
+ * channel's rank is its own entry's, else what the event's record in another source's history
+ * says (its channel list, trusted only when it lists that source at the entry's rank and the
+ * channel: a record rebuilt from one channel's shared history knows that channel alone); a
+ * channel the event did not go to counts as the whole event.
+ */
+export function replayCursor(
+  sources: readonly ReplaySource[],
+  seq: number,
+  channel: string | undefined,
+): ReplayCursor {
+  if (channel === undefined) return { seq, rank: Infinity, channel, channels: undefined };
+  let rank: number | undefined;
+  let channels: readonly string[] | undefined;
+  for (const source of sources) {
+    const entry = source.history.at(seq);
+    if (entry === undefined) continue;
+    if (source.name === channel) rank = entry.rank;
+    const listed = entry.record?.channels;
+    if (channels === undefined && listed?.[entry.rank] === source.name) {
+      const index = listed.indexOf(channel);
+      if (index !== -1) channels = listed;
+      else if (listed.length > 1) return { seq, rank: Infinity, channel, channels: listed };
     }
   }
-  const entries = [...picked.values()];
-  if (histories.length > 1) entries.sort((a, b) => a.seq - b.seq);
+  rank ??= channels?.indexOf(channel) ?? -1;
+  return { seq, rank, channel, channels };
+}
+
+/**
+ * Plans the replay after `cursor` from `sources` (the stream's channels): every frame of a later
+ * event, and the frames of `cursor.seq` itself on channels ranked after the cursor's, in (seq,
+ * rank) order: exactly the frames live delivery would have written since. When they exceed
+ * `budgetBytes` (what the subscriber queue may still hold), only the newest that fit are kept and
+ * the gap is reported. A source that evicted an event after `cursor.seq` reports a gap; one whose
+ * evicted bound is `cursor.seq` itself does when its frame of that event was still due (by the
+ * event's channel list when known; else any channel but the cursor's, conservatively).
+ */
+export function planReplay(
+  sources: readonly ReplaySource[],
+  cursor: ReplayCursor,
+  budgetBytes: number,
+  skip?: (entry: HistoryEntry, source: ReplaySource) => boolean,
+): ReplayPlan {
+  let tooOld = false;
+  const entries: HistoryEntry[] = [];
+  const partial = cursor.rank !== Infinity;
+  for (const source of sources) {
+    const { history } = source;
+    if (history.evictedMaxSeq > cursor.seq) tooOld = true;
+    else if (
+      partial &&
+      history.evictedMaxSeq === cursor.seq &&
+      history.at(cursor.seq) === undefined
+    ) {
+      const rank = cursor.channels?.indexOf(source.name);
+      if (rank === undefined ? source.name !== cursor.channel : rank > cursor.rank) tooOld = true;
+    }
+    for (const entry of history.since(partial ? cursor.seq - 1 : cursor.seq)) {
+      if (entry.seq === cursor.seq && entry.rank <= cursor.rank) continue;
+      if (skip?.(entry, source) === true) continue;
+      entries.push(entry);
+    }
+  }
+  if (sources.length > 1) entries.sort((a, b) => a.seq - b.seq || a.rank - b.rank);
   let first = entries.length;
   let bytes = 0;
   for (; first > 0; first--) {

@@ -1,19 +1,34 @@
 /**
- * GET {sse.events_path}?channel=NAME (repeatable): the Askr-compatible events endpoint. Public
- * channels are subscribed at once; private-/presence- channels only after the app's auth route
- * allows each of them. Every refusal says which rule refused it. The stream's place (the
- * connection limits) is taken before the auth and held through it, so concurrent connects
- * cannot all pass the limit while their auth runs.
+ * GET {sse.events_path}?channel=NAME (repeatable)[&grant=TOKEN][&socket_id=ID]: the Askr events
+ * endpoint. Public channels are subscribed at once; a private-/presence- channel needs either a
+ * valid grant covering it (minted by POST /askr/auth: no PHP request, the presence member comes
+ * from the grant) or the app's auth route allowing it. An invalid or expired grant is a 401 (the
+ * client fetches a new one); a stream opened with a grant ends when the grant expires. Every
+ * refusal says which rule refused it. The stream's place (the connection limits) is taken before
+ * the auth and held through it, so concurrent connects cannot all pass the limit while it runs.
+ * The first frame after `retry:` is `askr:connected` with the stream's socket id.
  */
-import { randomBytes } from 'node:crypto';
-import { channelLimitsOf, channelListProblem, isPrivateChannel } from './channel-rules.ts';
+import {
+  channelLimitsOf,
+  channelListProblem,
+  isPrivateChannel,
+  isSocketId,
+} from './channel-rules.ts';
 import { ErrorCodes } from '../errors.ts';
 import { httpStatusOfCode } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
-import { authorizeChannel, type ChannelAuthDeps } from './channel-auth.ts';
+import { authorizeChannels, type ChannelAuthDeps } from './channel-auth.ts';
+import {
+  grantCovers,
+  grantInvalidMessage,
+  newSocketId,
+  requestGrant,
+  type GrantPayload,
+} from './grants.ts';
 import type { Hub, SharedHistoryFn } from './hub.ts';
-import { memberFromAuthBody, type Presence, type PresenceMember } from './presence.ts';
+import type { Presence, PresenceMember } from './presence.ts';
+import { encodeFrame } from './sse-encoder.ts';
 import { corsHeaders, lastEventIdOf, reserveStream, SSE_HEADERS } from './stream-response.ts';
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
@@ -21,7 +36,17 @@ export interface EventsEndpointDeps extends ChannelAuthDeps {
   /** Cluster mode: the shared history a resume needs (see Hub.needsSharedHistory). */
   sharedHistory?: SharedHistoryFn;
   presence: Presence;
+  /** sse.grant_secret, or the process's random fallback when it is empty. */
+  grantSecret(): Buffer | string;
   onRejected?(reason: string): void;
+  /** Clock (tests); default Date.now. */
+  now?: () => number;
+}
+
+/** What a request brings besides its channels: a verified grant (or none), its socket id. */
+interface StreamAccess {
+  grant: GrantPayload | null;
+  socketId: string;
 }
 
 export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
@@ -44,11 +69,11 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       sendError(ctx, 405, 'the events endpoint accepts GET only', { allow: 'GET, OPTIONS' });
       return;
     }
+    // Repeated parameters only: ',' is a legal channel character (Pusher's charset).
     const channels = [
       ...new Set(
         url.searchParams
           .getAll('channel')
-          .flatMap((c) => c.split(','))
           .map((c) => c.trim())
           .filter((c) => c !== ''),
       ),
@@ -59,50 +84,98 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       sendError(ctx, 400, problem, cors);
       return;
     }
+    const access = accessOf(ctx, url, channels, cors, deps);
+    if (access === null) return;
     const slot = reserveStream(ctx, deps, cors);
     if (slot === null) return;
     try {
-      await authorizeAndSubscribe(ctx, url, channels, cors, deps);
+      await authorizeAndSubscribe(ctx, url, channels, access, cors, deps);
     } finally {
       slot.release(); // at once on a refusal; a no-op once the stream took the place
     }
   };
 }
 
-/** Authorizes each private/presence channel with the app, then starts the stream in the place
- * reserved for ctx.res. */
-async function authorizeAndSubscribe(
+/**
+ * The request's grant (`grant` parameter, else the askr_grant cookie) and socket id (the grant's,
+ * else a valid `socket_id` parameter, else a new one), or null after answering 400/401. A cookie
+ * grant that does not verify is ignored by a stream of public channels only: it needs no grant,
+ * and a stale cookie must not take it down.
+ */
+function accessOf(
   ctx: RequestContext,
   url: URL,
   channels: readonly string[],
   cors: Record<string, string>,
   deps: EventsEndpointDeps,
+): StreamAccess | null {
+  const config = deps.config();
+  const found = requestGrant(
+    url.searchParams.get('grant'),
+    ctx.req.headers.cookie,
+    'param',
+    deps.grantSecret(),
+    (deps.now ?? Date.now)(),
+  );
+  let grant: GrantPayload | null = null;
+  const check = found?.check;
+  if (check?.ok === true) grant = check.grant;
+  else if (check !== undefined && (found?.source === 'param' || channels.some(isPrivateChannel))) {
+    deps.onRejected?.('grant_invalid');
+    ctx.log.debug(
+      { requestId: ctx.requestId, source: found?.source, problem: check.reason },
+      'grant refused',
+    );
+    sendError(ctx, 401, grantInvalidMessage(config.sse.auth_batch_path), cors);
+    return null;
+  }
+  const param = url.searchParams.get('socket_id');
+  if ((grant?.s ?? null) === null && param !== null && !isSocketId(param)) {
+    deps.onRejected?.('bad_request');
+    sendError(ctx, 400, 'socket_id must look like "1234.5678" (digits, a dot, digits)', cors);
+    return null;
+  }
+  return { grant, socketId: grant?.s ?? param ?? newSocketId() };
+}
+
+/** Authorizes each private/presence channel (grant, else the app), then starts the stream in
+ * the place reserved for ctx.res. */
+async function authorizeAndSubscribe(
+  ctx: RequestContext,
+  url: URL,
+  channels: readonly string[],
+  access: StreamAccess,
+  cors: Record<string, string>,
+  deps: EventsEndpointDeps,
 ): Promise<void> {
   const { req, res } = ctx;
-  const socketId = `${randomBytes(4).readUInt32BE()}.${randomBytes(4).readUInt32BE()}`;
+  const { grant, socketId } = access;
   const presence: Array<[string, PresenceMember]> = [];
+  const askApp: string[] = [];
+  let granted = 0;
   for (const channel of channels.filter(isPrivateChannel)) {
-    const result = await authorizeChannel(ctx, channel, socketId, deps);
-    if (!result.allowed) {
-      const denied = result.code === ErrorCodes.CHANNEL_FORBIDDEN;
+    if (grant === null || !grantCovers(grant, channel)) {
+      askApp.push(channel);
+      continue;
+    }
+    granted++;
+    const member = grant.m[channel];
+    if (member !== undefined) presence.push([channel, member]);
+  }
+  const verdicts = await authorizeChannels(ctx, askApp, socketId, deps);
+  for (const [channel, verdict] of verdicts) {
+    if (!verdict.allowed) {
+      const denied = verdict.code === ErrorCodes.CHANNEL_FORBIDDEN;
       deps.onRejected?.(denied ? 'auth_denied' : 'auth_failed');
-      sendError(ctx, httpStatusOfCode(result.code), result.reason, cors);
+      sendError(ctx, httpStatusOfCode(verdict.code), verdict.reason, cors);
       return;
     }
-    if (channel.startsWith('presence-')) {
-      const member = memberFromAuthBody(result.body);
-      if (typeof member === 'string') {
-        deps.onRejected?.('auth_failed');
-        ctx.log.error(
-          { requestId: ctx.requestId, channel, problem: member },
-          'bad presence auth response',
-        );
-        sendError(ctx, 502, `cannot join presence channel "${channel}": ${member}`, cors);
-        return;
-      }
-      presence.push([channel, member]);
-    }
+    if (verdict.member !== undefined) presence.push([channel, verdict.member]);
   }
+  // A grant in the URL always bounds the stream (the client refreshes it); a cookie grant only
+  // when it allowed a channel here.
+  const expiresAt =
+    grant !== null && (granted > 0 || url.searchParams.has('grant')) ? grant.exp : null;
   const lastEventId = lastEventIdOf(req, url);
   const shared = await deps.sharedHistory?.(channels, lastEventId);
   // Join before subscribing: the others hear the join (in a cluster, once it has come back
@@ -116,10 +189,14 @@ async function authorizeAndSubscribe(
     return;
   }
   if (presence.length > 0) res.once('close', leaveAll);
-  const initial =
-    presence.length === 0
-      ? undefined
-      : Buffer.concat(presence.map(([channel]) => deps.presence.membersFrame(channel)));
+  const connected = encodeFrame({
+    event: 'askr:connected',
+    data: JSON.stringify({ socket_id: socketId, grant_expires_at: expiresAt }),
+  });
+  const initial = Buffer.concat([
+    connected,
+    ...presence.map(([channel]) => deps.presence.membersFrame(channel)),
+  ]);
   res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
   req.socket.setNoDelay(true);
   req.socket.setKeepAlive(true, 60_000);
@@ -129,7 +206,9 @@ async function authorizeAndSubscribe(
     lastEventId,
     clientIp: ctx.clientAddress,
     kind: 'events',
+    socketId,
+    initial,
     ...(shared === undefined ? {} : { shared }),
-    ...(initial === undefined ? {} : { initial }),
+    ...(expiresAt === null ? {} : { expiresAt }),
   });
 }

@@ -127,6 +127,8 @@ async function hold(
     clientIp: ctx.clientAddress,
     kind: 'hold',
     initial,
+    // GRIP-published content reaches a GRIP hold as the raw bytes Pushpin would write.
+    grip,
   });
 }
 

@@ -133,7 +133,7 @@ function advance(ms: number): void {
 function subscribe(
   hub: Hub,
   channels: string[],
-  extra: { lastEventId?: string; ip?: string; sink?: FakeSink } = {},
+  extra: { lastEventId?: string; ip?: string; sink?: FakeSink; socketId?: string } = {},
 ) {
   const sink = extra.sink ?? new FakeSink();
   const handle = hub.subscribe({
@@ -142,12 +142,17 @@ function subscribe(
     lastEventId: extra.lastEventId ?? null,
     clientIp: extra.ip ?? '10.0.0.1',
     kind: 'events',
+    socketId: extra.socketId,
   });
   return { sink, handle };
 }
 
-const pub = (hub: Hub, channels: string[], text: string, extra: { publisherId?: string } = {}) =>
-  hub.publish({ channels, data: Buffer.from(text), ingress: 'internal', ...extra });
+const pub = (
+  hub: Hub,
+  channels: string[],
+  text: string,
+  extra: { publisherId?: string; socket?: string } = {},
+) => hub.publish({ channels, data: Buffer.from(text), ingress: 'internal', ...extra });
 
 beforeEach(() => {
   clock = 1_000_000;
@@ -254,7 +259,7 @@ describe('validation', () => {
       ErrorCodes.BAD_REQUEST,
     );
     expectError(
-      () => hub.publish({ channels: ['a@b'], data, ingress: 'http' }),
+      () => hub.publish({ channels: ['a:b'], data, ingress: 'http' }),
       ErrorCodes.BAD_REQUEST,
     );
     expectError(() => hub.publish({ channels: [], data, ingress: 'http' }), ErrorCodes.BAD_REQUEST);
@@ -327,14 +332,19 @@ describe('history and replay', () => {
     ]);
   });
 
-  it('replays across channels in seq order without duplicates', () => {
+  it('replays across channels in seq order, one frame per event and channel, in publish order', () => {
     const hub = makeHub();
     pub(hub, ['a'], '1');
     pub(hub, ['b', 'a'], '2');
     pub(hub, ['c'], 'not mine');
     pub(hub, ['a', 'b'], '4');
     const { sink } = subscribe(hub, ['a', 'b'], { lastEventId: 'ep0-1@a' });
-    expect(sink.events().map((e) => `${e.id} ${e.data}`)).toEqual(['ep0-2@b 2', 'ep0-4@a 4']);
+    expect(sink.events().map((e) => `${e.id} ${e.data}`)).toEqual([
+      'ep0-2@b 2',
+      'ep0-2@a 2',
+      'ep0-4@a 4',
+      'ep0-4@b 4',
+    ]);
   });
 
   it('reports unknown_id for garbage and for a seq this hub never issued', () => {
@@ -791,6 +801,18 @@ describe('topic views (Mercure streams on the same hub)', () => {
     expect(hub.stats().byKind).toEqual({ hold: 0, events: 1, mercure: 1 });
   });
 
+  it('an exact view on several topics of one event gets ONE frame; askr streams one per channel', () => {
+    const hub = makeHub();
+    const mercure = mercureSub(hub, view(['a', 'b']));
+    const askr = subscribe(hub, ['a', 'b']).sink;
+    expect(pub(hub, ['b', 'x', 'a'], 'both', { socket: '1.2' }).subscribers).toBe(2);
+    expect(mercure.events()).toEqual([{ id: 'urn:askr:ep0-1', event: '', data: 'both' }]);
+    expect(askr.events().map((e) => e.id)).toEqual(['ep0-1@b', 'ep0-1@a']);
+    // A resume of the Mercure stream is one frame per event too.
+    const replay = hub.planTopicReplay(view(['a', 'b']), 'earliest');
+    expect(replay.frames.map((f) => f.toString())).toEqual(['id: urn:askr:ep0-1\ndata: both\n\n']);
+  });
+
   it('offers every event to a pattern view, once per event even when several topics match', () => {
     const hub = makeHub();
     const books = mercureSub(hub, view([], { pattern: (t) => t.startsWith('https://ex/books/') }));
@@ -890,5 +912,99 @@ describe('topic views (Mercure streams on the same hub)', () => {
     expect(sink.ended).toBe(false);
     advance(1);
     expect(sink.ended).toBe(true);
+  });
+});
+
+describe('per-channel delivery and socket exclusion (issue 12)', () => {
+  const ids = (sink: FakeSink): string[] => sink.events().map((e) => `${e.id} ${e.data}`);
+
+  it('an event on several channels is one frame per subscribed channel, in publish order, sharing the Buffers', () => {
+    const hub = makeHub();
+    const both = subscribe(hub, ['a', 'b', 'c']);
+    const onlyC = subscribe(hub, ['c']);
+    const result = pub(hub, ['c', 'x', 'a'], 'e1');
+    expect(result.subscribers).toBe(2); // streams, not frames
+    expect(ids(both.sink)).toEqual(['ep0-1@c e1', 'ep0-1@a e1']);
+    expect(ids(onlyC.sink)).toEqual(['ep0-1@c e1']);
+    // The frame of channel c is one Buffer for every stream of c.
+    expect(both.sink.chunks[1]).toBe(onlyC.sink.chunks[1]);
+  });
+
+  it.each([
+    // [Last-Event-ID, what the resumed stream gets]
+    ['ep0-2@b', ['ep0-2@c 2', 'ep0-2@a 2', 'ep0-3@a 3']],
+    ['ep0-2@c', ['ep0-2@a 2', 'ep0-3@a 3']],
+    ['ep0-2@a', ['ep0-3@a 3']],
+    ['ep0-2', ['ep0-3@a 3']],
+    ['ep0-1@a', ['ep0-2@b 2', 'ep0-2@c 2', 'ep0-2@a 2', 'ep0-3@a 3']],
+  ])(
+    'a cut between two frames of one event resumes with its later channels (%s)',
+    (id, expected) => {
+      const lost: string[] = [];
+      const hub = makeHub({ hooks: { onLost: (r) => lost.push(r) } });
+      pub(hub, ['a'], '1');
+      pub(hub, ['b', 'c', 'a'], '2');
+      pub(hub, ['a'], '3');
+      const { sink } = subscribe(hub, ['a', 'b', 'c'], { lastEventId: id });
+      expect(ids(sink)).toEqual(expected);
+      expect(lost).toEqual([]);
+    },
+  );
+
+  it('an evicted frame of the resumed event that was still due is reported (askr:lost)', () => {
+    const lost: string[] = [];
+    const hub = makeHub({ historySize: 1, hooks: { onLost: (r) => lost.push(r) } });
+    pub(hub, ['a', 'b'], '1');
+    pub(hub, ['b'], '2'); // evicts 1@b; 1@a is still held (it tells the event's channels)
+    subscribe(hub, ['a', 'b'], { lastEventId: 'ep0-1@b' }).sink.hangUp(); // 1@a came first
+    expect(lost).toEqual([]);
+    const { sink } = subscribe(hub, ['a', 'b'], { lastEventId: 'ep0-1@a' }); // 1@b was due
+    expect(lost).toEqual(['too_old']);
+    expect(ids(sink).slice(1)).toEqual(['ep0-2@b 2']);
+  });
+
+  it('the publisher`s own stream (its socket id) gets nothing of it, live or in a replay; others get it', () => {
+    const hub = makeHub();
+    const sender = subscribe(hub, ['room', 'private-room'], { socketId: '11.22' });
+    const other = subscribe(hub, ['room', 'private-room'], { socketId: '33.44' });
+    const anonymous = subscribe(hub, ['room']);
+    const result = pub(hub, ['room', 'private-room'], 'typing', { socket: '11.22' });
+    expect(result.subscribers).toBe(2);
+    pub(hub, ['room'], 'for all');
+    expect(ids(sender.sink)).toEqual(['ep0-2@room for all']);
+    expect(ids(other.sink)).toEqual([
+      'ep0-1@room typing',
+      'ep0-1@private-room typing',
+      'ep0-2@room for all',
+    ]);
+    expect(ids(anonymous.sink)).toEqual(['ep0-1@room typing', 'ep0-2@room for all']);
+    // The same socket resuming (a reconnect with its grant) still skips its own event.
+    const again = subscribe(hub, ['room', 'private-room'], {
+      lastEventId: 'ep0-0',
+      socketId: '11.22',
+    });
+    expect(ids(again.sink)).toEqual(['ep0-2@room for all']);
+    const fresh = subscribe(hub, ['room'], { lastEventId: 'ep0-0', socketId: '99.1' });
+    expect(ids(fresh.sink)).toEqual(['ep0-1@room typing', 'ep0-2@room for all']);
+  });
+
+  it('channel names with @ , ; (Pusher`s charset) are published to, tagged and resumed', () => {
+    const hub = makeHub();
+    const names = ['user@example.com', 'a,b', 'c;d', 'presence-x@y;z,w=1'];
+    const st = subscribe(hub, names);
+    pub(hub, names, 'hi');
+    expect(ids(st.sink)).toEqual(names.map((n) => `ep0-1@${n} hi`));
+    const resumed = subscribe(hub, names, { lastEventId: 'ep0-1@a,b' });
+    expect(ids(resumed.sink)).toEqual(['ep0-1@c;d hi', 'ep0-1@presence-x@y;z,w=1 hi']);
+    expect(() => pub(hub, ['a b'], 'x')).toThrow(/outside A-Z a-z 0-9 _ - = @ , \. ;/);
+  });
+
+  it('a cluster delivery carries the socket like a local publish', () => {
+    const hub = makeHub();
+    const sender = subscribe(hub, ['a'], { socketId: '5.6' });
+    const other = subscribe(hub, ['a']);
+    hub.deliverNumbered({ seq: 7, channels: ['a'], data: Buffer.from('x'), socket: '5.6' });
+    expect(ids(sender.sink)).toEqual([]);
+    expect(ids(other.sink)).toEqual(['ep0-7@a x']);
   });
 });

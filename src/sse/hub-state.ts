@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import type { HubState } from './hub.ts';
 import type { EventRecord } from './event-history.ts';
-import { isPrivateChannel } from './channel-rules.ts';
+import { isPrivateChannel, isSocketId } from './channel-rules.ts';
 
 interface StoredEntry {
   seq: number;
@@ -28,6 +28,10 @@ interface StoredRecord {
   privateField: boolean;
   mercureId?: string;
   retryMs?: number;
+  /** The publisher's socket id: after a restart its own stream still does not get the event. */
+  socket?: string;
+  /** GRIP http-stream content (EventRecord.raw). */
+  raw?: true;
 }
 
 interface StoredState {
@@ -72,6 +76,8 @@ function storeRecord(r: EventRecord): StoredRecord {
     privateField: r.privateField,
     ...(r.mercureId === undefined ? {} : { mercureId: r.mercureId }),
     ...(r.retryMs === undefined ? {} : { retryMs: r.retryMs }),
+    ...(r.socket === undefined ? {} : { socket: r.socket }),
+    ...(r.raw === true ? { raw: true as const } : {}),
   };
 }
 
@@ -89,6 +95,8 @@ function loadRecord(seq: number, r: StoredRecord | undefined): EventRecord | und
     private: privateField || r.channels.some(isPrivateChannel),
     mercureId: typeof r.mercureId === 'string' ? r.mercureId : undefined,
     retryMs: isInt(r.retryMs) ? r.retryMs : undefined,
+    socket: typeof r.socket === 'string' && isSocketId(r.socket) ? r.socket : undefined,
+    ...(r.raw === true ? { raw: true } : {}),
   };
 }
 

@@ -153,7 +153,7 @@ describe('Hub over HTTP with EventSource', () => {
     ]);
   });
 
-  it('tags each event with the channel it came through; a stream gets an event once', async () => {
+  it('tags each frame with its channel: an event on two of a stream`s channels is two frames, in publish order', async () => {
     const h = await start();
     const both = open(`${h.url}?channel=a&channel=b`, ['upd']);
     const onlyB = open(`${h.url}?channel=b`, ['upd']);
@@ -162,14 +162,17 @@ describe('Hub over HTTP with EventSource', () => {
     h.hub.publish({ channels: ['a'], data: data('one'), ingress: 'datagram' });
     h.hub.publish({ channels: ['b'], data: data('two'), ingress: 'datagram' });
     const three = h.hub.publish({ channels: ['a', 'b'], data: data('three'), ingress: 'http' });
+    // Streams, not frames: `both` got two frames of it.
     expect(three.subscribers).toBe(2);
     h.hub.publish({ channels: ['b', 'a'], data: data('four'), ingress: 'http' });
     h.hub.publish({ channels: ['b'], data: data('line1\nline2'), event: 'upd', ingress: 'grip' });
-    expect(await both.count(5)).toEqual([
+    expect(await both.count(7)).toEqual([
       { type: 'message', data: 'one', lastEventId: `${e}-1@a` },
       { type: 'message', data: 'two', lastEventId: `${e}-2@b` },
       { type: 'message', data: 'three', lastEventId: `${e}-3@a` },
+      { type: 'message', data: 'three', lastEventId: `${e}-3@b` },
       { type: 'message', data: 'four', lastEventId: `${e}-4@b` },
+      { type: 'message', data: 'four', lastEventId: `${e}-4@a` },
       { type: 'upd', data: 'line1\nline2', lastEventId: `${e}-5@b` },
     ]);
     expect((await onlyB.count(4)).map((r) => r.lastEventId)).toEqual([
@@ -420,7 +423,11 @@ describe('Hub over HTTP with EventSource', () => {
       publisherId: 'job-2',
       ingress: 'datagram',
     });
-    expect((await client.count(2)).map((r) => r.data)).toEqual(['once', 'next']);
+    expect((await client.count(3)).map((r) => `${r.data}@${r.lastEventId.split('@')[1]}`)).toEqual([
+      'once@a',
+      'once@b',
+      'next@a',
+    ]);
   });
 
   it('delivers 10,000 publishes in order', async () => {

@@ -2,12 +2,18 @@
  * The in-process SSE hub: channels, subscribers (streams), publish fan-out, replay, limits.
  * Invariants: every event is encoded once per channel and the same Buffer goes to every
  * subscriber of that channel; a publish never waits (a subscriber holding more than the bound is
- * destroyed, its queue released at once); a stream gets each event at most once, in seq order;
- * admission (total and per-IP limits) is decided where a place is taken, synchronously; two
- * timers in all (heartbeat, sweep), both unref'd; nothing throws out of a timer or a sink handler.
+ * destroyed, its queue released at once); an askr stream gets one frame per (event, subscribed
+ * channel), at most once, in (seq, publish rank) order, live and in a replay, so a resume from
+ * `<epoch>-<seq>@<channel>` continues with that event's later channels; a Mercure stream gets each
+ * event at most once, in seq order; a stream whose socket id is the publish's `socket` never gets
+ * that event (live or replay); admission (total and per-IP limits) is decided where a place is
+ * taken, synchronously; two timers in all (heartbeat, sweep), both unref'd; nothing throws out of
+ * a timer or a sink handler.
  *
- *   publish ──▶ seq++ ──▶ per channel: encode `id: <epoch>-<seq>@<channel>` ──▶ history ring
- *                                          └──▶ each subscriber (skip if seen) ──▶ #write
+ *   publish ──▶ seq++ ──▶ per channel, in publish order: encode `id: <epoch>-<seq>@<channel>`
+ *                           ├──▶ history ring
+ *                           └──▶ each subscriber ──▶ askr: skip the publisher's socket ──▶ #write
+ *                                                └─▶ Mercure: skip if this seq was written
  *
  *   #write ──▶ sink holds no write of ours? ──yes──▶ sink.write(frame, onWritten)   (zero-copy)
  *                     └──no──▶ own queue [256 merged | frame, frame, …] ──onWritten / 'drain'
@@ -33,13 +39,28 @@ import {
   formatEventId,
   parseEventId,
   planReplay,
+  replayCursor,
+  type ParsedEventId,
+  type ReplaySource,
   type EventRecord,
   type HistoryEntry,
 } from './event-history.ts';
 import { encodeFrame, PING_FRAME, type SseFrame } from './sse-encoder.ts';
 
-/** Who published. */
-export type IngressKind = 'datagram' | 'http' | 'grip' | 'internal' | 'mercure';
+/**
+ * Who published. `grip` is Pushpin's publish API (src/broadcast/pushpin-publish.ts): its data is
+ * http-stream content, the raw bytes of the stream (see {@link isStreamContent}).
+ */
+export type IngressKind = 'datagram' | 'http' | 'grip' | 'internal' | 'mercure' | 'whisper';
+
+/**
+ * Whether a publish of this ingress carries GRIP http-stream content: a GRIP hold
+ * (SubscribeInput.grip) gets its data written as is, as Pushpin writes it; every other stream gets
+ * an ordinary event whose data it is. The cluster bus carries the flag (BusEvent.raw).
+ */
+export function isStreamContent(ingress: IngressKind): boolean {
+  return ingress === 'grip';
+}
 /** `hold`: a PHP response held open; `events`: the events endpoint; `mercure`: the Mercure hub. */
 export type StreamKind = 'hold' | 'events' | 'mercure';
 
@@ -112,7 +133,8 @@ export interface HubHooks {
   /** Per published event: subscribers written, and publish-to-written lag. */
   onDeliver?(count: number, lagMs: number): void;
   onSlowConsumer?(): void;
-  /** Per stream that sent a Last-Event-ID of this epoch: events replayed (possibly 0). */
+  /** Per stream that sent a Last-Event-ID of this epoch: frames replayed (possibly 0; an askr
+   * stream gets one per event and subscribed channel, a Mercure stream one per event). */
   onReplay?(events: number): void;
   onLost?(reason: LostReason): void;
   onSubscribersChanged?(): void;
@@ -147,6 +169,9 @@ export interface PublishInput {
   ingress: IngressKind;
   /** Mercure fields; channels may then be any topic (no control characters). */
   topicMeta?: TopicMeta;
+  /** The publisher's socket id (Laravel's toOthers(), a whisper): the askr stream with that
+   * socket id does not get the event, live or in a replay. Never part of the data. */
+  socket?: string | undefined;
 }
 
 export interface PublishResult {
@@ -183,6 +208,12 @@ export interface SubscribeInput {
   view?: TopicView;
   /** The stream is ended at this time, ms since the epoch (a Mercure token's exp). */
   expiresAt?: number;
+  /** The askr stream's socket id (`<digits>.<digits>`): publishes carrying it as their `socket`
+   * are not written to this stream. Mercure streams have none. */
+  socketId?: string | undefined;
+  /** A GRIP hold (`Grip-Hold: stream`): events published through GRIP (isStreamContent) are
+   * written as their raw bytes, without SSE framing, as Pushpin writes http-stream content. */
+  grip?: boolean;
 }
 
 /** A Mercure stream's resume, planned before its response head (planTopicReplay). */
@@ -204,13 +235,18 @@ interface Subscriber {
   readonly kind: StreamKind;
   readonly connectedAt: number;
   lastEventAt: number;
-  /** Seq of the last event written: a multi-channel publish reaches a stream once. */
+  /** Seq of the last event written: a Mercure stream gets a multi-topic event once; an askr
+   * stream is counted once per event however many of its channels it reached. */
   lastSeq: number;
+  /** The askr stream's socket id (SubscribeInput.socketId). */
+  readonly socketId: string | undefined;
   closed: boolean;
   /** What the stream holds besides the sink: its own queue of frames, its unsent writes. */
   readonly queue: StreamQueue;
   /** A Mercure stream's selection and grants; undefined for askr streams. */
   readonly view: TopicView | undefined;
+  /** A GRIP hold: GRIP-published events are written raw (SubscribeInput.grip). */
+  readonly grip: boolean;
   /** Ends the stream at its token's exp. */
   expiryTimer: NodeJS.Timeout | undefined;
 }
@@ -396,6 +432,9 @@ export class Hub {
     publisherId?: string | undefined;
     close?: boolean | undefined;
     topicMeta?: TopicMeta | undefined;
+    /** GRIP http-stream content (see isStreamContent). */
+    raw?: boolean | undefined;
+    socket?: string | undefined;
   }): PublishResult {
     // The publishing node checked the names for their ingress; here only what framing needs.
     const channels = checkChannels(input.channels, 'topic');
@@ -411,7 +450,14 @@ export class Hub {
     if (this.#coverageFrom === 0 || lastEventId === undefined || lastEventId === null) return null;
     const parsed = parseEventId(lastEventId);
     if (parsed === null || parsed.epoch !== this.#epoch || parsed.seq > this.#seq) return null;
-    return parsed.seq + 1 < this.#coverageFrom ? parsed.seq : null;
+    return this.#needsShared(parsed) ? parsed.seq : null;
+  }
+
+  /** A resume from `parsed` needs frames this node did not see: events after its seq, or (the id
+   * names a channel) the later channels of that event itself. */
+  #needsShared(parsed: ParsedEventId): boolean {
+    const from = parsed.channel === undefined ? parsed.seq + 1 : parsed.seq;
+    return from < this.#coverageFrom;
   }
 
   /** Tells every stream that events may have been missed (the bus was down): askr:lost. */
@@ -487,7 +533,10 @@ export class Hub {
     ) {
       return { id: null, subscribers: 0, closed: 0 };
     }
-    return this.#emit(channels, isEvent ? ++this.#seq : 0, input);
+    return this.#emit(channels, isEvent ? ++this.#seq : 0, {
+      ...input,
+      raw: isStreamContent(input.ingress),
+    });
   }
 
   /**
@@ -503,6 +552,8 @@ export class Hub {
       publisherId?: string | undefined;
       close?: boolean | undefined;
       topicMeta?: TopicMeta | undefined;
+      raw?: boolean | undefined;
+      socket?: string | undefined;
     },
   ): PublishResult {
     let id: string | null = null;
@@ -523,6 +574,8 @@ export class Hub {
         private: privateField || channels.some(isPrivateChannel),
         mercureId: meta?.id,
         retryMs: meta?.retryMs,
+        ...(input.raw === true ? { raw: true } : {}),
+        ...(input.socket === undefined ? {} : { socket: input.socket }),
       };
       this.#lastMercureId = record.mercureId ?? mercureEventId(this.#epoch, seq);
       delivered = this.#deliver(channels, seq, id, frame, input.publisherId, record);
@@ -582,6 +635,8 @@ export class Hub {
         this.#guard('stream write', () => this.#flush(sub));
       }),
       view,
+      socketId: view === undefined ? input.socketId : undefined,
+      grip: input.grip === true,
       expiryTimer: undefined,
     };
     this.#subscribers.set(id, sub);
@@ -705,12 +760,14 @@ export class Hub {
     const { historySize, historyMaxAgeMs } = this.#opts;
     let delivered = 0;
     const deliver = (sub: Subscriber, bytes: Buffer): void => {
+      const first = sub.lastSeq !== seq;
       sub.lastSeq = seq;
       if (this.#writeBounded(sub, bytes)) {
-        delivered++;
+        if (first) delivered++;
         sub.lastEventAt = now;
       }
     };
+    const { socket } = record;
     for (const [rank, name] of channels.entries()) {
       let channel = this.#channels.get(name);
       if (channel === undefined) {
@@ -729,12 +786,22 @@ export class Hub {
       // A private Mercure update reaches askr streams only where the app authorized them.
       const askrMay = !record.privateField || isPrivateChannel(name);
       for (const sub of channel.subscribers) {
-        if (sub.lastSeq === seq) continue;
-        if (sub.view === undefined) {
-          if (askrMay) deliver(sub, bytes);
-        } else if (!record.private || sub.view.mayRead(channels)) {
-          deliver(sub, this.#mercureFrame(record));
+        if (sub.view !== undefined) {
+          // A Mercure stream gets ONE frame per event (its id names no channel).
+          if (sub.lastSeq !== seq && (!record.private || sub.view.mayRead(channels))) {
+            deliver(sub, this.#mercureFrame(record));
+          }
+          continue;
         }
+        // An askr stream gets this channel's frame (issue 12: Echo dispatches by the `@<channel>`
+        // of the id), unless it is the publisher's own stream (toOthers, whisper).
+        if (!askrMay || (socket !== undefined && sub.socketId === socket)) continue;
+        if (sub.grip && record.raw === true) {
+          // GRIP http-stream content is the stream's own bytes, once per event; none for none.
+          if (sub.lastSeq === seq) continue;
+          if (record.data.length > 0) deliver(sub, record.data);
+          else sub.lastSeq = seq;
+        } else deliver(sub, bytes);
       }
       this.#maybeDelete(channel);
     }
@@ -843,6 +910,8 @@ export class Hub {
     const topics = new Map<number, string[]>();
     for (const [name, entries] of shared.entries) {
       for (const e of entries) {
+        // The shared history starts at the resumed event itself (askr per-channel resumes).
+        if (e.seq <= shared.afterSeq) continue;
         if (e.seq >= this.#coverageFrom) break;
         const list = topics.get(e.seq);
         if (list !== undefined) {
@@ -864,6 +933,7 @@ export class Hub {
           },
           mercureId: e.topicMeta?.id,
           retryMs: e.topicMeta?.retryMs,
+          ...(e.raw === true ? { raw: true } : {}),
         });
       }
     }
@@ -900,9 +970,10 @@ export class Hub {
     if (parsed === null) return this.#lost(parts, 'unknown_id', lastEventId);
     if (parsed.epoch !== this.#epoch) return this.#lost(parts, 'epoch', lastEventId);
     if (parsed.seq > this.#seq) return this.#lost(parts, 'unknown_id', lastEventId);
-    const needsShared = parsed.seq + 1 < this.#coverageFrom;
-    const histories = sub.channels.map((name) =>
-      needsShared
+    const needsShared = this.#needsShared(parsed);
+    const sources: ReplaySource[] = sub.channels.map((name) => ({
+      name,
+      history: needsShared
         ? mergeSharedHistory({
             channel: name,
             local: this.#channel(name).history,
@@ -910,24 +981,35 @@ export class Hub {
             coverageFrom: this.#coverageFrom,
             epoch: this.#epoch,
             shared,
+            socketId: sub.socketId,
           })
         : this.#channel(name).history,
-    );
+    }));
     // What is left of the bound once the first write (one sink entry) and a possible askr:lost
     // frame are in: the replay must not make a reconnecting client too slow at once.
     const lost = this.#lostFrame('too_old', lastEventId);
     let held = this.#held(sub) + SINK_WRITE_OVERHEAD_BYTES + lost.length;
     for (const part of parts) held += part.length;
-    // A private Mercure update is replayed to askr streams on private-* / presence-* channels only.
+    // As live: a private Mercure update goes to askr streams on private-* / presence-* channels
+    // only, and nothing the stream's own socket published.
+    const { socketId } = sub;
     const plan = planReplay(
-      histories,
-      parsed.seq,
+      sources,
+      replayCursor(sources, parsed.seq, parsed.channel),
       this.#opts.subscriberQueueBytes - held,
-      (entry, index) =>
-        entry.record?.privateField === true && !isPrivateChannel(sub.channels[index] ?? ''),
+      (entry, source) =>
+        (entry.record?.privateField === true && !isPrivateChannel(source.name)) ||
+        (socketId !== undefined && entry.record?.socket === socketId),
     );
     if (plan.tooOld) this.#lost(parts, 'too_old', lastEventId, lost);
-    for (const entry of plan.entries) parts.push(entry.frame);
+    let rawSeq = -1;
+    for (const entry of plan.entries) {
+      // A GRIP hold replays GRIP content as the raw bytes it got live (once per event).
+      const raw = sub.grip && entry.record?.raw === true;
+      if (!raw) parts.push(entry.frame);
+      else if (entry.seq !== rawSeq && entry.record.data.length > 0) parts.push(entry.record.data);
+      rawSeq = raw ? entry.seq : rawSeq;
+    }
     if (plan.entries.length > 0) sub.lastEventAt = this.#now();
     this.#hooks.onReplay?.(plan.entries.length);
   }

@@ -43,7 +43,12 @@ export function lastEventIdOf(req: IncomingMessage, url: URL): string | null {
   return url.searchParams.get('lastEventId');
 }
 
-/** Splits "a, b" lists (X-Askr-Subscribe, Grip-Channel with ;params) into unique channel names. */
+/**
+ * Splits "a, b" lists (X-Askr-Subscribe, Grip-Channel with ;params) into unique channel names.
+ * ',' separates channels and ';' starts a channel's parameters, so a name holding either (Pusher's
+ * charset allows both) cannot be given in such a header: the part before it is taken as the name.
+ * Such channels are subscribed with repeated `channel=` parameters of the events endpoint.
+ */
 export function splitChannelHeader(value: string): string[] {
   const out: string[] = [];
   for (const part of value.split(',')) {

@@ -13,6 +13,39 @@ export interface Frame {
   comments: string[];
 }
 
+/** The event of the first frame of every askr stream (GET /askr/events), right after `retry:`. */
+export const CONNECTED_EVENT = 'askr:connected';
+
+/**
+ * The frames carrying data, less the askr:connected frame every askr stream opens with: what was
+ * published, plus askr:lost and presence frames.
+ */
+export function dataFrames(frames: readonly Frame[]): Frame[] {
+  return frames.filter((f) => f.data !== undefined && f.event !== CONNECTED_EVENT);
+}
+
+/**
+ * The socket id of an askr stream, from its askr:connected frame. Throws unless that frame is the
+ * first frame carrying data and its `socket_id` has the `<digits>.<digits>` form.
+ */
+export function connectedSocketId(frames: readonly Frame[]): string {
+  const first = frames.find((f) => f.data !== undefined);
+  if (first?.event !== CONNECTED_EVENT) {
+    throw new Error(
+      `the first frame with data is not ${CONNECTED_EVENT}: ${JSON.stringify(first)}`,
+    );
+  }
+  const parsed: unknown = JSON.parse(first.data ?? '');
+  const socketId =
+    typeof parsed === 'object' && parsed !== null && 'socket_id' in parsed
+      ? parsed.socket_id
+      : undefined;
+  if (typeof socketId !== 'string' || !/^\d+\.\d+$/.test(socketId)) {
+    throw new Error(`${CONNECTED_EVENT} carries no socket id: ${first.data ?? ''}`);
+  }
+  return socketId;
+}
+
 export interface SseStream {
   status: number;
   headers: Record<string, string | string[] | undefined>;

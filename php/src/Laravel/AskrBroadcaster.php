@@ -5,7 +5,9 @@
  * docs/protocol.md) through askr_publish(); auth() answers the sidecar's internal
  * POST /broadcasting/auth with Laravel's own channel rules (routes/channels.php, unchanged).
  * Invariants: the SSE `event:` is the Laravel event name (broadcastAs() or the class name) and
- * `data:` the JSON payload; presence auth answers always carry channel_data {user_id, user_info}.
+ * `data:` the JSON payload, without Laravel's `socket` key (toOthers()'s socket id travels in the
+ * datagram header, and the sidecar leaves that stream out); presence auth answers always carry
+ * channel_data {user_id, user_info}.
  */
 
 declare(strict_types=1);
@@ -102,9 +104,11 @@ final class AskrBroadcaster extends Broadcaster
      * Publishes `$event` with the JSON of `$payload` to every channel (one datagram per 32
      * channels, the sidecar's limit per datagram).
      *
-     * `socket` (set by `broadcast(...)->toOthers()` from the request's X-Socket-ID) cannot be
-     * excluded by the sidecar, which has no such notion for SSE streams: it is kept in the JSON,
-     * and only when set, so the askr-echo.js client with that socket id drops the event.
+     * `socket` (set by `broadcast(...)->toOthers()` from the request's X-Socket-ID) is taken out
+     * of the payload and sent as the datagram's `socket` field: the sidecar does not deliver the
+     * event to the stream with that socket id, and no subscriber sees it in the data. A value
+     * that is not a socket id (`<digits>.<digits>`: the header is the client's to forge) is
+     * dropped, and the event goes to every stream, as without toOthers().
      *
      * @param array<int, mixed> $channels Channel objects or names
      * @param string $event
@@ -117,10 +121,8 @@ final class AskrBroadcaster extends Broadcaster
         if ($names === []) {
             return;
         }
-        $socket = Arr::pull($payload, 'socket');
-        if (is_string($socket) && $socket !== '') {
-            $payload['socket'] = $socket;
-        }
+        $socketId = Arr::pull($payload, 'socket');
+        $socketId = is_string($socketId) && askr_is_socket_id($socketId) ? $socketId : null;
         // An empty payload is still an object for listeners that read its fields.
         $json = $payload === []
             ? '{}'
@@ -131,7 +133,7 @@ final class AskrBroadcaster extends Broadcaster
         }
         $perDatagram = askr_internal_limit('ASKR_MAX_CHANNELS', ASKR_MAX_CHANNELS);
         foreach (array_chunk($names, $perDatagram) as $chunk) {
-            if (!$this->publish($chunk, $json, (string) $event)) {
+            if (!$this->publish($chunk, $json, (string) $event, $socketId)) {
                 $this->fail('cannot broadcast ' . $event . ' to ' . implode(', ', $chunk) . ': ' . askr_last_error());
                 return;
             }
@@ -144,15 +146,15 @@ final class AskrBroadcaster extends Broadcaster
      *
      * @param list<string> $channels
      */
-    private function publish(array $channels, string $json, string $event): bool
+    private function publish(array $channels, string $json, string $event, ?string $socketId): bool
     {
         if ($this->socket === null || getenv('ASKR_SOCKET') === $this->socket) {
-            return askr_publish($channels, $json, event: $event);
+            return askr_publish($channels, $json, event: $event, socket: $socketId);
         }
         $previous = getenv('ASKR_SOCKET');
         putenv('ASKR_SOCKET=' . $this->socket);
         try {
-            return askr_publish($channels, $json, event: $event);
+            return askr_publish($channels, $json, event: $event, socket: $socketId);
         } finally {
             putenv($previous === false ? 'ASKR_SOCKET' : 'ASKR_SOCKET=' . $previous);
         }
