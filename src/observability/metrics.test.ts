@@ -215,7 +215,7 @@ describe('createMetrics', () => {
       ['connect', 'queue', 'read', 'send'].sort(),
     );
     expect(await labelValues(registry, 'askr_events_published_total', 'ingress')).toEqual(
-      ['datagram', 'grip', 'http', 'internal'].sort(),
+      ['datagram', 'grip', 'http', 'internal', 'mercure'].sort(),
     );
     expect(await labelValues(registry, 'askr_sse_lost_total', 'reason')).toEqual(
       ['bus', 'epoch', 'too_old', 'unknown_id'].sort(),
