@@ -9,6 +9,7 @@
  *                                                           └─ error ──▶ 400/403/404
  *   CONNECT ─▶ 405;   unparsable head or body framing ─▶ clientError ─▶ 400/408/431/505
  */
+import { redactTarget } from './log-redact.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
@@ -224,7 +225,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
           {
             requestId: ctx.requestId,
             method: req.method,
-            path: req.url,
+            path: redactTarget(req.url ?? ''),
             status,
             bytes: socket.bytesWritten - bytesBefore,
             durationMs: Math.round(durationMs * 1000) / 1000,
