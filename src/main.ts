@@ -24,6 +24,8 @@ import { loadHubState, saveHubState } from './sse/hub-state.ts';
 import { PresenceRegistry, type Presence } from './sse/presence.ts';
 import { ClusterPresence } from './cluster/cluster-presence.ts';
 import { ClusterNode } from './cluster/cluster-node.ts';
+import { NodeLiveness } from './cluster/node-liveness.ts';
+import { ClusterSubscriptions } from './cluster/cluster-subscriptions.ts';
 import { LocalBus, type EventBus } from './sse/event-bus.ts';
 import { defaultNodeId } from './cluster/redis-bus.ts';
 import { createEventsRoute } from './sse/events-endpoint.ts';
@@ -270,9 +272,17 @@ export async function startSidecar(
   };
   let presence: Presence;
   let clusterPresence: ClusterPresence | null = null;
+  // One liveness key per node and one heartbeat: presence and the Mercure mirror sweep on it.
+  let liveness: NodeLiveness | null = null;
   if (cluster === null) {
     presence = new PresenceRegistry(hub, publish);
   } else {
+    liveness = new NodeLiveness({
+      bus: cluster.bus,
+      nodeId: cluster.nodeId,
+      ttlMs: config.cluster.presence_ttl,
+      logger,
+    });
     clusterPresence = new ClusterPresence({
       bus: cluster.bus,
       hub,
@@ -281,6 +291,7 @@ export async function startSidecar(
       nodeId: cluster.nodeId,
       ttlMs: config.cluster.presence_ttl,
       logger,
+      liveness,
     });
     const observed = clusterPresence;
     presence = observed;
@@ -301,12 +312,26 @@ export async function startSidecar(
     logger,
     ...(cluster === null ? {} : { nodeId: cluster.nodeId }),
   });
+  let mercureMirror: ClusterSubscriptions | null = null;
   if (cluster !== null) {
     const observedPresence = clusterPresence;
     cluster.observer = (event) => {
       observedPresence?.observe(event);
       mercureRegistry.observe(event);
     };
+    // The registry's own subscriptions kept in Redis: listed by nodes that start later, ended
+    // (active: false) by a live node when this one dies.
+    if (liveness !== null && config.mercure.enabled && config.mercure.subscriptions) {
+      const mirror = new ClusterSubscriptions({
+        bus: cluster.bus,
+        keyPrefix: config.cluster.key_prefix,
+        liveness,
+        registry: mercureRegistry,
+        logger,
+      });
+      cluster.onBusUp = () => mirror.resume();
+      mercureMirror = mirror;
+    }
   }
   const mercure = createMercureRoutes({
     hub,
@@ -530,6 +555,8 @@ export async function startSidecar(
           );
         http.server.closeAllConnections();
         upstreamProxy.close();
+        // The subscription ends of the streams just closed reach Redis and the bus first.
+        await mercureMirror?.close();
         await bus.close();
         await pool.close();
         if (fpm) await fpm.stop();

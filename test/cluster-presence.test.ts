@@ -5,12 +5,10 @@
  * cluster.presence_ttl. A regression looks like: a member list that only shows the node's own
  * users, a second join for a second tab on another node, or a dead node's users present forever.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startChildNode, type ChildNode } from './helpers/cluster.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
-import { APP_ROOT, startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type SseStream } from './helpers/sse-client.ts';
 import { runCleanups, type Cleanups } from './helpers/wait.ts';
 
@@ -33,50 +31,16 @@ async function node(r: TestRedis, id: string, ttl = '30s'): Promise<TestSidecar>
   return s;
 }
 
-const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
-
-/** A sidecar in its own process (so the test can SIGKILL it like a crashed pod); its URL. */
-async function childNode(
-  r: TestRedis,
-  id: string,
-  ttl: string,
-): Promise<{ url: string; kill(): Promise<void> }> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT, '--fpm', inject('fpmAddress')],
+/** A sidecar in its own process (so the test can SIGKILL it like a crashed pod). */
+function childNode(r: TestRedis, id: string, ttl: string): Promise<ChildNode> {
+  return startChildNode(
+    r,
+    id,
+    { ASKR_CLUSTER_PRESENCE_TTL: ttl },
     {
-      env: {
-        ...process.env,
-        ASKR_BROADCAST_SOCKET: '',
-        ASKR_METRICS_ENABLED: 'false',
-        ASKR_CLUSTER_REDIS_URL: r.url,
-        ASKR_CLUSTER_NODE_ID: id,
-        ASKR_CLUSTER_PRESENCE_TTL: ttl,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      push: (n: ChildNode) => cleanups.push(() => n.kill()),
     },
   );
-  const kill = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const gone = once(child, 'exit');
-    child.kill('SIGKILL');
-    await gone;
-  };
-  cleanups.push(kill);
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 20_000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"askr-sidecar listening"/.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', () => reject(new Error(`exited early: ${out}`)));
-  });
-  return { url, kill };
 }
 
 async function join(s: { url: string }, user: number): Promise<SseStream> {

@@ -65,6 +65,9 @@ export class ClusterNode implements EventBus {
   #everUp = false;
   /** Also told of every event from the bus (cluster presence keeps its member mirror with it). */
   observer: ((event: BusEvent) => void) | null = null;
+  /** Also told each time the bus comes up, after start() and after an outage (state kept in
+   * Redis is read again then: the Mercure subscriptions mirror). */
+  onBusUp: (() => void) | null = null;
   #downSince: number | null = null;
 
   constructor(options: ClusterNodeOptions) {
@@ -226,6 +229,7 @@ export class ClusterNode implements EventBus {
     }
     this.#everUp = true;
     this.#downSince = null;
+    this.onBusUp?.();
   }
 
   #onDown(error: string): void {

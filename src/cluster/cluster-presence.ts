@@ -3,7 +3,7 @@
  * per node, so a user with tabs on two sidecars is one member and joins/leaves are announced once
  * for the whole cluster (the case Reverb gets wrong). Each node refreshes a liveness key; a node
  * that stops (killed, partitioned) has its members removed by the others within `ttlMs`, with the
- * leaves announced. Each node keeps a mirror of the members of the channels it serves, updated
+ * leaves announced (the liveness key and its heartbeat: node-liveness.ts). Each node keeps a mirror of the members of the channels it serves, updated
  * by the join/leave events it receives, for the member list a new stream gets first.
  * While Redis is away, presence falls back to this node's own streams (a PresenceRegistry).
  *
@@ -15,6 +15,7 @@ import type { PublishFn } from '../sse/hub.ts';
 import { encodeFrame } from '../sse/sse-encoder.ts';
 import { PresenceRegistry, type Presence, type PresenceMember } from '../sse/presence.ts';
 import type { Hub } from '../sse/hub.ts';
+import { NodeLiveness } from './node-liveness.ts';
 import type { BusEvent, RedisBus } from './redis-bus.ts';
 
 const JOIN_LUA = `
@@ -80,9 +81,11 @@ export interface ClusterPresenceOptions {
   publish: PublishFn;
   keyPrefix: string;
   nodeId: string;
-  /** A node silent this long has its members removed. */
+  /** A node silent this long has its members removed (the liveness' own when `liveness` is given). */
   ttlMs: number;
   logger: Logger;
+  /** This node's liveness, shared with the other cluster parts; else presence keeps its own. */
+  liveness?: NodeLiveness;
 }
 
 export class ClusterPresence implements Presence {
@@ -95,7 +98,8 @@ export class ClusterPresence implements Presence {
   /** Used while Redis is away; streams that joined there leave there. */
   readonly #fallback: PresenceRegistry;
   readonly #fallbackJoins = new Map<string, number>();
-  readonly #timer: NodeJS.Timeout;
+  readonly #liveness: NodeLiveness;
+  readonly #ownsLiveness: boolean;
   #closed = false;
 
   constructor(options: ClusterPresenceOptions) {
@@ -106,12 +110,16 @@ export class ClusterPresence implements Presence {
     client.defineCommand('askrPresSweep', { numberOfKeys: 0, lua: SWEEP_LUA });
     this.#lua = client as unknown as LuaClient;
     this.#fallback = new PresenceRegistry(options.hub);
-    const period = Math.max(250, Math.floor(options.ttlMs / 3));
-    this.#timer = setInterval(() => {
-      void this.#heartbeat();
-    }, period);
-    this.#timer.unref();
-    void this.#heartbeat();
+    this.#ownsLiveness = options.liveness === undefined;
+    this.#liveness =
+      options.liveness ??
+      new NodeLiveness({
+        bus: options.bus,
+        nodeId: options.nodeId,
+        ttlMs: options.ttlMs,
+        logger: options.logger,
+      });
+    this.#liveness.onBeat('presence', () => this.#sweep());
   }
 
   /** Feed every event the node receives from the bus: joins and leaves update the mirror. */
@@ -147,7 +155,7 @@ export class ClusterPresence implements Presence {
         user,
         this.#o.nodeId,
         JSON.stringify(member),
-        String(this.#o.ttlMs),
+        String(this.#liveness.ttlMs),
       );
       await this.#loadMirror(channel);
       this.#mirror.get(channel)?.set(user, member);
@@ -203,7 +211,7 @@ export class ClusterPresence implements Presence {
 
   close(): void {
     this.#closed = true;
-    clearInterval(this.#timer);
+    if (this.#ownsLiveness) this.#liveness.close();
     this.#fallback.close();
   }
 
@@ -213,9 +221,10 @@ export class ClusterPresence implements Presence {
    */
   async leaveAll(): Promise<void> {
     this.close();
+    // The node stops: its liveness goes now, shared or not (the sweep below needs the key gone).
+    await this.#liveness.retire();
     if (this.#o.bus.state !== 'up') return;
     try {
-      await this.#o.bus.client.del(this.#o.bus.key(`node:${this.#o.nodeId}`));
       const gone = await this.#lua.askrPresSweep(this.#o.keyPrefix, this.#o.nodeId);
       for (let i = 0; i + 1 < gone.length; i += 2) {
         const member = JSON.parse(gone[i + 1] as string) as PresenceMember;
@@ -263,28 +272,22 @@ export class ClusterPresence implements Presence {
       );
   }
 
-  /** Refreshes this node's liveness and sweeps nodes that stopped refreshing theirs. */
-  async #heartbeat(): Promise<void> {
-    if (this.#closed || this.#o.bus.state !== 'up') return;
-    const client = this.#o.bus.client;
-    try {
-      await client.set(this.#o.bus.key(`node:${this.#o.nodeId}`), '1', 'PX', this.#o.ttlMs);
-      const nodes = await client.smembers(this.#o.bus.key('nodes'));
-      for (const node of nodes) {
-        if (node === this.#o.nodeId) continue;
-        const gone = await this.#lua.askrPresSweep(this.#o.keyPrefix, node);
-        for (let i = 0; i + 1 < gone.length; i += 2) {
-          const channel = gone[i] as string;
-          const member = JSON.parse(gone[i + 1] as string) as PresenceMember;
-          this.#o.logger.info(
-            { node, channel, user: member.user_id },
-            'cluster presence: member of a dead node removed',
-          );
-          await this.#announce(channel, 'askr:presence.leave', member);
-        }
+  /** Removes the members of nodes that stopped refreshing their liveness (a NodeLiveness beat). */
+  async #sweep(): Promise<void> {
+    if (this.#closed) return;
+    const nodes = await this.#o.bus.client.smembers(this.#o.bus.key('nodes'));
+    for (const node of nodes) {
+      if (node === this.#o.nodeId) continue;
+      const gone = await this.#lua.askrPresSweep(this.#o.keyPrefix, node);
+      for (let i = 0; i + 1 < gone.length; i += 2) {
+        const channel = gone[i] as string;
+        const member = JSON.parse(gone[i + 1] as string) as PresenceMember;
+        this.#o.logger.info(
+          { node, channel, user: member.user_id },
+          'cluster presence: member of a dead node removed',
+        );
+        await this.#announce(channel, 'askr:presence.leave', member);
       }
-    } catch (err) {
-      this.#o.logger.debug({ err: (err as Error).message }, 'cluster presence: heartbeat failed');
     }
   }
 }

@@ -1,40 +1,15 @@
-// Topic matchers: exact, urlpattern (absolute and relative to the hub URL), 0.x URI templates, the
-// reserved hub namespace, the text constraints and the reserved `match` parameter namespace.
-// Security regressions: a pathological URL pattern or URI template must come back `false` (its
-// evaluation aborted by the time limit), never hang the event loop; a recurrence shows as this file
-// timing out instead of passing.
+// Topic matchers: exact, urlpattern (absolute and relative to the hub URL), the reserved hub
+// namespace, the text constraints and the reserved `match` parameter namespace. URI templates are
+// tested in uri-template.test.ts, the evaluation cost of patterns in pattern-cost.test.ts.
 import { describe, expect, it } from 'vitest';
+import { compile, HUB, refusal } from '../../test/helpers/matcher-fixtures.ts';
 import {
   addressesHubNamespace,
-  compileMatcher,
   MatcherError,
   matcherTypeOfParam,
   textProblem,
-  type MatcherLimits,
   type MatcherType,
-  type TopicMatcher,
-  uriTemplateRegExp,
-  urlPatternIsLinear,
 } from './matchers.ts';
-
-const HUB = 'http://127.0.0.1:8080/.well-known/mercure';
-const LIMITS: MatcherLimits = { maxLength: 2048 };
-
-const compile = (
-  type: MatcherType,
-  pattern: string,
-  limits: MatcherLimits = LIMITS,
-): TopicMatcher => compileMatcher(type, pattern, HUB, limits);
-
-function refusal(type: MatcherType, pattern: string, limits: MatcherLimits = LIMITS): string {
-  try {
-    compile(type, pattern, limits);
-  } catch (err) {
-    if (err instanceof MatcherError) return err.message;
-    throw err;
-  }
-  throw new Error(`${type} ${JSON.stringify(pattern)} was accepted`);
-}
 
 describe('the * wildcard', () => {
   it.each<MatcherType>(['exact', 'urlpattern', 'uritemplate'])(
@@ -156,131 +131,6 @@ describe('urlpattern', () => {
     expect(message).toContain(why);
   });
 });
-
-describe('urlpattern evaluation cost (spec "URL-Pattern Denial of Service")', () => {
-  it.each([
-    'https://example.com/books/:id',
-    '/.well-known/mercure/subscriptions/:type/:match/:sub',
-    '/.well-known/mercure/subscriptions{/*}?',
-    '/books/:id(\\d+)',
-    '/books/:id([0-9a-f]+).json',
-    '/books/:id/:rev?',
-    'https://*.example.com/*',
-    'http{s}?://example.com/*',
-    '/a/*/b/:c/:d',
-  ])('%s runs directly (backtracking bounded by its shape)', (pattern) => {
-    expect(urlPatternIsLinear(new URLPattern(pattern, HUB))).toBe(true);
-  });
-
-  it.each([
-    '/:x((?:a+)+b)', // nested quantifiers in a regexp group
-    '/:x((?:a|a)*b)', // ambiguous alternation, star height 1
-    '/*a*a*b', // three wildcards: n^3 without any regexp group
-    '/:a-:b-:c', // several names in one segment
-    '/:path+', // repeated group
-    '/*/x/*', // two wildcards across segments
-    '{/:a}?/:b{/:c}?', // two optional segments: ambiguous alignment
-    '/:x(.*)',
-  ])('%s is evaluated under the time limit', (pattern) => {
-    expect(urlPatternIsLinear(new URLPattern(pattern, HUB))).toBe(false);
-  });
-
-  it('a pathological pattern evaluates to false, aborted, instead of hanging', () => {
-    const aborted: TopicMatcher[] = [];
-    const limits: MatcherLimits = { maxLength: 2048, onEvaluationAborted: (m) => aborted.push(m) };
-    const m = compile('urlpattern', '/:x((?:a+)+b)', limits);
-    // Unbounded, 40 a's would backtrack 2^40 times (measured: 22 a's take ~160 ms, x2 per a).
-    expect(m.matches(`/${'a'.repeat(40)}!`)).toBe(false);
-    expect(aborted).toEqual([m]);
-    // Aborted once, the matcher stays off: a hostile pattern costs one timeout, not one per update.
-    expect(m.matches('/aab')).toBe(false);
-    expect(aborted).toHaveLength(1);
-  });
-
-  it('a time-limited pattern still matches normal topics', () => {
-    const m = compile('urlpattern', '/:x((?:a+)+b)');
-    expect(m.matches('/aab')).toBe(true);
-    expect(m.matches('/aac')).toBe(false);
-    expect(compile('urlpattern', '/:a-:b-:c').matches('/x-y-z')).toBe(true);
-  });
-
-  it('a polynomial pattern without regexp groups is aborted too', () => {
-    let aborted = 0;
-    const limits: MatcherLimits = { maxLength: 2048, onEvaluationAborted: () => aborted++ };
-    const m = compile('urlpattern', '/:a-:b-:c-:d-:e-:f-:g!', limits);
-    expect(m.matches(`/${'a-'.repeat(400)}`)).toBe(false);
-    expect(aborted).toBe(1);
-  });
-});
-
-describe('uritemplate (Mercure 0.x)', () => {
-  it.each([
-    ['https://example.com/books/{id}', 'https://example.com/books/1', true],
-    ['https://example.com/books/{id}', 'https://example.com/books/a%20b', true],
-    ['https://example.com/books/{id}', 'https://example.com/books/', true], // undefined variable
-    ['https://example.com/books/{id}', 'https://example.com/books/1/2', false],
-    ['https://example.com/books/{id}', 'https://example.com/books/1?x', false],
-    ['https://example.com/books/{id}', 'https://example.com/Books/1', false],
-    ['https://example.com/a.b/{id}', 'https://example.com/aXb/1', false], // literals escaped
-    ['https://example.com/{+path}', 'https://example.com/a/b/c?d', true],
-    ['https://example.com/page{#frag}', 'https://example.com/page#sec/1', true],
-    ['https://example.com/page{#frag}', 'https://example.com/page', true],
-    ['https://example.com{/a,b}', 'https://example.com/x/y', true],
-    ['https://example.com{/a,b}', 'https://example.com/x/y/z', false],
-    ['https://example.com{/a*}', 'https://example.com/x/y/z', true],
-    ['https://example.com/file{.ext}', 'https://example.com/file.json', true],
-    ['https://example.com/m{;x,y}', 'https://example.com/m;x=1;y=2', true],
-    ['https://example.com/m{;x,y}', 'https://example.com/m;x=1;y=2;z=3', false],
-    ['https://example.com/s{?q,page}', 'https://example.com/s?q=a&page=2', true],
-    ['https://example.com/s?q=1{&x}', 'https://example.com/s?q=1&x=2', true],
-    ['https://example.com/{a,b}', 'https://example.com/1,2', true],
-    ['https://example.com/{var:3}', 'https://example.com/val', true],
-    ['https://example.com/books/{id}', 'https://example.com/books/{id}', true], // equal string
-    ['https://example.com/books/1', 'https://example.com/books/1', true], // no expression: equality
-    ['https://example.com/books/1', 'https://example.com/books/2', false],
-    ['https://example.com/caf\u00e9/{id}', 'https://example.com/caf\u00e9/1', true],
-  ])('%s against %s → %s', (pattern, topic, expected) => {
-    expect(compile('uritemplate', pattern).matches(topic)).toBe(expected);
-  });
-
-  it('takes a selector without an expression as a plain string, as 0.x did', () => {
-    expect(compile('uritemplate', 'a}b').matches('a}b')).toBe(true);
-  });
-
-  it.each([
-    ['https://example.com/{id', 'the expression opened at index 20 is not closed'],
-    ['https://example.com/{}', '"" in the expression at index 20 is not a variable'],
-    ['https://example.com/{a b}', '"a b" in the expression'],
-    ['https://example.com/{=x}', 'operator "=" at index 21 is reserved'],
-    ['https://example.com/{id}}', '"}" at index 24 is not allowed outside an expression'],
-    ['https://example.com/ {id}', '" " at index 20 is not allowed'],
-    ['https://example.com/%zz/{id}', '"%" at index 20 is not followed by two hex digits'],
-    ['https://example.com/{id:0}', '"id:0" in the expression'],
-  ])('refuses %s', (pattern, why) => {
-    const message = refusal('uritemplate', pattern);
-    expect(message).toContain('is not a valid URI template (RFC 6570)');
-    expect(message).toContain(why);
-  });
-
-  it.each([
-    ['https://example.com/books/{id}', true],
-    ['https://example.com/{+base}/books/{id}', true],
-    ['https://example.com/users/{u}/books/{id}{?q}', false],
-    ['{+a}/{+b}', false],
-    ['{a}{b}', false],
-  ])('%s linear: %s', (pattern, linear) => {
-    expect(uriTemplateRegExp(pattern).linear).toBe(linear);
-  });
-
-  it('a pathological template evaluates to false, aborted, instead of hanging', () => {
-    let aborted = 0;
-    const limits: MatcherLimits = { maxLength: 2048, onEvaluationAborted: () => aborted++ };
-    const m = compile('uritemplate', '{a}{b}{c}{d}{e}{f}{g}!', limits);
-    expect(m.matches('a'.repeat(400))).toBe(false);
-    expect(aborted).toBe(1);
-  });
-});
-
 describe('limits and text constraints on patterns', () => {
   it.each<MatcherType>(['exact', 'urlpattern', 'uritemplate'])(
     'refuses a %s pattern over maxLength bytes',

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { request } from 'undici';
-import { expect } from 'vitest';
+import { expect, inject } from 'vitest';
 import type { TestRedis } from './redis.ts';
-import { startTestSidecar, type TestSidecar } from './sidecar.ts';
+import { APP_ROOT, startTestSidecar, type TestSidecar } from './sidecar.ts';
 import { openStream, type SseStream } from './sse-client.ts';
 import { until } from './wait.ts';
 
@@ -57,6 +57,71 @@ export async function startNode(
     throw new Error(`${nodeId} did not join the cluster at start: ${JSON.stringify(node.logs)}`);
   }
   track?.push(node);
+  return node;
+}
+
+export interface ChildNode {
+  /** Base URL of its HTTP listener. */
+  readonly url: string;
+  /** SIGKILL (a crash: no goodbye to the cluster), resolved once it exited; idempotent. */
+  kill(): Promise<void>;
+}
+
+/**
+ * A sidecar on the cluster in its own process, so a test can SIGKILL it like a crashed pod. `env`
+ * adds ASKR_* settings (e.g. ASKR_CLUSTER_PRESENCE_TTL). It goes to `track` as soon as it is
+ * spawned; fails (and kills it) unless it logged that it listens within 20 s.
+ */
+export async function startChildNode(
+  redis: TestRedis,
+  nodeId: string,
+  env: Record<string, string> = {},
+  track?: Tracker<ChildNode>,
+): Promise<ChildNode> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--listen', '127.0.0.1:0', '--root', APP_ROOT, '--fpm', inject('fpmAddress')],
+    {
+      env: {
+        ...process.env,
+        ASKR_BROADCAST_SOCKET: '',
+        ASKR_METRICS_ENABLED: 'false',
+        ASKR_CLUSTER_REDIS_URL: redis.url,
+        ASKR_CLUSTER_NODE_ID: nodeId,
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const exited = once(child, 'exit');
+  const kill = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await exited;
+  };
+  let out = '';
+  const node = { url: '', kill };
+  track?.push(node);
+  try {
+    node.url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 20_000);
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"askr-sidecar listening"/.exec(out);
+        if (m?.[1] !== undefined) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.once('exit', () => {
+        clearTimeout(timer);
+        reject(new Error(`exited early: ${out}`));
+      });
+    });
+  } catch (err) {
+    await kill();
+    throw err;
+  }
   return node;
 }
 
