@@ -3,7 +3,8 @@
  * a new grant at ~80% of its life and reopens its stream with it and its last event id, before the
  * sidecar ends the stream at expiry. The page never shows a reconnect and misses nothing. A
  * recurrence looks like 'reconnecting' in the statuses (the stream ran into its expiry), a 401 loop
- * on the events endpoint, or an event missing or doubled around a refresh.
+ * on the events endpoint, or an event missing or doubled around a refresh. The grant travels in
+ * X-Askr-Grant, never in the URL (a recurrence: `grant=` in the events URL, so in access logs).
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,12 +46,16 @@ describe('grant refresh', () => {
     if (context === undefined) throw new Error('no browser context');
     const page: Page = await openEchoPage(context, echoApp(), 'alice', 'session');
     const grants: string[] = [];
-    const streams: Array<{ status: number; grant: string | null }> = [];
+    const streams: Array<{ status: number; grant: string | undefined; inUrl: boolean }> = [];
     page.on('response', (res) => {
       const url = new URL(res.url());
       if (url.pathname === '/askr/auth') grants.push(String(res.status()));
       if (url.pathname === '/askr/events') {
-        streams.push({ status: res.status(), grant: url.searchParams.get('grant') });
+        streams.push({
+          status: res.status(),
+          grant: res.request().headers()['x-askr-grant'],
+          inUrl: url.searchParams.has('grant'),
+        });
       }
     });
     await page.evaluate(`
@@ -70,6 +75,7 @@ describe('grant refresh', () => {
     expect(grants.every((status) => status === '200')).toBe(true);
     // Every stream was accepted, each with a new grant.
     expect(streams.every((s) => s.status === 200)).toBe(true);
+    expect(streams.every((s) => s.grant !== undefined && !s.inUrl)).toBe(true);
     expect(new Set(streams.map((s) => s.grant)).size).toBe(streams.length);
     expect(await page.evaluate('window.statuses')).toEqual(['connecting', 'connected']);
     const texts = [{ text: 'first grant' }, { text: 'third grant' }];

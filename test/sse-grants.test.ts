@@ -7,13 +7,20 @@
  *   costs zero FPM requests, counted by the app itself; a recurrence shows the counter moving on
  *   every reconnect (a deploy's reconnect storm would take every FPM worker).
  * - Expired, forged and tampered grants are 401; a grant for channel A never opens channel B.
+ * - The batch answers a bad name or one channel too many per channel; only a malformed body is a
+ *   400 (a recurrence: a page whose tabs want one channel too many loses all of them).
+ * - X-Askr-Grant beats `grant=`, which beats the cookie; an unused cookie grant never overrides
+ *   the `socket_id` parameter (a recurrence: toOthers() from one tab skips another tab's stream).
+ * - Regression "no event yet, event missed on reopen": askr:connected carries the hub's position,
+ *   and a stream reopened from it gets what was published in between (a recurrence: a page that
+ *   had received nothing misses the event published while it added a channel).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { signGrant } from '../src/sse/grants.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
-import { openStream, type Frame } from './helpers/sse-client.ts';
+import { dataFrames, openStream, type Frame } from './helpers/sse-client.ts';
 import {
   authCounter,
   grantPayload,
@@ -41,8 +48,12 @@ afterAll(async () => {
 });
 
 const events = (query: string): string => `${s.url}/askr/events?${query}`;
-const connectedOf = (f: Frame): { socket_id: string; grant_expires_at: number | null } =>
+const connectedOf = (
+  f: Frame,
+): { socket_id: string; grant_expires_at: number | null; position: string } =>
   JSON.parse(f.data ?? '{}') as never;
+/** The position of askr:connected: `<epoch>-<seq>`, no channel. */
+const POSITION = expect.stringMatching(/^[A-Za-z0-9_.-]+-\d+$/) as string;
 
 describe('POST /askr/auth', () => {
   it('answers a verdict per channel: allowed, refused (403), presence with its member, bad presence (502)', async () => {
@@ -113,18 +124,76 @@ describe('POST /askr/auth', () => {
     expect(grantPayload(guest.json.grant).c).toEqual([]);
   });
 
+  it('a bad name, a name too long and channels past the limit are refused one by one (400), the others answered', async () => {
+    const before = await counter.count();
+    const long = `private-${'x'.repeat(121)}`; // 129 bytes: over sse.max_channel_name_length
+    const answer = await postAuth(
+      s.url,
+      {
+        channels: [
+          'bad name',
+          'private-user.42',
+          long,
+          'news',
+          'private-user.7',
+          'a',
+          'b',
+          'c',
+          'private-user.42', // a duplicate counts once
+          'private-d',
+          'e',
+        ],
+      },
+      { cookie: `user=42; ${counter.cookie}` },
+    );
+    expect(answer.status).toBe(200);
+    const limit = {
+      allowed: false,
+      status: 400,
+      reason: 'over the limit of 6 channels per stream (sse.max_channels_per_connection)',
+    };
+    expect(answer.json.channels).toEqual({
+      'bad name': {
+        allowed: false,
+        status: 400,
+        reason: 'channel name "bad name" has a character outside A-Z a-z 0-9 _ - = @ , . ;',
+      },
+      'private-user.42': { allowed: true },
+      [long]: {
+        allowed: false,
+        status: 400,
+        reason: 'channel name is 129 bytes; the limit is 128 (sse.max_channel_name_length)',
+      },
+      news: { allowed: true },
+      'private-user.7': {
+        allowed: false,
+        status: 403,
+        reason: 'not authorized for channel "private-user.7" (the app answered 403)',
+      },
+      a: { allowed: true },
+      b: { allowed: true },
+      c: { allowed: true },
+      // The first six valid names are kept; the others are refused without asking the app.
+      'private-d': limit,
+      e: limit,
+    });
+    expect(Object.keys(answer.json.channels)[0]).toBe('bad name'); // the request's order
+    expect(grantPayload(answer.json.grant).c).toEqual(['private-user.42']);
+    expect((await counter.count()) - before).toBe(2);
+  });
+
   it.each([
     ['not JSON', '{oops', 400, /not valid JSON/],
     ['an array', '[]', 400, /must be a JSON object/],
     ['no channels', {}, 400, /"channels" must be an array/],
     ['a channel that is not a string', { channels: [1] }, 400, /"channels" must be an array/],
+    ['channels as a string', { channels: 'a' }, 400, /"channels" must be an array/],
     ['an empty list', { channels: [] }, 400, /no channel given: list them in "channels"/],
-    ['a bad name', { channels: ['bad name'] }, 400, /character outside/],
     [
-      'too many channels',
-      { channels: ['a', 'b', 'c', 'd', 'e', 'f', 'g'] },
+      'a list past four times the per-stream limit',
+      { channels: Array.from({ length: 25 }, (_, i) => `c${i}`) },
       400,
-      /7 channels requested; the limit is 6 \(sse.max_channels_per_connection\)/,
+      /25 channels asked; at most 24 per request \(4 × sse.max_channels_per_connection\)/,
     ],
     [
       'a bad socket id',
@@ -167,6 +236,7 @@ describe('the events endpoint with a grant', () => {
     expect(connectedOf(connected)).toEqual({
       socket_id: json.socket_id,
       grant_expires_at: json.expires_at,
+      position: POSITION,
     });
     await until(() => s.hub.stats().connections >= 1);
     s.hub.publish({ channels: ['private-user.42'], data: Buffer.from('e0'), ingress: 'internal' });
@@ -307,6 +377,7 @@ describe('the events endpoint with a grant', () => {
     expect(connectedOf(await byCookie.waitFor((f) => f.event === 'askr:connected'))).toEqual({
       socket_id: answer.json.socket_id,
       grant_expires_at: answer.json.expires_at,
+      position: POSITION,
     });
     byCookie.close();
     expect((await counter.count()) - before).toBe(0);
@@ -343,6 +414,7 @@ describe('the events endpoint with a grant', () => {
     expect(connectedOf(await withParam.waitFor((f) => f.event === 'askr:connected'))).toEqual({
       socket_id: '77.88',
       grant_expires_at: null,
+      position: POSITION,
     });
     withParam.close();
     const generated = await openStream(events('channel=news'));
@@ -365,6 +437,134 @@ describe('the events endpoint with a grant', () => {
       '5.6',
     );
     granted.close();
+  });
+
+  it('socket id: an askr_grant cookie that opens none of the channels never overrides socket_id', async () => {
+    // The cookie is the origin's, not this page's: it may be another tab's grant (here 5.6).
+    const { json, setCookie } = await postAuth(
+      s.url,
+      { channels: ['private-user.42'], socket_id: '5.6' },
+      { cookie: 'user=42' },
+    );
+    const cookie = setCookie?.split(';')[0] ?? '';
+    const socketOf = async (query: string, cookieHeader: string): Promise<string> => {
+      const st = await openStream(events(query), { cookie: cookieHeader });
+      expect(st.status).toBe(200);
+      const connected = connectedOf(await st.waitFor((f) => f.event === 'askr:connected'));
+      st.close();
+      expect(connected.grant_expires_at).toBe(query.includes('private-') ? json.expires_at : null);
+      return connected.socket_id;
+    };
+    // Public channels only: the parameter wins over a valid cookie and over a stale one.
+    expect(await socketOf('channel=news&socket_id=77.88', cookie)).toBe('77.88');
+    expect(await socketOf('channel=news&socket_id=77.88', 'askr_grant=stale.grant')).toBe('77.88');
+    // Without a parameter, an unused cookie grant does not lend its socket id either.
+    const fresh = await socketOf('channel=news', cookie);
+    expect(fresh).toMatch(/^\d+\.\d+$/);
+    expect(fresh).not.toBe('5.6');
+    // Once the cookie grant opens a channel of the stream, its socket id is the stream's.
+    expect(await socketOf('channel=news&channel=private-user.42&socket_id=77.88', cookie)).toBe(
+      '5.6',
+    );
+  });
+
+  it('X-Askr-Grant: opens its channels without PHP, wins over `grant` and the cookie, bounds the stream', async () => {
+    const answer = await postAuth(
+      s.url,
+      { channels: ['private-user.42'], socket_id: '12.34' },
+      { cookie: 'user=42' },
+    );
+    const { grant } = answer.json;
+    const before = await counter.count();
+    const byHeader = await openStream(events('channel=private-user.42'), {
+      'x-askr-grant': grant,
+      cookie: counter.cookie,
+    });
+    expect(byHeader.status).toBe(200);
+    expect(connectedOf(await byHeader.waitFor((f) => f.event === 'askr:connected'))).toEqual({
+      socket_id: '12.34',
+      grant_expires_at: answer.json.expires_at,
+      position: POSITION,
+    });
+    byHeader.close();
+    expect((await counter.count()) - before).toBe(0);
+    // A valid header beside a bad parameter and a stale cookie: the header is used.
+    const precedence = await openStream(events('channel=private-user.42&grant=bad.grant'), {
+      'x-askr-grant': grant,
+      cookie: 'askr_grant=stale.grant',
+    });
+    expect(precedence.status).toBe(200);
+    precedence.close();
+    // A bad header beside a valid parameter: 401 (the header is what the client meant).
+    const bad = await request(
+      events(`channel=private-user.42&grant=${encodeURIComponent(grant)}`),
+      { headers: { 'x-askr-grant': 'bad.grant' } },
+    );
+    expect(bad.statusCode).toBe(401);
+    expect(await bad.body.text()).toContain('grant expired or invalid');
+    // ...even for public channels only, as a bad `grant` parameter: the client sent it on purpose.
+    const badPublic = await request(events('channel=news'), {
+      headers: { 'x-askr-grant': 'bad.grant' },
+    });
+    expect(badPublic.statusCode).toBe(401);
+    await badPublic.body.text();
+    // A valid header on public channels: its expiry bounds the stream (the client refreshes it).
+    const pub = await openStream(events('channel=news'), { 'x-askr-grant': grant });
+    expect(
+      connectedOf(await pub.waitFor((f) => f.event === 'askr:connected')).grant_expires_at,
+    ).toBe(answer.json.expires_at);
+    pub.close();
+  });
+
+  it('a cross-origin page may send X-Askr-Grant: the preflight allows it', async () => {
+    const res = await request(events('channel=news'), {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'https://app.example',
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'x-askr-grant',
+      },
+    });
+    expect(res.statusCode).toBe(204);
+    await res.body.text();
+    const allowed = String(res.headers['access-control-allow-headers'])
+      .split(',')
+      .map((h) => h.trim().toLowerCase());
+    expect(allowed).toEqual(expect.arrayContaining(['x-askr-grant', 'last-event-id']));
+  });
+
+  it('askr:connected carries the position: a stream with no event yet, reopened from it, gets what was published between', async () => {
+    const url = events('channel=pos-news&channel=pos-sport');
+    const first = await openStream(url);
+    const { position } = connectedOf(await first.waitFor((f) => f.event === 'askr:connected'));
+    // Nothing is published in this file meanwhile: the hub's own position, no channel.
+    expect(position).toBe(`${s.hub.epoch}-${s.hub.seq}`);
+    first.close();
+    await until(() => s.hub.stats().connections === 0);
+    // Published while the page has no stream (adding a channel, a new grant, a tab handover).
+    s.hub.publish({ channels: ['pos-news'], data: Buffer.from('between'), ingress: 'internal' });
+    s.hub.publish({ channels: ['elsewhere'], data: Buffer.from('other'), ingress: 'internal' });
+    const again = await openStream(`${url}&lastEventId=${encodeURIComponent(position)}`);
+    const replayed = await again.waitFor((f) => f.data === 'between');
+    expect(replayed.id).toBe(`${s.hub.epoch}-${s.hub.seq - 1}@pos-news`);
+    const second = connectedOf(
+      again.frames.find((f) => f.event === 'askr:connected') ?? {
+        comments: [],
+      },
+    );
+    expect(second.position).toBe(`${s.hub.epoch}-${s.hub.seq}`);
+    // Replayed exactly once, with no askr:lost: the position is an id the hub knows.
+    s.hub.publish({ channels: ['pos-sport'], data: Buffer.from('live'), ingress: 'internal' });
+    await again.waitFor((f) => f.data === 'live');
+    expect(dataFrames(again.frames).map((f) => f.data)).toEqual(['between', 'live']);
+    again.close();
+    // Without the position (what a client without an event did before): the event is missed.
+    const fresh = await openStream(url);
+    await fresh.waitFor((f) => f.event === 'askr:connected');
+    s.hub.publish({ channels: ['pos-news'], data: Buffer.from('later'), ingress: 'internal' });
+    await fresh.waitFor((f) => f.data === 'later');
+    expect(dataFrames(fresh.frames).map((f) => f.data)).toEqual(['later']);
+    fresh.close();
   });
 
   it('channel names are repeated parameters: a comma is part of a name, not a separator', async () => {

@@ -7,10 +7,11 @@
    * askr-stream.js: the one stream a browser holds to askr-sidecar (docs/browser.md). Private and
    * presence channels are authorized in ONE request to the sidecar's batch endpoint (POST /askr/auth,
    * with whatever headers the app uses: session cookie, bearer token, CSRF), which answers a short-lived
-   * signed grant; the stream is GET /askr/events?channel=…&grant=… read with fetch() and parsed here
-   * (EventSource can send no header, reports no status and only dispatches event names bound in
-   * advance). Invariants: at most one stream open; a reconnect within the grant asks no PHP; the grant
-   * is refreshed at ~80% of its life; a refused channel never takes the others down.
+   * signed grant; the stream is GET /askr/events?channel=… with the grant in X-Askr-Grant (never in
+   * the URL, so never in a log), read with fetch() and parsed here (EventSource can send no header,
+   * reports no status and only dispatches event names bound in advance). Invariants: at most one
+   * stream open; a reconnect within the grant asks no PHP; the grant is refreshed at ~80% of its
+   * life; a refused channel never takes the others down.
    */
 
   /** Pusher's channel-name characters (docs/sse.md). */
@@ -27,8 +28,11 @@
    * @typedef {'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'failed'} StreamState
    * @typedef {{
    *   state: StreamState, socketId: string | null, grant: GrantInfo | null,
-   *   results: Record<string, ChannelResult>, stream: string[], generation: number
+   *   results: Record<string, ChannelResult>, stream: string[], generation: number,
+   *   position: string | null
    * }} SessionSnapshot
+   *   `position`: the newest `<epoch>-<seq>` a stream vouched for (askr:connected): a tab that has
+   *   received no event resumes from it
    * @typedef {{
    *   endpoint: string, authEndpoint: string, credentials: RequestCredentials,
    *   headers: () => Record<string, string>, reconnectMaxMs: number,
@@ -37,6 +41,10 @@
    * @typedef {{
    *   onFrame: (frame: SseFrame) => void, onChange: () => void, lastEventId: () => string | null
    * }} SessionHooks
+   * @typedef {{
+   *   abort: AbortController, channels: string[], token: string | null, open: boolean,
+   *   resumedFrom: string | null, pendingPosition: string | null
+   * }} OpenStream one request to the events endpoint; `resumedFrom`: the id it was opened with
    */
 
   /** @param {string} name @returns {boolean} a private-/presence- channel, authorized by the app */
@@ -69,10 +77,14 @@
    * chunks; `:` comments; a frame without data is not dispatched), fed with decoded text.
    */
   class SseParser {
-    /** @param {(frame: SseFrame) => void} onFrame @param {(ms: number) => void} onRetry */
-    constructor(onFrame, onRetry) {
+    /**
+     * @param {(frame: SseFrame) => void} onFrame @param {(ms: number) => void} onRetry
+     * @param {(text: string) => void} [onComment] a `:` line (the sidecar's heartbeat)
+     */
+    constructor(onFrame, onRetry, onComment) {
       this.onFrame = onFrame;
       this.onRetry = onRetry;
+      this.onComment = onComment;
       this.rest = '';
       this.skipLF = false;
       this.started = false;
@@ -117,7 +129,10 @@
         this.id = null;
         return;
       }
-      if (line.charCodeAt(0) === 58) return; // ":" comment (heartbeat)
+      if (line.charCodeAt(0) === 58) {
+        this.onComment?.(line.slice(1)); // ":" comment (heartbeat)
+        return;
+      }
       const colon = line.indexOf(':');
       const field = colon === -1 ? line : line.slice(0, colon);
       let value = colon === -1 ? '' : line.slice(colon + 1);
@@ -161,10 +176,12 @@
       }
       this.grantStale = false;
       this.socketId = options.socketId ?? null;
+      /** @type {string | null} see SessionSnapshot */
+      this.position = null;
       /** @type {StreamState} */
       this.state = 'idle';
       this.connectedBefore = options.connectedBefore ?? false;
-      /** @type {{ abort: AbortController, channels: string[], token: string | null, open: boolean } | null} */
+      /** @type {OpenStream | null} */
       this.stream = null;
       this.generation = 0;
       this.retryMs = 3000; // until the server's retry: frame says otherwise
@@ -226,6 +243,7 @@
         results: Object.fromEntries(this.results),
         stream: this.stream?.open === true ? [...this.stream.channels] : [],
         generation: this.generation,
+        position: this.position,
       };
     }
 
@@ -353,7 +371,8 @@
         const reason =
           typeof r?.reason === 'string' ? r.reason : 'the sidecar gave no answer for it';
         this.results.set(name, { allowed: false, status, reason });
-        if (status === 401 || status === 403) this.refused.add(name);
+        // 400: a bad name, or past sse.max_channels_per_connection: asking again changes nothing.
+        if (status === 400 || status === 401 || status === 403) this.refused.add(name);
         else {
           this.waiting.add(name);
           transient = true;
@@ -404,34 +423,38 @@
     /** @param {string[]} channels */
     open(channels) {
       this.closeStream();
+      const last = this.hooks.lastEventId();
+      /** @type {OpenStream} */
       const stream = {
         abort: new AbortController(),
         channels,
         token: this.grant?.token ?? null,
         open: false,
+        resumedFrom: last,
+        pendingPosition: null,
       };
       this.stream = stream;
       const url = new URL(this.options.endpoint, globalThis.location?.href);
       for (const name of channels) url.searchParams.append('channel', name);
-      if (stream.token !== null) url.searchParams.set('grant', stream.token);
       if (this.socketId !== null) url.searchParams.set('socket_id', this.socketId);
-      const last = this.hooks.lastEventId();
       if (last !== null) url.searchParams.set('lastEventId', last);
       // A planned reopen (channels changed, new grant) keeps "connected": nothing was lost.
       if (this.state !== 'connected') this.setState(this.waitingState());
       void this.read(stream, url);
     }
 
-    /**
-     * @param {{ abort: AbortController, channels: string[], token: string | null, open: boolean }} stream
-     * @param {URL} url
-     */
+    /** @param {OpenStream} stream @param {URL} url */
     async read(stream, url) {
       const current = () => this.stream === stream && !this.closed;
+      /** @type {Record<string, string>} */
+      const headers = { Accept: 'text/event-stream' };
+      // A header, not `grant=` in the URL: URLs end up in access logs, proxies' included. Across
+      // origins it costs a CORS preflight (the sidecar allows X-Askr-Grant).
+      if (stream.token !== null) headers['X-Askr-Grant'] = stream.token;
       let res;
       try {
         res = await fetch(url, {
-          headers: { Accept: 'text/event-stream' },
+          headers,
           credentials: this.options.credentials,
           cache: 'no-store',
           signal: stream.abort.signal,
@@ -452,10 +475,15 @@
       this.hooks.onChange();
       const parser = new SseParser(
         (frame) => {
-          if (current()) this.frame(frame);
+          if (current()) this.frame(stream, frame);
         },
         (ms) => {
           this.retryMs = ms;
+        },
+        () => {
+          // A heartbeat comes after the stream's first write, replay included: its position holds.
+          if (current() && stream.pendingPosition !== null) this.vouch(stream.pendingPosition);
+          stream.pendingPosition = null;
         },
       );
       const reader = res.body.getReader();
@@ -476,8 +504,7 @@
     /**
      * A non-200 answer: 401 means the grant expired or the secret changed (a restart without
      * sse.grant_secret): fetch a new one. Others are retried with backoff.
-     * @param {{ abort: AbortController, channels: string[], token: string | null, open: boolean }} stream
-     * @param {Response} res
+     * @param {OpenStream} stream @param {Response} res
      */
     async refusedStream(stream, res) {
       const text = (await res.text().catch(() => '')).slice(0, 500);
@@ -495,10 +522,7 @@
       this.schedule(delay);
     }
 
-    /**
-     * @param {{ abort: AbortController, channels: string[], token: string | null, open: boolean }} stream
-     * @param {number} delayMs
-     */
+    /** @param {OpenStream} stream @param {number} delayMs */
     ended(stream, delayMs) {
       if (this.stream === stream) this.stream = null;
       this.setState(this.waitingState());
@@ -506,17 +530,32 @@
       this.schedule(delayMs);
     }
 
-    /** @param {SseFrame} frame */
-    frame(frame) {
+    /** @param {OpenStream} stream @param {SseFrame} frame */
+    frame(stream, frame) {
       if (frame.event === 'askr:connected') {
         const info = parseData(frame.data);
         if (typeof info?.socket_id === 'string' && info.socket_id !== this.socketId) {
           this.socketId = info.socket_id;
           this.hooks.onChange();
         }
+        const position = info?.position;
+        if (typeof position !== 'string' || parseId(position) === null) return;
+        // The position is the hub's as the stream started: a resume from it misses nothing. But
+        // a stream that resumed from an older id replays what came between in the same write,
+        // after this frame: taking the position now would skip that replay if the connection
+        // broke mid-write, so it waits for the first heartbeat (which follows the whole write).
+        if (stream.resumedFrom === null || stream.resumedFrom === position) this.vouch(position);
+        else stream.pendingPosition = position;
         return;
       }
       this.hooks.onFrame(frame);
+    }
+
+    /** Records a position a stream vouched for (see SessionSnapshot). @param {string} position */
+    vouch(position) {
+      if (position === this.position) return;
+      this.position = position;
+      this.hooks.onChange();
     }
   }
 
@@ -532,7 +571,8 @@
    * channels of one tab, their dispatch, and ONE stream for all the tabs of an origin. A leader tab,
    * elected with Web Locks, holds the stream (askr-stream.js) for the union of every tab's channels;
    * a BroadcastChannel carries the frames to the other tabs and their channel sets to the leader.
-   * When the leader goes, the lock passes to another tab, which resumes from the last id it saw.
+   * When the leader goes, the lock passes to another tab, which resumes from the last id it saw (or,
+   * before any event, from the position the stream vouched for in askr:connected).
    * Invariants: every tab dispatches each event at most once and in stream order (ids are deduped
    * per tab); without Web Locks or BroadcastChannel each tab holds its own stream.
    *
@@ -583,6 +623,7 @@
     results: {},
     stream: [],
     generation: 0,
+    position: null,
     members: {},
   });
 
@@ -615,6 +656,8 @@
       this.position = null;
       /** @type {string | null} the id to resume from */
       this.lastEventId = null;
+      /** Whether lastEventId comes from a frame (an event, askr:lost) rather than a position. */
+      this.eventSeen = false;
       /** @type {StateMessage} */
       this.shared = EMPTY_STATE;
       /** @type {StreamState} */
@@ -963,6 +1006,9 @@
     /** @param {StateMessage} s */
     applyState(s) {
       this.shared = s;
+      // No event yet: resume from the stream's position, so an event published while the stream
+      // is reopened (a channel added, a new grant, a handover) is replayed, not missed.
+      if (!this.eventSeen && typeof s.position === 'string') this.lastEventId = s.position;
       for (const [name, list] of Object.entries(s.members)) {
         this.members.set(name, new Map(list.map((m) => [String(m.user_id), m])));
       }
@@ -1020,6 +1066,7 @@
         // What follows (the newest events still held) is older than the lost frame's id.
         this.position = null;
         this.lastEventId = frame.id;
+        this.eventSeen = frame.id !== null;
         const info = parseData(frame.data);
         for (const callback of [...this.lostCallbacks]) callback(info);
         return;
@@ -1085,11 +1132,13 @@
           if (pos.channels.has(id.channel)) return false;
           pos.channels.add(id.channel);
           this.lastEventId = raw;
+          this.eventSeen = true;
           return true;
         }
       }
       this.position = { epoch: id.epoch, seq: id.seq, channels: new Set([id.channel]) };
       this.lastEventId = raw;
+      this.eventSeen = true;
       return true;
     }
 

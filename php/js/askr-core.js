@@ -3,7 +3,8 @@
  * channels of one tab, their dispatch, and ONE stream for all the tabs of an origin. A leader tab,
  * elected with Web Locks, holds the stream (askr-stream.js) for the union of every tab's channels;
  * a BroadcastChannel carries the frames to the other tabs and their channel sets to the leader.
- * When the leader goes, the lock passes to another tab, which resumes from the last id it saw.
+ * When the leader goes, the lock passes to another tab, which resumes from the last id it saw (or,
+ * before any event, from the position the stream vouched for in askr:connected).
  * Invariants: every tab dispatches each event at most once and in stream order (ids are deduped
  * per tab); without Web Locks or BroadcastChannel each tab holds its own stream.
  *
@@ -55,6 +56,7 @@ const EMPTY_STATE = /** @type {StateMessage} */ ({
   results: {},
   stream: [],
   generation: 0,
+  position: null,
   members: {},
 });
 
@@ -87,6 +89,8 @@ export class AskrClient {
     this.position = null;
     /** @type {string | null} the id to resume from */
     this.lastEventId = null;
+    /** Whether lastEventId comes from a frame (an event, askr:lost) rather than a position. */
+    this.eventSeen = false;
     /** @type {StateMessage} */
     this.shared = EMPTY_STATE;
     /** @type {StreamState} */
@@ -435,6 +439,9 @@ export class AskrClient {
   /** @param {StateMessage} s */
   applyState(s) {
     this.shared = s;
+    // No event yet: resume from the stream's position, so an event published while the stream
+    // is reopened (a channel added, a new grant, a handover) is replayed, not missed.
+    if (!this.eventSeen && typeof s.position === 'string') this.lastEventId = s.position;
     for (const [name, list] of Object.entries(s.members)) {
       this.members.set(name, new Map(list.map((m) => [String(m.user_id), m])));
     }
@@ -492,6 +499,7 @@ export class AskrClient {
       // What follows (the newest events still held) is older than the lost frame's id.
       this.position = null;
       this.lastEventId = frame.id;
+      this.eventSeen = frame.id !== null;
       const info = parseData(frame.data);
       for (const callback of [...this.lostCallbacks]) callback(info);
       return;
@@ -557,11 +565,13 @@ export class AskrClient {
         if (pos.channels.has(id.channel)) return false;
         pos.channels.add(id.channel);
         this.lastEventId = raw;
+        this.eventSeen = true;
         return true;
       }
     }
     this.position = { epoch: id.epoch, seq: id.seq, channels: new Set([id.channel]) };
     this.lastEventId = raw;
+    this.eventSeen = true;
     return true;
   }
 

@@ -8,20 +8,17 @@
  *                                      └▶ public: allowed, no check
  *   ◀─ 200 {"grant", "expires_at", "socket_id", "channels": {name: verdict}} + Set-Cookie askr_grant
  *
- * Invariant: a refused channel never fails the request; the grant covers the allowed
- * private-/presence- channels only (public ones need no grant).
+ * Invariant: a refused channel never fails the request (a bad name, one past
+ * sse.max_channels_per_connection, or the app's refusal: each is that channel's verdict); only a
+ * malformed body is a 400. The grant covers the allowed private-/presence- channels only (public
+ * ones need no grant).
  */
 import { ErrorCodes } from '../errors.ts';
 import { httpStatusOfCode } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannels, type ChannelAuthDeps } from './channel-auth.ts';
-import {
-  channelLimitsOf,
-  channelListProblem,
-  isPrivateChannel,
-  isSocketId,
-} from './channel-rules.ts';
+import { channelLimitsOf, isPrivateChannel, isSocketId, sortChannelList } from './channel-rules.ts';
 import {
   commonCookiePath,
   grantSetCookie,
@@ -61,6 +58,7 @@ function batchRequestOf(doc: Record<string, unknown>): BatchRequest | string {
   if (!Array.isArray(channels) || !channels.every((c) => typeof c === 'string')) {
     return '"channels" must be an array of channel names';
   }
+  if (channels.length === 0) return 'no channel given: list them in "channels"';
   if (socketId !== undefined && socketId !== null) {
     if (typeof socketId !== 'string' || !isSocketId(socketId)) {
       return '"socket_id" must look like "1234.5678" (digits, a dot, digits)';
@@ -105,28 +103,33 @@ export function createAuthBatchRoute(deps: AuthBatchDeps): ExtraRoute {
       return;
     }
     const parsed = batchRequestOf(body.doc);
-    const problem =
-      typeof parsed === 'string'
-        ? parsed
-        : channelListProblem(parsed.channels, channelLimitsOf(config.sse));
-    if (typeof parsed === 'string' || problem !== null) {
+    if (typeof parsed === 'string') {
+      deps.onRejected?.('bad_channel');
+      sendError(ctx, 400, parsed, cors);
+      return;
+    }
+    // A list far beyond any page's needs is refused whole: per-channel answers to it would be a
+    // large reply to an unauthenticated request.
+    const listCap = 4 * config.sse.max_channels_per_connection;
+    if (parsed.channels.length > listCap) {
       deps.onRejected?.('bad_channel');
       sendError(
         ctx,
         400,
-        (problem ?? '').replace('use ?channel=NAME (repeatable)', 'list them in "channels"'),
+        `${parsed.channels.length} channels asked; at most ${listCap} per request (4 × sse.max_channels_per_connection)`,
         cors,
       );
       return;
     }
+    // Names and the count are per-channel verdicts: a page whose tabs want one channel too many
+    // (or one bad name) keeps the others.
+    const { kept, refused } = sortChannelList(parsed.channels, channelLimitsOf(config.sse));
+    const refusals = new Map(refused.map((r) => [r.name, r.reason]));
+    if (refused.length > 0) deps.onRejected?.('bad_channel'); // once per request, as a 400 was
     const socketId = parsed.socketId ?? newSocketId();
-    const verdicts = await authorizeChannels(
-      ctx,
-      parsed.channels.filter(isPrivateChannel),
-      socketId,
-      deps,
-    );
-    const answers: Record<string, ChannelAnswer> = {};
+    const verdicts = await authorizeChannels(ctx, kept.filter(isPrivateChannel), socketId, deps);
+    // No prototype: "__proto__" is a valid channel name (Pusher's charset).
+    const answers = Object.create(null) as Record<string, ChannelAnswer>;
     const grant: GrantPayload = {
       v: 1,
       c: [],
@@ -135,6 +138,11 @@ export function createAuthBatchRoute(deps: AuthBatchDeps): ExtraRoute {
       exp: (deps.now ?? Date.now)() + config.sse.grant_ttl,
     };
     for (const channel of parsed.channels) {
+      const refusal = refusals.get(channel);
+      if (refusal !== undefined) {
+        answers[channel] = { allowed: false, status: 400, reason: refusal };
+        continue;
+      }
       const verdict = verdicts.get(channel) ?? { allowed: true };
       if (!verdict.allowed) {
         deps.onRejected?.(

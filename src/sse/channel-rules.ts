@@ -67,6 +67,44 @@ export function channelListProblem(
   return null;
 }
 
+/** A channel of a requested list and why it is refused. */
+export interface RefusedChannel {
+  name: string;
+  reason: string;
+}
+
+/**
+ * Sorts a requested list (duplicates removed) channel by channel, for answers that refuse one
+ * channel and keep the others (POST /askr/auth): a bad name is refused, and so is every valid
+ * name past the first `maxChannels` valid ones (the list keeps its order). The events endpoint
+ * refuses a whole list instead ({@link channelListProblem}).
+ */
+export function sortChannelList(
+  channels: readonly string[],
+  limits: ChannelLimits,
+): { kept: string[]; refused: RefusedChannel[] } {
+  const kept: string[] = [];
+  const refused: RefusedChannel[] = [];
+  for (const name of channels) {
+    const problem = channelNameProblem(name, limits.maxNameLength);
+    if (problem !== null) {
+      const tooLong = Buffer.byteLength(name) > limits.maxNameLength;
+      refused.push({
+        name,
+        reason: tooLong ? `${problem} (sse.max_channel_name_length)` : problem,
+      });
+    } else if (kept.length >= limits.maxChannels) {
+      refused.push({
+        name,
+        reason: `over the limit of ${limits.maxChannels} channels per stream (sse.max_channels_per_connection)`,
+      });
+    } else {
+      kept.push(name);
+    }
+  }
+  return { kept, refused };
+}
+
 /** The channel limits of a config's [sse] section. */
 export function channelLimitsOf(sse: {
   max_channels_per_connection: number;

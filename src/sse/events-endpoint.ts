@@ -1,12 +1,14 @@
 /**
  * GET {sse.events_path}?channel=NAME (repeatable)[&grant=TOKEN][&socket_id=ID]: the Askr events
- * endpoint. Public channels are subscribed at once; a private-/presence- channel needs either a
- * valid grant covering it (minted by POST /askr/auth: no PHP request, the presence member comes
- * from the grant) or the app's auth route allowing it. An invalid or expired grant is a 401 (the
- * client fetches a new one); a stream opened with a grant ends when the grant expires. Every
- * refusal says which rule refused it. The stream's place (the connection limits) is taken before
- * the auth and held through it, so concurrent connects cannot all pass the limit while it runs.
- * The first frame after `retry:` is `askr:connected` with the stream's socket id.
+ * endpoint. The grant comes from X-Askr-Grant, else `grant`, else the askr_grant cookie. Public
+ * channels are subscribed at once; a private-/presence- channel needs either a valid grant
+ * covering it (minted by POST /askr/auth: no PHP request, the presence member comes from the
+ * grant) or the app's auth route allowing it. An invalid or expired grant is a 401 (the client
+ * fetches a new one); a stream opened with a grant ends when the grant expires. Every refusal
+ * says which rule refused it. The stream's place (the connection limits) is taken before the auth
+ * and held through it, so concurrent connects cannot all pass the limit while it runs. The first
+ * frame after `retry:` is `askr:connected`: the stream's socket id and the hub's position, from
+ * which a client that has no event yet resumes without missing one.
  */
 import {
   channelLimitsOf,
@@ -21,6 +23,7 @@ import type { ExtraRoute } from '../http/server.ts';
 import { authorizeChannels, type ChannelAuthDeps } from './channel-auth.ts';
 import {
   grantCovers,
+  grantHeaderOf,
   grantInvalidMessage,
   newSocketId,
   requestGrant,
@@ -28,6 +31,7 @@ import {
 } from './grants.ts';
 import type { Hub, SharedHistoryFn } from './hub.ts';
 import type { Presence, PresenceMember } from './presence.ts';
+import { formatEventId } from './event-history.ts';
 import { encodeFrame } from './sse-encoder.ts';
 import { corsHeaders, lastEventIdOf, reserveStream, SSE_HEADERS } from './stream-response.ts';
 
@@ -46,8 +50,13 @@ export interface EventsEndpointDeps extends ChannelAuthDeps {
 /** What a request brings besides its channels: a verified grant (or none), its socket id. */
 interface StreamAccess {
   grant: GrantPayload | null;
+  /** The grant was sent on purpose (X-Askr-Grant or `grant`), not the ambient cookie. */
+  explicit: boolean;
   socketId: string;
 }
+
+/** Headers a cross-origin page may send (listed origins only, see sse.allowed_origins). */
+const ALLOWED_HEADERS = 'Last-Event-ID, Authorization, X-Askr-Grant';
 
 export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
   return async (ctx: RequestContext, url: URL): Promise<void> => {
@@ -59,7 +68,7 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
       res.writeHead(204, {
         ...cors,
         'access-control-allow-methods': 'GET',
-        'access-control-allow-headers': 'Last-Event-ID, Authorization',
+        'access-control-allow-headers': ALLOWED_HEADERS,
         'access-control-max-age': '600',
       });
       res.end();
@@ -97,10 +106,13 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
 }
 
 /**
- * The request's grant (`grant` parameter, else the askr_grant cookie) and socket id (the grant's,
- * else a valid `socket_id` parameter, else a new one), or null after answering 400/401. A cookie
- * grant that does not verify is ignored by a stream of public channels only: it needs no grant,
- * and a stale cookie must not take it down.
+ * The request's grant (X-Askr-Grant, else the `grant` parameter, else the askr_grant cookie) and
+ * socket id, or null after answering 400/401. A cookie grant that does not verify is ignored by a
+ * stream of public channels only: it needs no grant, and a stale cookie must not take it down.
+ * Socket id: the grant's when it opens one of the channels (whispers and toOthers() name the
+ * grant's); else a `socket_id` parameter (checked whenever given); else an explicit grant's; else
+ * a new one. An ambient cookie grant never names the socket of a stream it opens nothing on: it
+ * may be another tab's, whose socket id this stream must not take.
  */
 function accessOf(
   ctx: RequestContext,
@@ -110,17 +122,19 @@ function accessOf(
   deps: EventsEndpointDeps,
 ): StreamAccess | null {
   const config = deps.config();
+  const header = grantHeaderOf(ctx.req.headers);
   const found = requestGrant(
-    url.searchParams.get('grant'),
+    header ?? url.searchParams.get('grant'),
     ctx.req.headers.cookie,
-    'param',
+    header === null ? 'param' : 'header',
     deps.grantSecret(),
     (deps.now ?? Date.now)(),
   );
+  const explicit = found !== null && found.source !== 'cookie';
   let grant: GrantPayload | null = null;
   const check = found?.check;
   if (check?.ok === true) grant = check.grant;
-  else if (check !== undefined && (found?.source === 'param' || channels.some(isPrivateChannel))) {
+  else if (check !== undefined && (explicit || channels.some(isPrivateChannel))) {
     deps.onRejected?.('grant_invalid');
     ctx.log.debug(
       { requestId: ctx.requestId, source: found?.source, problem: check.reason },
@@ -130,12 +144,15 @@ function accessOf(
     return null;
   }
   const param = url.searchParams.get('socket_id');
-  if ((grant?.s ?? null) === null && param !== null && !isSocketId(param)) {
+  if (param !== null && !isSocketId(param)) {
     deps.onRejected?.('bad_request');
     sendError(ctx, 400, 'socket_id must look like "1234.5678" (digits, a dot, digits)', cors);
     return null;
   }
-  return { grant, socketId: grant?.s ?? param ?? newSocketId() };
+  const used = grant !== null && channels.some((c) => isPrivateChannel(c) && grantCovers(grant, c));
+  const socketId =
+    (used ? grant?.s : null) ?? param ?? (explicit ? grant?.s : null) ?? newSocketId();
+  return { grant, explicit, socketId };
 }
 
 /** Authorizes each private/presence channel (grant, else the app), then starts the stream in
@@ -172,10 +189,9 @@ async function authorizeAndSubscribe(
     }
     if (verdict.member !== undefined) presence.push([channel, verdict.member]);
   }
-  // A grant in the URL always bounds the stream (the client refreshes it); a cookie grant only
-  // when it allowed a channel here.
-  const expiresAt =
-    grant !== null && (granted > 0 || url.searchParams.has('grant')) ? grant.exp : null;
+  // A grant sent on purpose (header, URL) always bounds the stream (the client refreshes it); a
+  // cookie grant only when it allowed a channel here.
+  const expiresAt = grant !== null && (granted > 0 || access.explicit) ? grant.exp : null;
   const lastEventId = lastEventIdOf(req, url);
   const shared = await deps.sharedHistory?.(channels, lastEventId);
   // Join before subscribing: the others hear the join (in a cluster, once it has come back
@@ -189,9 +205,12 @@ async function authorizeAndSubscribe(
     return;
   }
   if (presence.length > 0) res.once('close', leaveAll);
+  // The hub's position as the stream starts (nothing is awaited from here to subscribe()): a
+  // client with no event yet resumes from it, and gets what was published after it.
+  const position = formatEventId(deps.hub.epoch, deps.hub.seq);
   const connected = encodeFrame({
     event: 'askr:connected',
-    data: JSON.stringify({ socket_id: socketId, grant_expires_at: expiresAt }),
+    data: JSON.stringify({ socket_id: socketId, grant_expires_at: expiresAt, position }),
   });
   const initial = Buffer.concat([
     connected,

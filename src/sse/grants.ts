@@ -6,10 +6,11 @@
  * that signed it: a new sse.grant_secret (or a restart with a random one) voids every grant.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { PresenceMember } from './presence.ts';
 import { isSocketId } from './channel-rules.ts';
 
-/** What a grant says. Field names are short: the token travels in URLs and a cookie. */
+/** What a grant says. Field names are short: the token travels in a header, a URL or a cookie. */
 export interface GrantPayload {
   v: 1;
   /** The private-/presence- channels the app allowed. */
@@ -148,6 +149,16 @@ export function commonCookiePath(paths: readonly string[]): string {
     }
   }
   return prefix.startsWith('/') ? prefix : '/';
+}
+
+/** The header a fetch() client sends its grant in (events endpoint, whisper): never logged. */
+export const GRANT_HEADER = 'x-askr-grant';
+
+/** The X-Askr-Grant header's value, or null when absent or empty. A repeated header arrives
+ * joined with ", " (Node), which never verifies: a 401, as any defect. */
+export function grantHeaderOf(headers: IncomingHttpHeaders): string | null {
+  const value = headers[GRANT_HEADER];
+  return typeof value === 'string' && value !== '' ? value : null;
 }
 
 /** Where a request's grant came from: the events URL, X-Askr-Grant, or the cookie. */

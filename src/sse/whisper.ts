@@ -15,7 +15,7 @@ import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
 import { channelNameProblem, isPrivateChannel } from './channel-rules.ts';
-import { grantCovers, grantInvalidMessage, requestGrant } from './grants.ts';
+import { grantCovers, grantHeaderOf, grantInvalidMessage, requestGrant } from './grants.ts';
 import type { Hub, PublishFn } from './hub.ts';
 import { readJsonObject } from './json-request.ts';
 import { corsHeaders } from './stream-response.ts';
@@ -148,7 +148,7 @@ export function createWhisperRoute(deps: WhisperDeps): ExtraRoute {
       return;
     }
     const found = requestGrant(
-      headerValue(req.headers['x-askr-grant']),
+      grantHeaderOf(req.headers),
       req.headers.cookie,
       'header',
       deps.grantSecret(),
@@ -215,8 +215,4 @@ export function createWhisperRoute(deps: WhisperDeps): ExtraRoute {
       throw err;
     }
   };
-}
-
-function headerValue(value: string | string[] | undefined): string | null {
-  return typeof value === 'string' ? value : null;
 }
