@@ -3,6 +3,7 @@
  * sidecar/nginx and the pass/fail verdict against the issue's targets. Pure (data in, text out).
  * Invariant: a missing measurement shows as "n/a" and its target as not met, never as a pass.
  */
+import { median } from './stats.ts';
 import type { WrkResult } from './wrk.ts';
 
 export const SERVERS = ['sidecar', 'nginx-default', 'nginx-keepalive'] as const;
@@ -45,15 +46,6 @@ const WORKLOAD_LABEL: Record<Workload, string> = {
   php: 'PHP hello world',
   static: 'static 16 KiB',
 };
-
-function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] ?? NaN)
-    : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
-}
 
 /** Medians per (server, workload) over all rounds. */
 export function summarize(measurements: readonly Measurement[]): Summary[] {

@@ -3,6 +3,7 @@
  * bench:sse`, the source of docs/benchmarks.md's "SSE (bench:sse)" section) with sidecar/nchan
  * ratios. Pure formatting: no I/O.
  */
+import { median } from '../lib/stats.ts';
 import { int, ms, pct, table } from '../lib/markdown.ts';
 import type { FanoutResult, LatencyRun } from './fanout.ts';
 import type { RateResult } from './rate.ts';
@@ -20,13 +21,6 @@ export interface SseResults {
 const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
 const ratio = (a: number, b: number): string => (b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`);
-
-function median(values: readonly number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  if (v.length === 0) return 0;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 === 1 ? (v[mid] ?? 0) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
-}
 
 function fanoutTables(results: readonly FanoutResult[]): string {
   const rows: string[][] = [];
