@@ -7,6 +7,7 @@
  */ import type { SidecarConfig } from '../config/schema.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { ExtraRoute } from '../http/server.ts';
+import { answerPreflight } from '../sse/stream-response.ts';
 import type { TopicMatcher } from './matchers.ts';
 import { hubUrlOf, mercureCors, sendJson, type MercureDeps } from './mercure-http.ts';
 import { publish } from './publish.ts';
@@ -101,12 +102,11 @@ export function createMercureRoutes(deps: MercureDeps): {
 }
 
 function preflight(ctx: RequestContext, cors: Record<string, string>): Promise<void> {
-  ctx.res.writeHead(204, {
-    ...cors,
-    'access-control-allow-methods': 'GET, POST',
-    'access-control-allow-headers': 'Authorization, Last-Event-ID, Content-Type, Cache-Control',
-    'access-control-max-age': '600',
-  });
-  ctx.res.end();
+  answerPreflight(
+    ctx.res,
+    cors,
+    'GET, POST',
+    'Authorization, Last-Event-ID, Content-Type, Cache-Control',
+  );
   return Promise.resolve();
 }

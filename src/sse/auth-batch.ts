@@ -28,7 +28,7 @@ import {
 } from './grants.ts';
 import { readJsonObject } from './json-request.ts';
 import type { PresenceMember } from './presence.ts';
-import { corsHeaders } from './stream-response.ts';
+import { answerPreflight, corsHeaders } from './stream-response.ts';
 
 export interface AuthBatchDeps extends ChannelAuthDeps {
   /** sse.grant_secret, or the process's random fallback when it is empty. */
@@ -77,13 +77,7 @@ export function createAuthBatchRoute(deps: AuthBatchDeps): ExtraRoute {
     ctx.kind = 'internal';
     const cors = corsHeaders(req, config.sse.allowed_origins);
     if (req.method === 'OPTIONS') {
-      res.writeHead(204, {
-        ...cors,
-        'access-control-allow-methods': 'POST',
-        'access-control-allow-headers': ALLOWED_HEADERS,
-        'access-control-max-age': '600',
-      });
-      res.end();
+      answerPreflight(res, cors, 'POST', ALLOWED_HEADERS);
       return;
     }
     if (req.method !== 'POST') {

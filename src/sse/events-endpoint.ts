@@ -33,7 +33,13 @@ import type { Hub, SharedHistoryFn } from './hub.ts';
 import type { Presence, PresenceMember } from './presence.ts';
 import { formatEventId } from './event-history.ts';
 import { encodeFrame } from './sse-encoder.ts';
-import { corsHeaders, lastEventIdOf, reserveStream, SSE_HEADERS } from './stream-response.ts';
+import {
+  answerPreflight,
+  corsHeaders,
+  lastEventIdOf,
+  reserveStream,
+  SSE_HEADERS,
+} from './stream-response.ts';
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
   hub: Hub;
@@ -65,13 +71,7 @@ export function createEventsRoute(deps: EventsEndpointDeps): ExtraRoute {
     ctx.kind = 'sse';
     const cors = corsHeaders(req, config.sse.allowed_origins);
     if (req.method === 'OPTIONS') {
-      res.writeHead(204, {
-        ...cors,
-        'access-control-allow-methods': 'GET',
-        'access-control-allow-headers': ALLOWED_HEADERS,
-        'access-control-max-age': '600',
-      });
-      res.end();
+      answerPreflight(res, cors, 'GET', ALLOWED_HEADERS);
       return;
     }
     if (req.method !== 'GET') {

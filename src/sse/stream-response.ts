@@ -4,7 +4,7 @@
  * the channel-list checks and the admission of a stream (a place taken in the hub before the
  * response head, or a 429).
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, isSidecarError } from '../errors.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { Hub, StreamSlot } from './hub.ts';
@@ -34,6 +34,23 @@ export function corsHeaders(
   }
   if (allowedOrigins.includes('*')) return { 'access-control-allow-origin': '*' };
   return {};
+}
+
+/** Answers a CORS preflight (OPTIONS) with 204: `cors` from corsHeaders, the methods and request
+ * headers the route accepts, cached for 10 minutes. One home for every route that takes them. */
+export function answerPreflight(
+  res: ServerResponse,
+  cors: Record<string, string>,
+  methods: string,
+  allowedHeaders: string,
+): void {
+  res.writeHead(204, {
+    ...cors,
+    'access-control-allow-methods': methods,
+    'access-control-allow-headers': allowedHeaders,
+    'access-control-max-age': '600',
+  });
+  res.end();
 }
 
 /** `Last-Event-ID` header, else the `lastEventId` query parameter (EventSource cannot set headers on first connect). */

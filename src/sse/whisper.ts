@@ -18,7 +18,7 @@ import { channelNameProblem, isPrivateChannel } from './channel-rules.ts';
 import { grantCovers, grantHeaderOf, grantInvalidMessage, requestGrant } from './grants.ts';
 import type { Hub, PublishFn } from './hub.ts';
 import { readJsonObject } from './json-request.ts';
-import { corsHeaders } from './stream-response.ts';
+import { answerPreflight, corsHeaders } from './stream-response.ts';
 
 export interface WhisperDeps {
   hub: Hub;
@@ -114,13 +114,7 @@ export function createWhisperRoute(deps: WhisperDeps): ExtraRoute {
     ctx.kind = 'publish';
     const cors = corsHeaders(req, config.sse.allowed_origins);
     if (req.method === 'OPTIONS') {
-      res.writeHead(204, {
-        ...cors,
-        'access-control-allow-methods': 'POST',
-        'access-control-allow-headers': ALLOWED_HEADERS,
-        'access-control-max-age': '600',
-      });
-      res.end();
+      answerPreflight(res, cors, 'POST', ALLOWED_HEADERS);
       return;
     }
     if (req.method !== 'POST') {
