@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { type TestSidecar } from './helpers/sidecar.ts';
 import { connectedSocketId, dataFrames, openStream, type SseStream } from './helpers/sse-client.ts';
 import { runCleanups, until, type Cleanups } from './helpers/wait.ts';
 import {
@@ -20,31 +20,15 @@ import {
   detail,
   hubToken,
   publishOk,
-  subscribe,
   type Fields,
-  type MercureStream,
-  type SubscribeOptions,
+  mercureHarness,
 } from './helpers/mercure.ts';
 
 const TOKEN = 'bridge-publish-token';
 const cleanups: Cleanups = [];
 afterEach(() => runCleanups(cleanups));
 
-async function hub(overrides: Record<string, unknown> = {}): Promise<TestSidecar> {
-  const s = await startTestSidecar({ ...MERCURE_BASE, 'sse.publish_token': TOKEN, ...overrides });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-async function sub(
-  s: TestSidecar,
-  query: Fields,
-  o: SubscribeOptions = {},
-): Promise<MercureStream> {
-  const st = await subscribe(s, query, o);
-  cleanups.push(() => st.close());
-  return st;
-}
+const { hub, sub } = mercureHarness(cleanups, { ...MERCURE_BASE, 'sse.publish_token': TOKEN });
 
 /** An askr events stream, returned once the hub counts it. */
 async function askrStream(

@@ -6,7 +6,7 @@
  * "Not delivered" is asserted by a later update the subscriber must receive (delivery is in order).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
+import { type TestSidecar } from './helpers/sidecar.ts';
 import { runCleanups, type Cleanups } from './helpers/wait.ts';
 import {
   HUB_PATH,
@@ -20,11 +20,8 @@ import {
   nowSeconds,
   publish,
   publishOk,
-  subscribe,
-  type Fields,
-  type MercureStream,
   type MintOptions,
-  type SubscribeOptions,
+  mercureHarness,
 } from './helpers/mercure.ts';
 
 const cleanups: Cleanups = [];
@@ -32,21 +29,7 @@ afterEach(() => runCleanups(cleanups));
 
 const COMPAT = { ...MERCURE_BASE, 'mercure.compatibility': true };
 
-async function hub(overrides: Record<string, unknown> = {}): Promise<TestSidecar> {
-  const s = await startTestSidecar({ ...COMPAT, ...overrides });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-async function sub(
-  s: TestSidecar,
-  query: Fields,
-  o: SubscribeOptions = {},
-): Promise<MercureStream> {
-  const st = await subscribe(s, query, o);
-  cleanups.push(() => st.close());
-  return st;
-}
+const { hub, sub } = mercureHarness(cleanups, COMPAT);
 
 /** A 0.x token: the `mercure` claim, no typ, aud, exp or iss. */
 function legacyToken(claim: unknown, overrides: Partial<MintOptions> = {}): Promise<string> {

@@ -28,32 +28,17 @@ import {
   publishOk,
   publisherToken,
   resourceMetadataUrl,
-  subscribe,
   unsignedToken,
   urlpattern,
   type Fields,
   type MercureStream,
-  type SubscribeOptions,
+  mercureHarness,
 } from './helpers/mercure.ts';
 
 const cleanups: Cleanups = [];
 afterEach(() => runCleanups(cleanups));
 
-async function hub(overrides: Record<string, unknown> = {}): Promise<TestSidecar> {
-  const s = await startTestSidecar({ ...MERCURE_BASE, ...overrides });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-async function sub(
-  s: TestSidecar,
-  query: Fields,
-  o: SubscribeOptions = {},
-): Promise<MercureStream> {
-  const st = await subscribe(s, query, o);
-  cleanups.push(() => st.close());
-  return st;
-}
+const { hub, sub } = mercureHarness(cleanups);
 
 const BOOK1 = 'https://example.com/books/1';
 const BOOK2 = 'https://example.com/books/2';

@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, type KeyInput } from 'jose';
 import { request } from 'undici';
 import { openStream, type Frame, type SseStream } from './sse-client.ts';
-import type { TestSidecar } from './sidecar.ts';
+import { startTestSidecar, type TestSidecar } from './sidecar.ts';
+import type { Cleanups } from './wait.ts';
 
 /** HMAC secret most tests configure as mercure.jwt_key. */
 export const SECRET = 'askr-mercure-test-secret-0123456789abcdef';
@@ -303,4 +304,29 @@ export function bearerChallenge(
 /** The protected resource metadata URL of this sidecar's hub (RFC 9728). */
 export function resourceMetadataUrl(s: { url: string }, path = HUB_PATH): string {
   return `${s.url}/.well-known/oauth-protected-resource${path}`;
+}
+
+/**
+ * The two starters a Mercure test file uses, registering their cleanup in `cleanups`: `hub()`
+ * starts a sidecar with `base` (and per-test overrides), `sub()` a subscription on one.
+ */
+export function mercureHarness(
+  cleanups: Cleanups,
+  base: Readonly<Record<string, unknown>> = MERCURE_BASE,
+): {
+  hub: (overrides?: Record<string, unknown>) => Promise<TestSidecar>;
+  sub: (s: TestSidecar, query: Fields, o?: SubscribeOptions) => Promise<MercureStream>;
+} {
+  return {
+    hub: async (overrides = {}) => {
+      const s = await startTestSidecar({ ...base, ...overrides });
+      cleanups.push(() => s.close());
+      return s;
+    },
+    sub: async (s, query, o = {}) => {
+      const st = await subscribe(s, query, o);
+      cleanups.push(() => st.close());
+      return st;
+    },
+  };
 }
