@@ -62,6 +62,8 @@ const PACKAGES = [
     modes: ['bench'],
   },
   { pkg: 'wrk', bin: 'wrk', modes: ['bench'] },
+  // bench:browser compares GRIP publishing with Pushpin (Debian 12: 1.36).
+  { pkg: 'pushpin', bin: 'pushpin', modes: ['bench'] },
 ];
 
 const MODES = [...new Set(PACKAGES.flatMap((p) => p.modes))];
