@@ -3,7 +3,7 @@
  * variables, then defaults (bench/lib/flags.ts); `--quick` (or BENCH_QUICK=1) only changes the
  * defaults. A bad value stops the run naming the flag or variable, its value and what is allowed.
  */
-import { env, readFlags, usageHead } from '../lib/flags.ts';
+import { readFlagsWithQuick, usageHead } from '../lib/flags.ts';
 
 /** The reconnect storm's variants: subscription grants, or the app's auth route per channel. */
 export const STORM_VARIANTS = ['grants', 'auth-route'] as const;
@@ -62,14 +62,10 @@ export const usage = `${usageHead('browser')}
 
 /** Parses `argv` (without node and the script) and the environment; null when --help was asked. */
 export function readBrowserSettings(argv: string[]): BrowserSettings | null {
-  const quick = argv.includes('--quick') || env('BENCH_QUICK', '0') === '1';
-  const flags = readFlags(
-    argv.filter((a) => a !== '--quick'),
-    FLAGS,
-    usage,
-  );
-  if (flags === null) return null;
-  const { get, num, int, pick } = flags;
+  const read = readFlagsWithQuick(argv, FLAGS, usage);
+  if (read === null) return null;
+  const { quick } = read;
+  const { get, num, int, pick } = read.flags;
   const d = quick ? QUICK : DEFAULTS;
   const { text, where } = get('clients', d.clients);
   const clients = text.split(',').map((s) => Number(s.trim()));

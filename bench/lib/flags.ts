@@ -87,3 +87,21 @@ export function readFlags<F extends string>(
     },
   };
 }
+
+/**
+ * readFlags for a bench with a `--quick` switch (it takes no value; BENCH_QUICK=1 too): the
+ * reader and whether quick was asked; null when --help was asked.
+ */
+export function readFlagsWithQuick<F extends string>(
+  argv: string[],
+  flags: Readonly<Record<F, string>>,
+  usage: string,
+): { quick: boolean; flags: FlagReader<F> } | null {
+  const quick = argv.includes('--quick') || env('BENCH_QUICK', '0') === '1';
+  const reader = readFlags(
+    argv.filter((a) => a !== '--quick'),
+    flags,
+    usage,
+  );
+  return reader === null ? null : { quick, flags: reader };
+}

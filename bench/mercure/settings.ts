@@ -3,7 +3,7 @@
  * variables, then defaults (bench/lib/flags.ts); `--quick` (or BENCH_QUICK=1) only changes the
  * defaults. A bad value stops the run naming the flag or variable, its value and what is allowed.
  */
-import { env, readFlags, usageHead } from '../lib/flags.ts';
+import { readFlagsWithQuick, usageHead } from '../lib/flags.ts';
 
 /**
  * What is compared, each on a fresh server. `askr`: the sidecar's native door
@@ -93,15 +93,10 @@ const NOFILE = 20_000;
 
 /** Parses `argv` (without node and the script) and the environment; null when --help was asked. */
 export function readMercureSettings(argv: string[]): MercureSettings | null {
-  // --quick takes no value; readFlags knows only valued flags.
-  const quick = argv.includes('--quick') || env('BENCH_QUICK', '0') === '1';
-  const flags = readFlags(
-    argv.filter((a) => a !== '--quick'),
-    FLAGS,
-    usage,
-  );
-  if (flags === null) return null;
-  const { get, num, int, pick } = flags;
+  const read = readFlagsWithQuick(argv, FLAGS, usage);
+  if (read === null) return null;
+  const { quick } = read;
+  const { get, num, int, pick } = read.flags;
   const d = quick ? QUICK : DEFAULTS;
   const { text, where } = get('subscribers', d.subscribers);
   const subscribers = text.split(',').map((s) => Number(s.trim()));
