@@ -47,6 +47,9 @@ const options: HubOptions = {
   maxConnectionsPerIp: 10,
   logger: pino({ level: 'silent' }),
   epoch: 'ep',
+  defer: (flush) => {
+    flush();
+  },
 };
 
 function subscribe(hub: Hub, grip: boolean, lastEventId?: string): Sink {

@@ -118,6 +118,11 @@ function makeHub(options: Partial<HubOptions> = {}): Hub {
     epoch: 'ep0',
     logger: pino({ level: 'debug' }, destination),
     now: () => clock,
+    // Publishes write at once here, so sinks can be read right after; the per-turn batching
+    // itself is tested in 'one write per stream per event-loop turn (issue 13)'.
+    defer: (flush) => {
+      flush();
+    },
     ...options,
   });
   hubs.push(hub);
@@ -1006,5 +1011,63 @@ describe('per-channel delivery and socket exclusion (issue 12)', () => {
     hub.deliverNumbered({ seq: 7, channels: ['a'], data: Buffer.from('x'), socket: '5.6' });
     expect(ids(sender.sink)).toEqual([]);
     expect(ids(other.sink)).toEqual(['ep0-7@a x']);
+  });
+});
+
+// Issue 13: with 1,000 subscribers, HTTP publish topped out at 50-100/s. Each publish wrote every
+// stream at once, one writev each (~10 µs), and node:http sent the publisher's 202 only after
+// all of them. A recurrence looks like: a sink written during publish(), or k publishes of one
+// turn reaching a stream in k writes.
+describe('one write per stream per event-loop turn (issue 13)', () => {
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const batchingHub = () => makeHub({ defer: setImmediate });
+
+  it('publish() returns before any stream is written; the turn ends with one write each', async () => {
+    const hub = batchingHub();
+    const streams = Array.from({ length: 50 }, () => subscribe(hub, ['c']));
+    const written = streams.map((st) => st.sink.chunks.length); // the retry: frame
+    const results = [1, 2, 3, 4].map((n) => pub(hub, ['c'], `e${n}`));
+    expect(results.map((r) => r.subscribers)).toEqual([50, 50, 50, 50]);
+    expect(streams.map((st) => st.sink.chunks.length)).toEqual(written);
+    await turn();
+    for (const [i, st] of streams.entries()) {
+      expect(st.sink.chunks.length).toBe((written[i] ?? 0) + 1);
+      expect(st.sink.events().map((e) => e.data)).toEqual(['e1', 'e2', 'e3', 'e4']);
+    }
+    // The merged Buffer is shared, not one copy per stream.
+    expect(streams[0]?.sink.chunks.at(-1)).toBe(streams[49]?.sink.chunks.at(-1));
+  });
+
+  it('a stream whose sink still holds a write gets the turn later, in order, in one write', async () => {
+    const hub = batchingHub();
+    const slow = subscribe(hub, ['c']);
+    slow.sink.stalled = true;
+    pub(hub, ['c'], 'a');
+    await turn();
+    const before = slow.sink.chunks.length;
+    pub(hub, ['c'], 'b');
+    pub(hub, ['c'], 'c');
+    await turn();
+    expect(slow.sink.chunks.length).toBe(before); // its last write is not handed on yet
+    slow.sink.catchUp();
+    expect(slow.sink.chunks.length).toBe(before + 1);
+    expect(slow.sink.events().map((e) => e.data)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('frames queued behind another within the turn count against the bound at once', () => {
+    const hub = makeHub({ defer: setImmediate, subscriberQueueBytes: 200 });
+    const st = subscribe(hub, ['c']);
+    expect(pub(hub, ['c'], 'x'.repeat(100)).subscribers).toBe(1);
+    expect(pub(hub, ['c'], 'y'.repeat(100)).subscribers).toBe(0);
+    expect(st.sink.destroyed).toBe(true);
+  });
+
+  it('a stream ended within the turn gets its queued frames before the end', () => {
+    const hub = batchingHub();
+    const st = subscribe(hub, ['c']);
+    pub(hub, ['c'], 'last');
+    st.handle.close();
+    expect(st.sink.ended).toBe(true);
+    expect(st.sink.events().map((e) => e.data)).toEqual(['last']);
   });
 });

@@ -91,7 +91,13 @@ export class StreamQueue {
 
   /** Whether a new frame must wait here rather than go to the sink now. */
   mustQueue(): boolean {
-    return this.#sinkWrites > 0 || this.#queue.length > 0 || this.#sink.writableNeedDrain;
+    return this.#queue.length > 0 || this.sinkBusy();
+  }
+
+  /** Whether the sink still holds a write of this stream, or is over its high-water mark: what
+   * is queued goes out when it hands the write on (onFlushable) or on 'drain'. */
+  sinkBusy(): boolean {
+    return this.#sinkWrites > 0 || this.#sink.writableNeedDrain;
   }
 
   enqueue(chunk: Buffer): void {
