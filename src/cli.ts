@@ -9,7 +9,7 @@ import { loadConfig } from './config/load.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import { isSidecarError, toError } from './errors.ts';
 import type { Relay } from './cluster/relay.ts';
-import { createLogger } from './observability/logger.ts';
+import { createLogger, createLogOutput } from './observability/logger.ts';
 import { VERSION } from './version.ts';
 import { parseUpstreamRoutes } from './http/upstream-routes.ts';
 
@@ -137,7 +137,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function relay(config: SidecarConfig): Promise<number> {
-  const logger = createLogger(config.log.level);
+  const output = createLogOutput(config.log);
+  const logger = createLogger(config.log.level, output);
   let started: Relay;
   try {
     // Loaded on demand: a relay never loads the HTTP server, FastCGI or the hub (a smaller
@@ -152,10 +153,11 @@ async function relay(config: SidecarConfig): Promise<number> {
   } catch (err) {
     const e = toError(err);
     logger.fatal({ err: e.message }, 'cannot start the relay');
-    logger.flush();
+    output.flushSync();
     process.stderr.write(`askr-sidecar relay: cannot start: ${e.message}\n`);
     return 1;
   }
+  logger.flush(); // the start lines, not held for the batch interval
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -163,8 +165,8 @@ async function relay(config: SidecarConfig): Promise<number> {
       stopping = true;
       logger.info({ signal, buffered: started.buffered() }, 'relay stopping');
       started.close().then(
-        () => resolve(0),
-        () => resolve(1),
+        () => output.flush().then(() => resolve(0)),
+        () => output.flush().then(() => resolve(1)),
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
@@ -173,18 +175,19 @@ async function relay(config: SidecarConfig): Promise<number> {
 }
 
 async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
-  const logger = createLogger(config.log.level);
+  const output = createLogOutput(config.log);
+  const logger = createLogger(config.log.level, output);
   let sidecar;
   try {
     const { startSidecar } = await import('./main.ts');
-    sidecar = await startSidecar(config, logger);
+    sidecar = await startSidecar(config, logger, { logOutput: output });
   } catch (err) {
     const e = toError(err);
     logger.fatal(
       { code: isSidecarError(err) ? err.code : undefined, err: e.message },
       'cannot start',
     );
-    logger.flush();
+    output.flushSync();
     process.stderr.write(`askr-sidecar: cannot start: ${e.message}\n`);
     return 1;
   }
@@ -194,16 +197,16 @@ async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
     const stop = (signal: string): void => {
       if (stopping) {
         logger.warn({ signal }, 'second signal: exiting now');
-        logger.flush();
-        process.exit(1);
+        process.exit(1); // pino writes what is buffered synchronously on 'exit'
       }
       stopping = true;
       logger.info({ signal, inFlight: started.http.inFlight() }, 'draining');
+      // Every access line of the drained requests is written before the process ends.
       started.close().then(
-        () => resolve(0),
+        () => output.flush().then(() => resolve(0)),
         (err: unknown) => {
           logger.error({ err: toError(err) }, 'error during shutdown');
-          resolve(1);
+          void output.flush().then(() => resolve(1));
         },
       );
     };

@@ -14,8 +14,10 @@ import { FcgiPool, STALL_MS, type FcgiPoolHooks } from './fastcgi/pool.ts';
 import { MemoryBudget } from './cgi/spool.ts';
 import type { PhpHandlerHooks } from './http/php-handler.ts';
 import { RateLimitedLog } from './observability/rate-limited-log.ts';
+import { registerLogMetrics, type LogOutput } from './observability/logger.ts';
 import { planPool, type PoolPlan } from './fastcgi/pool-plan.ts';
 import { startManagedFpm, type ManagedFpm } from './fpm/managed-fpm.ts';
+import { openFileCacheFor } from './http/open-file-cache.ts';
 import { createHttpServer, type HttpServer } from './http/server.ts';
 import { parseTrustedProxies, type ProxyTrust } from './http/trusted-proxies.ts';
 import { VERSION } from './version.ts';
@@ -78,6 +80,8 @@ const MANAGED_STATUS_PATH = '/askr-fpm-status';
 export interface StartOptions {
   /** Called when the managed php-fpm was restarted by the supervisor. */
   onFpmRestart?(): void;
+  /** The logger's batched output, whose dropped lines become askr_log_dropped_lines_total. */
+  logOutput?: LogOutput;
 }
 
 export async function startSidecar(
@@ -108,6 +112,7 @@ export async function startSidecar(
   config.broadcast.socket = await usableSocketPath(config.broadcast.socket, logger);
   const registry = new Registry();
   const metrics = createMetrics(registry);
+  if (options.logOutput !== undefined) registerLogMetrics(registry, options.logOutput);
 
   let fpm: ManagedFpm | null = null;
   let address = config.fastcgi.address;
@@ -390,10 +395,13 @@ export async function startSidecar(
   });
   let routeMap = routes();
 
+  // Replaced on reload: cached answers never outlive the config that allowed them.
+  let fileCache = openFileCacheFor(config);
   const http = createHttpServer({
     config: () => config,
     logger,
     trust: () => trust,
+    fileCache: () => fileCache,
     ...metrics.httpHooks(),
     upstream: () => upstreamProxy,
     extraRoutes: () => routeMap,
@@ -472,6 +480,7 @@ export async function startSidecar(
     },
     'askr-sidecar listening',
   );
+  logger.flush(); // the line orchestrators wait for: not held for the batch interval
 
   let closing: Promise<void> | null = null;
   return {
@@ -505,6 +514,8 @@ export async function startSidecar(
       http.server.maxConnections = next.server.max_connections;
       budget.limitBytes = next.server.buffer_memory_limit;
       routeMap = routes();
+      fileCache?.close();
+      fileCache = openFileCacheFor(next);
       // Keys are imported asynchronously: the running ones serve until the new ones are ready.
       TokenVerifier.create(tokenSettingsOf(next, onPatternAborted)).then(
         (v) => {
@@ -555,6 +566,7 @@ export async function startSidecar(
           );
         http.server.closeAllConnections();
         upstreamProxy.close();
+        fileCache?.close();
         // The subscription ends of the streams just closed reach Redis and the bus first.
         await mercureMirror?.close();
         await bus.close();

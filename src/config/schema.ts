@@ -249,6 +249,40 @@ export const schema = {
       {},
       'X-Accel-Redirect / X-Sendfile targets: URL prefix -> directory, e.g. { "/protected/" = "/srv/private" }. Only these may be sent by such a header.',
     ),
+    open_file_cache: bool(
+      true,
+      "Cache file lookups (stat, realpath, misses) and small files' bytes in memory, as nginx's open_file_cache. A changed, deleted or replaced file is served at most open_file_cache_valid after the change.",
+    ),
+    open_file_cache_valid: duration(
+      '1s',
+      'How long a cached lookup is trusted before the file is checked again (nginx open_file_cache_valid); 0 checks on every request. Directory watches (fs.watch) usually drop a changed entry sooner.',
+      { check: nonNegative },
+    ),
+    open_file_cache_max: int(
+      10000,
+      'Most paths kept in the open-file cache (least recently used go first).',
+      {
+        check: nonNegative,
+      },
+    ),
+    open_file_cache_max_bytes: size(
+      '64MiB',
+      'Most file bytes kept in memory by the open-file cache, all files together.',
+      {
+        check: nonNegative,
+      },
+    ),
+    open_file_cache_file_max: size(
+      '64KiB',
+      'Largest file whose bytes the open-file cache keeps; larger files are streamed from disk.',
+      {
+        check: nonNegative,
+      },
+    ),
+    open_file_cache_errors: bool(
+      true,
+      'Also cache "no such file" and "permission denied" answers (nginx open_file_cache_errors), so a missing asset or a front-controller URL costs no stat within open_file_cache_valid.',
+    ),
   },
   fastcgi: {
     address: str(
@@ -364,6 +398,23 @@ export const schema = {
     access_log: bool(
       true,
       'One JSON line per request (method, path, status, bytes, duration, upstream duration, request id).',
+    ),
+    buffer: size(
+      '8KiB',
+      'Log lines gathered before one write to stdout (below 16KiB); 0 writes each line as soon as the previous write is done. Warnings and errors are written at once.',
+      {
+        check: (v) => (v >= 0 && v < 16 * 1024 ? null : 'a size from 0 to 16383 bytes'),
+        restart: true,
+      },
+    ),
+    flush_interval: duration('1s', 'Longest a buffered log line waits before it is written.', {
+      check: positive,
+      restart: true,
+    }),
+    max_buffer: size(
+      '16MiB',
+      'Log bytes held at most while stdout is blocked (a stalled reader); beyond, lines are dropped, counted (askr_log_dropped_lines_total) and reported in one warning once output resumes. 0: no bound.',
+      { check: nonNegative, restart: true },
     ),
   },
   metrics: {

@@ -10,6 +10,7 @@ import type { Stats } from 'node:fs';
 import { realpathSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { toError } from '../errors.ts';
+import type { OpenFileCache } from './open-file-cache.ts';
 
 export interface RouteOptions {
   /** Absolute document root, already realpath'd by the caller. */
@@ -29,6 +30,11 @@ export interface RouteOptions {
   recipe?: 'laravel' | 'symfony' | 'wordpress' | 'generic';
   /** Serve static files through symlinks leaving the root (server.follow_symlinks). */
   followSymlinks?: boolean;
+  /**
+   * Where stat + realpath results come from (static.open_file_cache); without one every lookup
+   * asks the file system. Answers may then be up to the cache's validity old.
+   */
+  fileCache?: OpenFileCache | null;
 }
 
 export type Route =
@@ -163,7 +169,14 @@ const MISS_CODES = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EACCE
  * the threadpool round trip of fs.promises 15-30 us of CPU plus two context switches
  * (docs/benchmarks.md, bench:proxy). A miss (the common front-controller case) throws nothing.
  */
-function lookup(root: string, path: string): Lookup {
+function lookup(root: string, path: string, cache?: OpenFileCache | null): Lookup {
+  if (cache != null) {
+    const info = cache.lookup(joinRoot(root, path));
+    if (info.kind === 'error') return { kind: 'absent' };
+    if (!isUnder(root, info.real)) return { kind: 'outside' };
+    if (info.kind === 'other') return { kind: 'absent' };
+    return { kind: info.kind, real: info.real, stat: info.stat };
+  }
   let real: string;
   let st: Stats | undefined;
   try {
@@ -182,7 +195,13 @@ function lookup(root: string, path: string): Lookup {
 }
 
 /** lookup() for a path whose realpath leaves the root: a regular non-PHP file, or absent. */
-function lookupFollowing(root: string, path: string): Lookup {
+function lookupFollowing(root: string, path: string, cache?: OpenFileCache | null): Lookup {
+  if (cache != null) {
+    const info = cache.lookup(joinRoot(root, path));
+    if (info.kind === 'error') return { kind: 'absent' };
+    if (info.kind !== 'file') return { kind: 'outside' };
+    return { kind: 'file', real: info.real, stat: info.stat };
+  }
   try {
     const candidate = joinRoot(root, path);
     const st = statSync(candidate, { throwIfNoEntry: false });
@@ -312,11 +331,11 @@ function routePath(path: string, options: RouteOptions): Route {
     return error(404, 'the front controller is internal');
   }
 
-  let found = lookup(root, path);
+  let found = lookup(root, path, options.fileCache);
   if (found.kind === 'outside' && options.followSymlinks === true) {
     // nginx follows symlinks by default (Debian's WordPress links wp-includes/js outside the
     // root): allowed for static files only, never for a script.
-    found = lookupFollowing(root, path);
+    found = lookupFollowing(root, path, options.fileCache);
   }
   if (found.kind === 'outside') return error(404, 'symlink leaves the document root');
   if (found.kind === 'file' && recipe === 'symfony' && phpKind(path) === 'script') {
@@ -336,7 +355,7 @@ function routePath(path: string, options: RouteOptions): Route {
     // try_files $uri/: the directory, with its trailing slash (301 when the URL lacks it).
     if (!path.endsWith('/')) return { kind: 'redirect', location: path + '/' };
     const scriptName = path + index;
-    const dirIndex = lookup(root, scriptName);
+    const dirIndex = lookup(root, scriptName, options.fileCache);
     if (dirIndex.kind === 'outside') return error(404, 'symlink leaves the document root');
     if (dirIndex.kind === 'file') {
       return phpScripts ? phpRoute(root, scriptName, '', scriptName) : frontController;
@@ -363,7 +382,7 @@ function routePath(path: string, options: RouteOptions): Route {
     // prefix that is not a directory, so a path full of ".php/" costs one stat per real directory.
     for (let at = path.indexOf('.php/'); at !== -1; at = path.indexOf('.php/', at + 1)) {
       const scriptName = path.slice(0, at + 4);
-      const candidate = lookup(root, scriptName);
+      const candidate = lookup(root, scriptName, options.fileCache);
       if (candidate.kind === 'outside') return error(404, 'symlink leaves the document root');
       if (candidate.kind === 'file') return phpRoute(root, scriptName, path.slice(at + 4), path);
       if (candidate.kind !== 'dir') break;

@@ -27,6 +27,7 @@ import {
   CLIENT_ERRORS,
   refusalOf,
 } from './request-checks.ts';
+import type { OpenFileCache } from './open-file-cache.ts';
 import { resolveRouteSync } from './route-resolver.ts';
 import { serveStaticFile } from './static-files.ts';
 import { clientFromForwarded, type ProxyTrust } from './trusted-proxies.ts';
@@ -48,6 +49,8 @@ export interface HttpServerDeps {
   phpHeaders?: () => readonly string[];
   /** HTTP upstream routes ([proxy] routes), checked before the filesystem; WebSocket upgrades too. */
   upstream?: () => UpstreamProxy | null;
+  /** The open-file cache (static.open_file_cache) for route lookups and static files; null: none. */
+  fileCache?: () => OpenFileCache | null;
   /** Called once per finished request (metrics). */
   onRequestDone?(ctx: RequestContext, status: number, durationMs: number): void;
   /**
@@ -366,6 +369,7 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
     await upstream.handle(ctx, upstreamRoute);
     return;
   }
+  const fileCache = deps.fileCache?.() ?? null;
   const { route, query } = resolveRouteSync(rawTarget, {
     root: config.server.root,
     index: config.server.index,
@@ -376,6 +380,7 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
     recipe: config.server.recipe,
     followSymlinks: config.server.follow_symlinks,
     staticEnabled: config.static.enabled,
+    fileCache,
   });
   switch (route.kind) {
     case 'error':
@@ -405,6 +410,7 @@ async function dispatch(ctx: RequestContext, deps: HttpServerDeps): Promise<void
       await serveStaticFile(req, ctx.res, route.filePath, route.stat, {
         cacheControl: config.static.cache_control,
         precompressed: config.static.precompressed,
+        fileCache,
       });
       return;
     case 'php':

@@ -1,8 +1,9 @@
 /**
  * Serves one regular file the caller has already resolved and allowed: conditional requests, byte
  * ranges including multipart/byteranges, and precompressed FILE.br / FILE.gz siblings (header logic
- * in static-negotiation.ts). Invariants: the headers describe exactly the bytes sent (they come from
- * fstat of the open descriptor); every descriptor opened here is closed before the promise settles,
+ * in static-negotiation.ts), small files from the open-file cache when one is given. Invariants:
+ * the headers describe exactly the bytes sent (they come from fstat of the descriptor the bytes are
+ * read from, now or when the cache read them); every descriptor opened here is closed before the promise settles,
  * client abort included; client mistakes and aborts become a status, never a rejection.
  */
 
@@ -24,6 +25,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { pipeline } from 'node:stream/promises';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { contentTypeFor } from './mime-types.ts';
+import type { OpenFileCache } from './open-file-cache.ts';
 import { acceptedEncodings, decide, etagOf, lastModifiedOf } from './static-negotiation.ts';
 import type { ByteRange, Decision, Encoding } from './static-negotiation.ts';
 
@@ -32,6 +34,11 @@ export interface StaticOptions {
   cacheControl: string;
   /** Look for FILE.br / FILE.gz siblings and send one when the client accepts its encoding. */
   precompressed: boolean;
+  /**
+   * static.open_file_cache: sibling lookups and small files' bytes come from it (each at most
+   * its validity old); null or absent reads the file system on every request.
+   */
+  fileCache?: OpenFileCache | null;
 }
 
 export interface StaticResult {
@@ -94,7 +101,7 @@ export async function serveStaticFile(
   // Ranges address the identity bytes: a Range request never gets a precompressed sibling.
   const candidates =
     options.precompressed && req.headers.range === undefined
-      ? findSibling(filePath, req.headers['accept-encoding'])
+      ? findSibling(filePath, req.headers['accept-encoding'], options.fileCache)
       : [];
   candidates.push({ path: filePath, stat, encoding: null });
   const contentType = contentTypeFor(filePath);
@@ -105,7 +112,11 @@ export async function serveStaticFile(
     if (early.kind === 'not-modified' || early.kind === 'precondition-failed') {
       return sendWithoutBody(req, res, rep.stat, early, options);
     }
-    if (early.kind === 'full' && rep.stat.size <= SMALL_FILE_BYTES) {
+    if (early.kind === 'full' && options.fileCache != null) {
+      const cached = serveCached(req, res, options.fileCache, rep, contentType, options);
+      if (cached === 'absent') continue;
+      if (cached !== null) return cached;
+    } else if (early.kind === 'full' && rep.stat.size <= SMALL_FILE_BYTES) {
       const small = serveSmallSync(req, res, rep, contentType, options);
       if (small === 'absent') continue;
       if (small !== null) return small;
@@ -199,6 +210,46 @@ function serveSmallSync(
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * serveSmallSync from the open-file cache: the bytes and the stat they were read under, so the
+ * validators match the body. Returns null to stream instead (a large file, or one that no longer
+ * wants a plain 200 under its current stat), 'absent' when it is gone.
+ */
+function serveCached(
+  req: IncomingMessage,
+  res: ServerResponse,
+  cache: OpenFileCache,
+  rep: Representation,
+  contentType: string,
+  options: StaticOptions,
+): StaticResult | 'absent' | null {
+  const found = cache.read(rep.path);
+  if (found === null) return null;
+  if ('kind' in found) {
+    if (found.kind !== 'error') return found.kind === 'file' ? null : 'absent';
+    if (MISSING.has(found.code) || rep.encoding !== null) return 'absent';
+    return sendText(req, res, 403);
+  }
+  const { stat, body } = found;
+  if (decide(req.headers, stat, rep.encoding === null).kind !== 'full') return null;
+  const headers: OutgoingHttpHeaders = {
+    ...validatorHeaders(stat, options),
+    'Accept-Ranges': 'bytes',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Type': contentType,
+    'Content-Length': stat.size,
+  };
+  if (rep.encoding !== null) headers['Content-Encoding'] = rep.encoding;
+  // Headers and body leave in one write: end() corks the socket around both.
+  res.writeHead(200, headers);
+  if (req.method === 'HEAD') {
+    res.end();
+    return { status: 200, bytes: 0 };
+  }
+  res.end(body);
+  return { status: 200, bytes: body.length };
 }
 
 /** Answers from an open descriptor and its fstat, which may differ from the caller's stat. */
@@ -350,9 +401,19 @@ async function streamBody(
 }
 
 /** The first acceptable FILE.br / FILE.gz that exists as a regular file, as a 0- or 1-element list. */
-function findSibling(filePath: string, acceptEncoding: string | undefined): Representation[] {
+function findSibling(
+  filePath: string,
+  acceptEncoding: string | undefined,
+  cache: OpenFileCache | null | undefined,
+): Representation[] {
   for (const encoding of acceptedEncodings(acceptEncoding)) {
     const path = filePath + SIBLING_SUFFIX[encoding];
+    if (cache != null) {
+      // Absent siblings are the common case: a negative entry makes them free within validity.
+      const info = cache.lookup(path);
+      if (info.kind === 'file') return [{ path, stat: info.stat, encoding }];
+      continue;
+    }
     try {
       // Synchronous: a local stat is 1-6 us, a threadpool round trip several times that.
       const stat = statSync(path, { throwIfNoEntry: false });
