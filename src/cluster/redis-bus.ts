@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { parseRedisUrl } from './redis-url.ts';
 import type { SharedHistoryEntry } from '../sse/shared-history.ts';
-import type { TopicMeta } from '../sse/hub.ts';
+import type { EventFields, TopicMeta } from '../sse/hub.ts';
 
 /** One event as the bus carries it. */
 export interface BusEvent {
@@ -216,16 +216,7 @@ export class RedisBus {
    * epoch, or null when `publisherId` was already used within the history age (deduplicated). Rejects (SidecarError CLUSTER) when
    * Redis is not reachable: the caller decides what to do locally.
    */
-  async publish(input: {
-    channels: readonly string[];
-    data: Buffer;
-    event?: string | undefined;
-    publisherId?: string | undefined;
-    close?: boolean | undefined;
-    topicMeta?: TopicMeta | undefined;
-    raw?: boolean | undefined;
-    socket?: string | undefined;
-  }): Promise<{ seq: number; epoch: string } | null> {
+  async publish(input: EventFields): Promise<{ seq: number; epoch: string } | null> {
     if (this.#state !== 'up') throw this.#unavailable();
     const maxAge = this.#options.historyMaxAgeMs();
     const args: Array<string | Buffer> = [

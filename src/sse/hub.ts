@@ -183,6 +183,20 @@ export interface PublishInput {
   socket?: string | undefined;
 }
 
+/** An event's fields as every path carries them (a local publish, the cluster bus, a delivery). */
+export interface EventFields {
+  channels: readonly string[];
+  data: Buffer;
+  event?: string | undefined;
+  publisherId?: string | undefined;
+  close?: boolean | undefined;
+  topicMeta?: TopicMeta | undefined;
+  /** GRIP http-stream content (see isStreamContent). */
+  raw?: boolean | undefined;
+  /** The publisher's socket id: that stream does not get the event. */
+  socket?: string | undefined;
+}
+
 export interface PublishResult {
   /** `<epoch>-<seq>`, or null when deduplicated or nothing was sent. */
   id: string | null;
@@ -441,18 +455,7 @@ export class Hub {
    * Delivers an event that already has its seq (from the cluster bus): stored in the local
    * history and written to this hub's streams exactly as a local publish would be.
    */
-  deliverNumbered(input: {
-    seq: number;
-    channels: readonly string[];
-    data: Buffer;
-    event?: string | undefined;
-    publisherId?: string | undefined;
-    close?: boolean | undefined;
-    topicMeta?: TopicMeta | undefined;
-    /** GRIP http-stream content (see isStreamContent). */
-    raw?: boolean | undefined;
-    socket?: string | undefined;
-  }): PublishResult {
+  deliverNumbered(input: EventFields & { seq: number }): PublishResult {
     // The publishing node checked the names for their ingress; here only what framing needs.
     const channels = checkChannels(input.channels, 'topic');
     if (input.seq > 0) this.#seq = Math.max(this.#seq, input.seq);
@@ -563,15 +566,7 @@ export class Hub {
   #emit(
     channels: readonly string[],
     seq: number,
-    input: {
-      data: Buffer;
-      event?: string | undefined;
-      publisherId?: string | undefined;
-      close?: boolean | undefined;
-      topicMeta?: TopicMeta | undefined;
-      raw?: boolean | undefined;
-      socket?: string | undefined;
-    },
+    input: Omit<EventFields, 'channels'>,
   ): PublishResult {
     let id: string | null = null;
     let delivered = 0;
