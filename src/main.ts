@@ -397,6 +397,7 @@ export async function startSidecar(
 
   // Replaced on reload: cached answers never outlive the config that allowed them.
   let fileCache = openFileCacheFor(config);
+  metrics.bindSources({ fileCache: () => fileCache });
   const http = createHttpServer({
     config: () => config,
     logger,

@@ -163,3 +163,37 @@ describe('static.open_file_cache = false', () => {
     expect((await get(off, '/nocache.txt')).body.toString()).toBe('two');
   });
 });
+
+describe('askr_static_file_cache_* metrics', () => {
+  it('count hits and misses and report the entries and bytes held', async () => {
+    const withMetrics = await startTestSidecar({
+      'server.root': root,
+      'static.open_file_cache_valid': '1h',
+      'metrics.enabled': 'true',
+      'metrics.listen': '127.0.0.1:0',
+    });
+    try {
+      const scrape = async (): Promise<string> =>
+        (await request(`${withMetrics.adminUrl ?? ''}/metrics`)).body.text();
+      const value = (text: string, series: string): number => {
+        const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+        return line === undefined ? 0 : Number(line.slice(series.length + 1));
+      };
+      await writeFile(join(root, 'metered.txt'), 'twelve bytes');
+      const before = await scrape();
+      for (let i = 0; i < 3; i++) {
+        expect((await get(withMetrics, '/metered.txt')).body.toString()).toBe('twelve bytes');
+      }
+      const after = await scrape();
+      const hit = 'askr_static_file_cache_events_total{event="hit"}';
+      const miss = 'askr_static_file_cache_events_total{event="miss"}';
+      // The first request misses (the route lookup), the two others are answered from memory.
+      expect(value(after, miss) - value(before, miss)).toBeGreaterThanOrEqual(1);
+      expect(value(after, hit) - value(before, hit)).toBeGreaterThanOrEqual(2);
+      expect(value(after, 'askr_static_file_cache_entries')).toBeGreaterThanOrEqual(1);
+      expect(value(after, 'askr_static_file_cache_bytes')).toBeGreaterThanOrEqual(12);
+    } finally {
+      await withMetrics.close();
+    }
+  });
+});

@@ -466,11 +466,17 @@ function sendText(
   return { status, bytes: body.length };
 }
 
+// The open-file cache hands out the same Stats object for as long as it trusts an entry: its
+// validators are formatted once, not per request (a Date and two strings each time otherwise).
+const validatorMemo = new WeakMap<Stats, { etag: string; lastModified: string }>();
+
 function validatorHeaders(stat: Stats, options: StaticOptions): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = {
-    ETag: etagOf(stat),
-    'Last-Modified': lastModifiedOf(stat),
-  };
+  let memo = validatorMemo.get(stat);
+  if (memo === undefined) {
+    memo = { etag: etagOf(stat), lastModified: lastModifiedOf(stat) };
+    validatorMemo.set(stat, memo);
+  }
+  const headers: OutgoingHttpHeaders = { ETag: memo.etag, 'Last-Modified': memo.lastModified };
   if (options.cacheControl !== '') headers['Cache-Control'] = options.cacheControl;
   // Whenever a sibling may be chosen, caches must key on Accept-Encoding even for the identity
   // answer, or a client without br could be served a cached .br body.

@@ -13,6 +13,7 @@ import type { GripHooks, GripItemOutcome } from '../broadcast/pushpin-publish.ts
 import type { FcgiPool, FcgiPoolHooks } from '../fastcgi/pool.ts';
 import type { ClusterHooks } from '../cluster/cluster-node.ts';
 import type { PhpHandlerHooks } from '../http/php-handler.ts';
+import type { OpenFileCacheStats } from '../http/open-file-cache.ts';
 import type { HttpServerDeps } from '../http/server.ts';
 import type { RouteKind } from '../http/request-context.ts';
 import type { Hub, HubHooks, IngressKind, LostReason } from '../sse/hub.ts';
@@ -110,6 +111,11 @@ export interface MetricSources {
   hub?: () => HubStats;
   /** Bytes held in memory by buffered request bodies and responses, and their limit. */
   buffers?: () => { usedBytes: number; limitBytes: number };
+  /**
+   * The open-file cache in use (static.open_file_cache), null when off. A reload replaces the
+   * cache object: its counters start at 0 again, which the metrics absorb (counters never go back).
+   */
+  fileCache?: () => { stats(): OpenFileCacheStats } | null;
 }
 
 export interface Metrics {
@@ -328,6 +334,53 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     help: 'Time from sending a request to php-fpm until the response head arrived.',
     buckets: LATENCY_BUCKETS,
     registers,
+  });
+
+  // --- Open-file cache (static.open_file_cache) ---
+  // The cache counts in plain integers (no prom-client call on the hot path); the counters below
+  // take the difference at scrape time. `seen` remembers, per cache object, what was already added.
+  const seen = new WeakMap<object, OpenFileCacheStats>();
+  const fileCacheEvents = new Counter({
+    name: 'askr_static_file_cache_events_total',
+    help: 'Open-file cache lookups and maintenance: hit (answered from memory within static.open_file_cache_valid), miss, revalidation (stat again after the validity), read (a small file read into memory), eviction (count or byte bound), watch_invalidation (dropped on an fs.watch event), watch_failure (no watch: validity alone).',
+    labelNames: ['event'] as const,
+    registers,
+    collect: () => {
+      const cache = sources.fileCache?.() ?? null;
+      if (cache === null) return;
+      const now = cache.stats();
+      const before = seen.get(cache);
+      seen.set(cache, now);
+      const add = (event: string, key: keyof OpenFileCacheStats): void => {
+        const delta = now[key] - (before?.[key] ?? 0);
+        if (delta > 0) fileCacheEvents.inc({ event }, delta);
+      };
+      add('hit', 'hits');
+      add('miss', 'misses');
+      add('revalidation', 'revalidations');
+      add('read', 'reads');
+      add('eviction', 'evictions');
+      add('watch_invalidation', 'watchInvalidations');
+      add('watch_failure', 'watchFailures');
+    },
+  });
+  const fileCacheEntries: Gauge = new Gauge({
+    name: 'askr_static_file_cache_entries',
+    help: 'Paths held by the open-file cache (0 when static.open_file_cache is off).',
+    registers,
+    collect: () => {
+      const cache = sources.fileCache?.() ?? null;
+      fileCacheEntries.set(cache?.stats().entries ?? 0);
+    },
+  });
+  const fileCacheBytes: Gauge = new Gauge({
+    name: 'askr_static_file_cache_bytes',
+    help: "Small files' bytes held by the open-file cache (bounded by static.open_file_cache_max_bytes).",
+    registers,
+    collect: () => {
+      const cache = sources.fileCache?.() ?? null;
+      fileCacheBytes.set(cache?.stats().bytes ?? 0);
+    },
   });
 
   // --- SSE / hub ---
