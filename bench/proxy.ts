@@ -1,32 +1,46 @@
 /**
  * `npm run bench:proxy`: the sidecar against Debian's nginx (as configured by default, and with
- * FastCGI keepalive) on one php-fpm pool (pm = static, 8 children), loaded by wrk, for a PHP
- * hello world through the front controller and a 16 KiB static file. Prints markdown: per-run
- * rows, medians, ratios sidecar/nginx and the verdict against the issue's targets.
- * Invariants: one server runs at a time (idle pooled FastCGI connections of a stopped-but-alive
- * server would pin FPM workers); everything binds 127.0.0.1; every process is stopped at the end,
- * on error and on Ctrl-C. Settings: BENCH_* environment variables (see docs/benchmarks.md).
+ * FastCGI keepalive) and a bare node:http server (node-ceiling, static only), loaded by wrk, for a
+ * PHP hello world through the front controller and a 16 KiB static file, in two modes: as shipped
+ * (every server's defaults, access logs on) and lean (access logs off). Prints markdown: per-run
+ * rows, medians and ratios per mode, the machine's idle share and the verdict against the issue's
+ * targets per mode.
+ * Invariants: one server runs at a time, each with a php-fpm pool of its own (pm = static), so no
+ * server's idle FastCGI connections can pin another's workers; rounds rotate the order; every
+ * measurement waits (bounded) for a quiet machine; everything binds 127.0.0.1; every process is
+ * stopped at the end, on error and on Ctrl-C. Settings: BENCH_* variables (docs/benchmarks.md).
  */
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, userInfo } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
 import { pino } from 'pino';
-import { cpuSnapshot, cpuUsage, machineBusyPct, type CpuSnapshot } from './lib/cpu.ts';
-import { renderNginxConf, type NginxVariant } from './lib/nginx-conf.ts';
 import {
-  ProcessSet,
-  freePort,
-  sidecarEntry,
-  startBenchFpm,
-  startNginx,
-  startSidecarProcess,
-  waitForHttp,
-  type ChildServer,
-} from './lib/processes.ts';
+  awaitQuietMachine,
+  cpuSnapshot,
+  cpuUsage,
+  groupsTicks,
+  ownProcessGroup,
+  type CpuSnapshot,
+} from './lib/cpu.ts';
+import { MODE_MEANING } from './lib/modes.ts';
+import { ProcessSet, sidecarEntry } from './lib/processes.ts';
+import {
+  fileSize,
+  FRONT_CONTROLLER,
+  STATIC_BYTES,
+  STATIC_PATH,
+  staticAnswerBytes,
+  startServer,
+  stopServer,
+  writeDocroot,
+  type Context,
+  type Running,
+} from './lib/proxy-servers.ts';
 import {
   ratiosTable,
   runsTable,
+  serves,
   summarize,
   summaryTable,
   verdictTable,
@@ -35,115 +49,19 @@ import {
   type ServerId,
   type Workload,
 } from './lib/report.ts';
-import {
-  readSettings,
-  requirePrograms,
-  versionOf,
-  wrkDurationMs,
-  type Settings,
-} from './lib/settings.ts';
+import { rotate } from './lib/rounds.ts';
+import { readSettings, requirePrograms, versionOf, wrkDurationMs } from './lib/settings.ts';
 import { runWrk, type WrkOptions } from './lib/wrk.ts';
-
-const PHP_BODY = 'Hello, world\n';
-const STATIC_BYTES = 16 * 1024;
-const FRONT_CONTROLLER = 'hello.php';
-const STATIC_PATH = '/asset-16k.txt';
-
-/** The document root: the front controller and the static file. */
-function writeDocroot(dir: string): string {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, FRONT_CONTROLLER), '<?php echo "Hello, world\\n";\n');
-  // Printable text, so both servers send it as text/plain without any transformation.
-  const line = 'askr-sidecar proxy benchmark static asset, 64 bytes per line...\n';
-  writeFileSync(join(dir, STATIC_PATH.slice(1)), line.repeat(STATIC_BYTES / line.length));
-  return realpathSync(dir);
-}
-
-/** Checks one answer of each workload before measuring: a benchmark of 404s proves nothing. */
-async function verify(base: string, settings: Settings): Promise<void> {
-  const php = await fetch(base + settings.phpPath);
-  const phpText = await php.text();
-  if (php.status !== 200 || phpText !== PHP_BODY) {
-    throw new Error(
-      `GET ${settings.phpPath}: ${php.status} ${JSON.stringify(phpText.slice(0, 200))}`,
-    );
-  }
-  const file = await fetch(base + STATIC_PATH);
-  const bytes = (await file.arrayBuffer()).byteLength;
-  if (file.status !== 200 || bytes !== STATIC_BYTES) {
-    throw new Error(
-      `GET ${STATIC_PATH}: ${file.status}, ${bytes} bytes (expected ${STATIC_BYTES})`,
-    );
-  }
-}
-
-interface Context {
-  settings: Settings;
-  processes: ProcessSet;
-  tmp: string;
-  root: string;
-  fpmSocket: string;
-  fpmPgid: number | null;
-}
-
-async function startServer(
-  ctx: Context,
-  server: ServerId,
-): Promise<{ proc: ChildServer; base: string }> {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  let proc: ChildServer;
-  if (server === 'sidecar') {
-    const cwd = join(ctx.tmp, 'sidecar');
-    mkdirSync(cwd, { recursive: true });
-    proc = ctx.processes.add(
-      await startSidecarProcess({
-        listen: `127.0.0.1:${port}`,
-        root: ctx.root,
-        fpmAddress: `unix:${ctx.fpmSocket}`,
-        poolSize: ctx.settings.fpmChildren,
-        index: FRONT_CONTROLLER,
-        cwd,
-      }),
-    );
-  } else {
-    const variant: NginxVariant = server === 'nginx-default' ? 'default' : 'keepalive';
-    const prefix = join(ctx.tmp, server);
-    mkdirSync(prefix, { recursive: true });
-    const confPath = join(prefix, 'nginx.conf');
-    writeFileSync(
-      confPath,
-      renderNginxConf({
-        variant,
-        prefixDir: prefix,
-        port,
-        root: ctx.root,
-        index: FRONT_CONTROLLER,
-        fpmSocket: ctx.fpmSocket,
-        workers: ctx.settings.nginxWorkers,
-        // As root, workers would run as "nobody" and could not open FPM's 0600 socket.
-        user: process.getuid?.() === 0 ? userInfo().username : null,
-        keepaliveConnections: ctx.settings.fpmChildren,
-      }),
-    );
-    proc = ctx.processes.add(await startNginx(ctx.settings.nginx, prefix, confPath));
-  }
-  await waitForHttp(base + STATIC_PATH, proc);
-  await verify(base, ctx.settings);
-  return { proc, base };
-}
 
 async function measure(
   ctx: Context,
-  server: ServerId,
-  proc: ChildServer,
-  base: string,
+  running: Running,
   workload: Workload,
   round: number,
 ): Promise<Measurement> {
   const { settings } = ctx;
   const options: WrkOptions = {
-    url: base + (workload === 'php' ? settings.phpPath : STATIC_PATH),
+    url: running.base + (workload === 'php' ? settings.phpPath : STATIC_PATH),
     threads: settings.threads,
     connections: settings.connections,
     duration: settings.duration,
@@ -153,10 +71,23 @@ async function measure(
     await runWrk(settings.wrk, { ...options, duration: settings.warmup }, ctx.processes);
   }
   const groups = new Map<string, number | null>([
-    ['server', proc.pgid],
-    ['fpm', ctx.fpmPgid],
+    ['server', running.proc.pgid],
+    ['fpm', running.fpm?.pgid ?? null],
+    ['bench', ctx.benchPgid],
     ['wrk', null],
   ]);
+  // After the warm-up (whose connections close meanwhile): wait for the machine to be quiet.
+  const ours = [...groups.values()].filter((g): g is number => g !== null);
+  const quiet = await awaitQuietMachine(() => groupsTicks(ours), {
+    maxCores: settings.quietCores,
+    maxWaitMs: settings.quietWaitMs,
+  });
+  if (!quiet.quiet) {
+    process.stderr.write(
+      `bench: the machine did not get quiet in ${settings.quietWaitMs / 1000} s (others used ${quiet.othersCores.toFixed(2)} cores); measuring anyway\n`,
+    );
+  }
+  const logBefore = fileSize(running.accessLog);
   // CPU is sampled inside the run, 1 s after wrk starts to 1 s before it ends: wrk's own ticks
   // vanish from /proc when it exits, and connection set-up / teardown are not the steady state.
   const durationMs = wrkDurationMs(settings.duration);
@@ -178,7 +109,16 @@ async function measure(
   }
   const cpu =
     before !== null && after !== null ? cpuUsage(before, after) : new Map<string, number>();
-  return { server, workload, round, wrk, cpu };
+  return {
+    mode: running.mode,
+    server: running.server,
+    workload,
+    round,
+    wrk,
+    cpu,
+    quiet,
+    accessLogBytes: running.accessLog === null ? null : fileSize(running.accessLog) - logBefore,
+  };
 }
 
 /** Set on Ctrl-C / SIGTERM: the signal handler stops everything and exits. */
@@ -214,21 +154,17 @@ async function main(): Promise<number> {
   const measurements: Measurement[] = [];
   try {
     const root = writeDocroot(join(tmp, 'public'));
-    const fpm = processes.add(await startBenchFpm(join(tmp, 'fpm'), settings.fpmChildren, logger));
-    const ctx: Context = {
-      settings,
-      processes,
-      tmp,
-      root,
-      fpmSocket: fpm.fpm.address.slice('unix:'.length),
-      fpmPgid: fpm.pgid,
-    };
+    const ctx: Context = { settings, processes, tmp, root, logger, benchPgid: ownProcessGroup() };
     const entry = sidecarEntry();
+    const servers = settings.servers.filter((s) => settings.workloads.some((w) => serves(s, w)));
     // The figures only mean something on an otherwise idle machine: say how idle it was.
-    const idleBusy = await machineBusyPct(2_000);
-    if (idleBusy > 25) {
+    const start = await awaitQuietMachine(() => groupsTicks([ctx.benchPgid]), {
+      maxCores: settings.quietCores,
+      maxWaitMs: 0,
+    });
+    if (!start.quiet) {
       process.stderr.write(
-        `bench: WARNING: the machine was ${Math.round(idleBusy)}% busy (of one core) before the benchmark; results will be noisy\n`,
+        `bench: WARNING: other processes used ${start.othersCores.toFixed(2)} cores before the benchmark; each measurement waits up to ${settings.quietWaitMs / 1000} s for a quiet machine\n`,
       );
     }
     out('# askr-sidecar proxy benchmark');
@@ -237,65 +173,78 @@ async function main(): Promise<number> {
       `- machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, shared by server, php-fpm and wrk`,
     );
     out(
-      `- node ${process.version}; ${versionOf(settings.nginx, ['-v'])}; ${versionOf(fpm.fpm.binary, ['-v'])}; ${versionOf(settings.wrk, ['-v'])}`,
+      `- node ${process.version} (sidecar and node-ceiling); ${versionOf(settings.nginx, ['-v'])}; ${versionOf(settings.wrk, ['-v'])}`,
     );
     out(
-      `- machine load before start: ${Math.round(idleBusy)}% of one core (see "CPU other" per run)`,
+      `- machine before start: ${Math.round(start.idlePct)}% idle, others ${start.othersCores.toFixed(2)} cores; before each run the benchmark waits (at most ${settings.quietWaitMs / 1000} s) until others use < ${settings.quietCores} cores ("idle before", "CPU others" per run)`,
     );
     out(
       `- sidecar entry: ${entry.entry}${entry.stale ? ' (WARNING: older than src/, run npm run build)' : ''}`,
     );
     out(
-      `- php-fpm: pm = static, ${settings.fpmChildren} children, pm.max_requests = 0; nginx worker_processes ${settings.nginxWorkers}; sidecar fastcgi.pool_size ${settings.fpmChildren}`,
+      `- php-fpm: a pool of its own for every server start (node-ceiling: none), pm = static, ${settings.fpmChildren} children, pm.max_requests = 0, same binary and php.ini; nginx worker_processes ${settings.nginxWorkers}, keepalive ${settings.fpmChildren}; sidecar fastcgi.pool_size ${settings.sidecarPoolSize > 0 ? settings.sidecarPoolSize : 'default (external FPM: a connection per request)'}`,
+    );
+    for (const mode of settings.modes) out(`- mode ${mode}: ${MODE_MEANING[mode]}`);
+    out(
+      `- wrk: ${settings.threads} threads, ${settings.connections} connections, ${settings.warmup} warm-up + ${settings.duration} measured per run, timeout ${settings.timeout}, ${settings.rounds} round(s), order rotated each round`,
     );
     out(
-      `- wrk: ${settings.threads} threads, ${settings.connections} connections, ${settings.warmup} warm-up + ${settings.duration} measured per run, timeout ${settings.timeout}, ${settings.rounds} round(s)`,
+      `- PHP: GET ${settings.phpPath} (front controller ${FRONT_CONTROLLER}); static: GET ${STATIC_PATH} (${STATIC_BYTES} bytes); node-ceiling: static only`,
     );
+
+    const answerBytes = new Map<ServerId, number>();
+    for (let round = 1; round <= settings.rounds; round++) {
+      // Rotate the order so slow drift (thermal, neighbours) does not always hit the same server.
+      for (const mode of rotate(settings.modes, round - 1)) {
+        for (const server of rotate(servers, round - 1)) {
+          if (stopping) return 130;
+          const running = await startServer(ctx, server, mode, round);
+          try {
+            if (!answerBytes.has(server)) {
+              answerBytes.set(server, await staticAnswerBytes(running.port));
+            }
+            for (const workload of settings.workloads) {
+              if (!serves(server, workload)) continue;
+              const m = await measure(ctx, running, workload, round);
+              if (stopping) return 130; // wrk was interrupted: not a measurement
+              measurements.push(m);
+              process.stderr.write(
+                `bench: round ${round} ${mode} ${server} ${workload}: ${Math.round(m.wrk.requestsPerSec)} req/s, p99 ${m.wrk.p99Ms.toFixed(2)} ms, idle before ${Math.round(m.quiet.idlePct)}%, others ${Math.round(m.cpu.get('other') ?? 0)}%\n`,
+              );
+            }
+          } finally {
+            if (!stopping) await stopServer(ctx, running);
+          }
+        }
+      }
+    }
     out(
-      `- PHP: GET ${settings.phpPath} (front controller ${FRONT_CONTROLLER}); static: GET ${STATIC_PATH} (${STATIC_BYTES} bytes)`,
+      `- one static answer (status line + headers + body) on the wire: ${[...answerBytes].map(([s, n]) => `${s} ${n.toLocaleString('en-US')} B`).join(', ')}`,
     );
     out();
 
-    for (let round = 1; round <= settings.rounds; round++) {
-      // Rotate the order so slow drift (thermal, neighbours) does not always hit the same server.
-      const order = settings.servers.map(
-        (_, i) => settings.servers[(i + round - 1) % settings.servers.length] as ServerId,
-      );
-      for (const server of order) {
-        if (stopping) return 130;
-        const { proc, base } = await startServer(ctx, server);
-        for (const workload of settings.workloads) {
-          const m = await measure(ctx, server, proc, base, workload, round);
-          if (stopping) return 130; // wrk was interrupted: not a measurement
-          measurements.push(m);
-          process.stderr.write(
-            `bench: round ${round} ${server} ${workload}: ${Math.round(m.wrk.requestsPerSec)} req/s, p99 ${m.wrk.p99Ms.toFixed(2)} ms\n`,
-          );
-        }
-        await processes.stop(proc);
-      }
-    }
-
     const summaries = summarize(measurements);
-    const verdictList = verdicts(summaries);
+    const verdictList = settings.modes.flatMap((mode) => verdicts(summaries, mode));
     out('## Runs');
     out();
     out(runsTable(measurements));
     out();
-    out(`## Medians (${settings.rounds} round(s))`);
-    out();
-    out(summaryTable(summaries));
-    out();
-    out('## Ratios');
-    out();
-    out(ratiosTable(summaries));
-    out();
+    for (const mode of settings.modes) {
+      out(`## Mode ${mode}: medians (${settings.rounds} round(s))`);
+      out();
+      out(summaryTable(summaries, mode));
+      out();
+      out(`### Ratios (${mode})`);
+      out();
+      out(ratiosTable(summaries, mode));
+      out();
+    }
     out('## Targets');
     out();
     out(verdictTable(verdictList));
     out();
     out(
-      'CPU columns: % of one core during the measured window (2 cores = 200%); "other" is everything else on the machine.',
+      'CPU columns: % of one core during the measured window (2 cores = 200%); "CPU others" is what processes outside the benchmark used then; "idle before" is the share of the whole machine idle in the second before the run. "access log/req": log bytes written per request during the run (sidecar: its stdout file, nginx: access.log).',
     );
     if (settings.json !== '') {
       writeFileSync(
@@ -303,6 +252,8 @@ async function main(): Promise<number> {
         JSON.stringify(
           {
             settings,
+            start,
+            answerBytes: Object.fromEntries(answerBytes),
             measurements: measurements.map((m) => ({ ...m, cpu: Object.fromEntries(m.cpu) })),
             summaries: summaries.map((s) => ({ ...s, cpu: Object.fromEntries(s.cpu) })),
             verdicts: verdictList,

@@ -1,11 +1,16 @@
 /**
  * `npm run bench:sse`: askr-sidecar's SSE hub against nginx + nchan on this machine, with one
  * subscriber client process for both (bench/sse/client-proc.ts), then the "FPM workers needed"
- * comparison (PHP flush loop behind nginx vs a held stream behind the sidecar). Not part of
- * `npm test`. Everything listens on 127.0.0.1; every process started is stopped at the end, on
- * errors and on Ctrl-C. Sizes come from BENCH_* variables (see `usage` below) for quick runs.
+ * comparison (PHP flush loop behind nginx vs a held stream behind the sidecar). Every server runs
+ * in two modes (as shipped: its defaults, access logs on; lean: access logs off), rounds rotate
+ * the order, the report gives medians, the machine's idle share and a verdict per target and mode.
+ * Not part of `npm test`. Everything listens on 127.0.0.1; every process started is stopped at
+ * the end, on errors and on Ctrl-C. Sizes come from BENCH_* variables (see `usage` below).
  */
 import { writeFileSync } from 'node:fs';
+import type { QuietReading } from './lib/cpu.ts';
+import { MODES } from './lib/modes.ts';
+import { rotate } from './lib/rounds.ts';
 import { runBench } from './lib/run.ts';
 import { SubscriberClient } from './sse/client.ts';
 import { measureFanout, TARGET_NAMES, type TargetName } from './sse/fanout.ts';
@@ -18,8 +23,11 @@ import { removeTempDirs } from './sse/servers.ts';
 const usage = `BENCH_* variables (defaults in brackets):
   BENCH_PARTS            fanout,rate,fpm    which parts to run
   BENCH_TARGETS          askr-sidecar,nchan (node-http: a plain node:http SSE server, the floor)
+  BENCH_MODES            as-shipped,lean    server configurations: each server's defaults with
+                                            access logs on, and the same with access logs off
   BENCH_SUBSCRIBERS      1000,10000         fan-out sizes (one channel)
-  BENCH_REPEAT           1                  rounds per size (servers alternate; ratios use medians)
+  BENCH_REPEAT           1                  rounds of the fanout and rate parts (the order of mode
+                                            and server rotates each round; verdicts use medians)
   BENCH_MESSAGES         60                 events per latency run
   BENCH_MESSAGE_RATE     2                  events/s in a latency run
   BENCH_SETTLE_MS        2000               wait before reading memory after opening streams
@@ -44,6 +52,8 @@ const usage = `BENCH_* variables (defaults in brackets):
   BENCH_QUIET_WAIT_S     90                   fewer cores than this, for at most this long
   BENCH_JSON             ""                 also write the raw results to this file`;
 
+const PARTS = ['fanout', 'rate', 'fpm'] as const;
+
 function env(name: string, fallback: string): string {
   const v = process.env[name];
   return v === undefined || v.trim() === '' ? fallback : v.trim();
@@ -54,20 +64,48 @@ function list(name: string, fallback: string): string[] {
     .map((s) => s.trim())
     .filter((s) => s !== '');
 }
+/** A comma-separated list of names, each one of `all`; throws naming the variable and the value. */
+function pick<T extends string>(name: string, all: readonly T[], fallback: string): T[] {
+  const picked = list(name, fallback);
+  for (const p of picked) {
+    if (!(all as readonly string[]).includes(p)) {
+      throw new Error(`${name}: "${p}" is not one of ${all.join(', ')}\n\n${usage}`);
+    }
+  }
+  return all.filter((a) => picked.includes(a));
+}
 function numbers(name: string, fallback: string): number[] {
   const out = list(name, fallback).map(Number);
   if (out.some((n) => !Number.isFinite(n) || n < 0)) {
-    throw new Error(`${name} must be a comma-separated list of numbers\n\n${usage}`);
+    throw new Error(
+      `${name}=${env(name, fallback)}: expected a comma-separated list of numbers >= 0\n\n${usage}`,
+    );
   }
   return out;
 }
-function number(name: string, fallback: number): number {
-  const [n] = numbers(name, String(fallback));
-  return n ?? fallback;
+function number(name: string, fallback: number, min = 0): number {
+  const text = env(name, String(fallback));
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < min) {
+    throw new Error(`${name}=${text}: expected a number >= ${min}\n\n${usage}`);
+  }
+  return n;
+}
+function integer(name: string, fallback: number, min: number): number {
+  const text = env(name, String(fallback));
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) {
+    throw new Error(`${name}=${text}: expected an integer >= ${min}\n\n${usage}`);
+  }
+  return n;
 }
 
 function log(message: string): void {
   process.stderr.write(`[bench:sse ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+function quietNote(q: QuietReading): string {
+  return `idle before ${Math.round(q.idlePct)}%, others ${q.othersCores.toFixed(2)} cores${q.quiet ? '' : ' (not quiet)'}`;
 }
 
 async function main(): Promise<void> {
@@ -75,38 +113,61 @@ async function main(): Promise<void> {
     console.log(usage);
     return;
   }
-  const parts = new Set(list('BENCH_PARTS', 'fanout,rate,fpm'));
-  const targets = list('BENCH_TARGETS', 'askr-sidecar,nchan') as TargetName[];
-  for (const t of targets) {
-    if (!TARGET_NAMES.includes(t)) throw new Error(`unknown target ${t}\n\n${usage}`);
-  }
-  const nginxWorkers = number('BENCH_NGINX_WORKERS', 1);
+  // Every variable is read and checked before anything starts: a typo stops the run at once.
+  const parts = new Set(pick('BENCH_PARTS', PARTS, PARTS.join(',')));
+  const targets = pick('BENCH_TARGETS', TARGET_NAMES, 'askr-sidecar,nchan');
+  const modes = pick('BENCH_MODES', MODES, MODES.join(','));
+  const repeat = integer('BENCH_REPEAT', 1, 1);
+  const nginxWorkers = integer('BENCH_NGINX_WORKERS', 1, 1);
   const nodeArgs = list('BENCH_SIDECAR_NODE_ARGS', '').flatMap((a) => a.split(' '));
   const sidecarArgs = nodeArgs.length > 0 ? { nodeArgs } : {};
   const quiet = {
-    maxCores: Number(env('BENCH_QUIET_CORES', '0.3')),
+    maxCores: number('BENCH_QUIET_CORES', 0.3),
     maxWaitMs: number('BENCH_QUIET_WAIT_S', 90) * 1000,
   };
-  const results: SseResults = { fanout: [], rate: [], ramp: [] };
+  const fanoutSizes = numbers('BENCH_SUBSCRIBERS', '1000,10000');
+  const fanoutOpts = {
+    messages: integer('BENCH_MESSAGES', 60, 1),
+    rate: number('BENCH_MESSAGE_RATE', 2, 0.001),
+    settleMs: number('BENCH_SETTLE_MS', 2000),
+    probe: env('BENCH_MEMORY_PROBE', '0') === '1',
+  };
+  const singleRates = numbers('BENCH_RATES', '1000,2000,4000,8000,16000,32000,64000,128000');
+  const fanoutRates = numbers('BENCH_FANOUT_RATES', '50,100,200,400,800,1600,3200');
+  const maxP99Ms = number('BENCH_RATE_MAX_P99_MS', 250);
+  const seconds = number('BENCH_RATE_SECONDS', 5, 0.001);
+  const rateSubscribers = numbers('BENCH_RATE_SUBSCRIBERS', '1,1000');
+  const datagram = env('BENCH_RATE_DATAGRAM', '1') !== '0';
+  const workers = integer('BENCH_FPM_WORKERS', 8, 1);
+  const helloSeconds = number('BENCH_HELLO_SECONDS', 5, 0.001);
+  const helloConnections = integer('BENCH_HELLO_CONNECTIONS', 4, 1);
+  const nofile = integer('BENCH_HOLD_NOFILE', 1024, 0);
+  const flushSteps = numbers('BENCH_FLUSH_STEPS', '0,4,7,8,9,12,16');
+  const holdSteps = numbers('BENCH_HOLD_STEPS', '0,8,16,64,1000,5000,10000');
+  const nofileSteps = numbers('BENCH_NOFILE_STEPS', '500,900,1000,1100,1500');
+
+  const results: SseResults = { modes, fanout: [], rate: [], ramp: [] };
   const client = await SubscriberClient.start();
   try {
     if (parts.has('fanout')) {
-      const repeat = number('BENCH_REPEAT', 1);
-      for (const subscribers of numbers('BENCH_SUBSCRIBERS', '1000,10000')) {
-        for (let round = 0; round < repeat; round++) {
-          for (const target of round % 2 === 0 ? targets : [...targets].reverse()) {
-            log(`fan-out: ${target}, ${subscribers} subscribers (round ${round + 1}/${repeat})`);
+      const pairs = modes.flatMap((mode) => targets.map((target) => ({ mode, target })));
+      for (const subscribers of fanoutSizes) {
+        for (let round = 1; round <= repeat; round++) {
+          for (const { mode, target } of rotate(pairs, round - 1)) {
+            log(
+              `fan-out: ${target} (${mode}), ${subscribers} subscribers (round ${round}/${repeat})`,
+            );
             const r = await measureFanout(target, client, {
               subscribers,
-              messages: number('BENCH_MESSAGES', 60),
-              rate: number('BENCH_MESSAGE_RATE', 2),
+              ...fanoutOpts,
               nginxWorkers,
-              settleMs: number('BENCH_SETTLE_MS', 2000),
-              probe: env('BENCH_MEMORY_PROBE', '0') === '1',
+              mode,
+              round,
               quiet,
               ...sidecarArgs,
             });
             results.fanout.push(r);
+            log(`  ${quietNote(r.quiet)}`);
             for (const run of r.runs) {
               log(
                 `  ${run.publisher}: opened ${r.opened}, p50 ${run.latency.p50.toFixed(2)} ms, ` +
@@ -119,68 +180,66 @@ async function main(): Promise<void> {
       }
     }
     if (parts.has('rate')) {
-      const singleRates = numbers('BENCH_RATES', '1000,2000,4000,8000,16000,32000,64000,128000');
-      const fanoutRates = numbers('BENCH_FANOUT_RATES', '50,100,200,400,800,1600,3200');
-      const maxP99Ms = number('BENCH_RATE_MAX_P99_MS', 250);
-      const seconds = number('BENCH_RATE_SECONDS', 5);
-      for (const subscribers of numbers('BENCH_RATE_SUBSCRIBERS', '1,1000')) {
-        const runs: { target: TargetName; publisher: 'http' | 'datagram' }[] = targets.map(
-          (target) => ({ target, publisher: 'http' }),
-        );
-        if (targets.includes('askr-sidecar') && env('BENCH_RATE_DATAGRAM', '1') !== '0') {
-          runs.push({ target: 'askr-sidecar', publisher: 'datagram' });
-        }
-        for (const { target, publisher } of runs) {
-          log(`publish rate: ${target} via ${publisher}, ${subscribers} subscribers`);
-          const r = await measureRate(target, client, {
-            subscribers,
-            rates: subscribers > 1 ? fanoutRates : singleRates,
-            seconds,
-            maxP99Ms,
-            quiet,
-            publisher,
-            nginxWorkers,
-            ...sidecarArgs,
-          });
-          results.rate.push(r);
-          log(`  sustained ${r.sustained}/s`);
+      const runs: { target: TargetName; publisher: 'http' | 'datagram' }[] = targets.map(
+        (target) => ({ target, publisher: 'http' }),
+      );
+      if (targets.includes('askr-sidecar') && datagram) {
+        runs.push({ target: 'askr-sidecar', publisher: 'datagram' });
+      }
+      const triples = modes.flatMap((mode) => runs.map((run) => ({ mode, ...run })));
+      for (const subscribers of rateSubscribers) {
+        for (let round = 1; round <= repeat; round++) {
+          for (const { mode, target, publisher } of rotate(triples, round - 1)) {
+            log(
+              `publish rate: ${target} (${mode}) via ${publisher}, ${subscribers} subscribers (round ${round}/${repeat})`,
+            );
+            const r = await measureRate(target, client, {
+              subscribers,
+              rates: subscribers > 1 ? fanoutRates : singleRates,
+              seconds,
+              maxP99Ms,
+              quiet,
+              publisher,
+              nginxWorkers,
+              mode,
+              round,
+              ...sidecarArgs,
+            });
+            results.rate.push(r);
+            log(`  ${quietNote(r.quiet)}; sustained ${r.sustained}/s`);
+          }
         }
       }
     }
     if (parts.has('fpm')) {
-      const workers = number('BENCH_FPM_WORKERS', 8);
-      const helloSeconds = number('BENCH_HELLO_SECONDS', 5);
-      const helloConnections = number('BENCH_HELLO_CONNECTIONS', 4);
-      const nofile = number('BENCH_HOLD_NOFILE', 1024);
+      // Counts of streams and workers, not timings: one ramp per mode, no rounds.
       const ramps: { mode: StreamMode; steps: number[]; nofile?: number }[] = [
-        { mode: 'flush', steps: numbers('BENCH_FLUSH_STEPS', '0,4,7,8,9,12,16') },
-        { mode: 'hold', steps: numbers('BENCH_HOLD_STEPS', '0,8,16,64,1000,5000,10000') },
+        { mode: 'flush', steps: flushSteps },
+        { mode: 'hold', steps: holdSteps },
       ];
-      if (nofile > 0) {
-        ramps.push({
-          mode: 'hold',
-          steps: numbers('BENCH_NOFILE_STEPS', '500,900,1000,1100,1500'),
-          nofile,
-        });
-      }
-      for (const { mode, steps, nofile: limit } of ramps) {
-        log(
-          `FPM workers: ${mode}, steps ${steps.join(',')}${limit === undefined ? '' : `, ulimit -n ${limit}`}`,
-        );
-        const r = await measureRamp(mode, client, {
-          workers,
-          steps,
-          helloSeconds,
-          helloConnections,
-          quiet,
-          ...(limit === undefined ? {} : { nofile: limit }),
-        });
-        results.ramp.push(r);
-        for (const s of r.steps) {
+      if (nofile > 0) ramps.push({ mode: 'hold', steps: nofileSteps, nofile });
+      for (const serverMode of modes) {
+        for (const { mode, steps, nofile: limit } of ramps) {
           log(
-            `  ${s.streams} streams: ${s.live} live, FPM workers held ${s.fpmHeldMax}, ` +
-              `hello ${s.hello.perSecond.toFixed(0)}/s, ${s.hello.errors} errors`,
+            `FPM workers (${serverMode}): ${mode}, steps ${steps.join(',')}${limit === undefined ? '' : `, ulimit -n ${limit}`}`,
           );
+          const r = await measureRamp(mode, client, {
+            workers,
+            steps,
+            helloSeconds,
+            helloConnections,
+            serverMode,
+            quiet,
+            ...(limit === undefined ? {} : { nofile: limit }),
+          });
+          results.ramp.push(r);
+          log(`  ${quietNote(r.quiet)}`);
+          for (const s of r.steps) {
+            log(
+              `  ${s.streams} streams: ${s.live} live, FPM workers held ${s.fpmHeldMax}, ` +
+                `hello ${s.hello.perSecond.toFixed(0)}/s, ${s.hello.errors} errors`,
+            );
+          }
         }
       }
     }

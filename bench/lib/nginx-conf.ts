@@ -3,9 +3,11 @@
  * http settings plus Laravel's server block (`try_files $uri $uri/ /index.php?$query_string`),
  * either as shipped (a new FastCGI connection per request) or with upstream keepalive.
  * Invariants: listens on 127.0.0.1 only; every path nginx writes (pid, logs, temp dirs, lock)
- * is inside the prefix directory; the two variants differ only in the FastCGI connection reuse.
+ * is inside the prefix directory; the two variants differ only in the FastCGI connection reuse;
+ * the access log (a bench mode, lib/modes.ts) is the only other difference between two configs.
  */
 import { debianNginxConf, NGINX_FASTCGI_PARAMS } from '../../test/helpers/nginx-recipes.ts';
+import { nginxAccessLog, type ServerMode } from './modes.ts';
 
 export type NginxVariant = 'default' | 'keepalive';
 
@@ -25,6 +27,11 @@ export interface NginxConfInput {
   user: string | null;
   /** FPM children: the size of the keepalive cache in the 'keepalive' variant. */
   keepaliveConnections: number;
+  /**
+   * as-shipped: Debian's access log (combined format) to `<prefixDir>/access.log`; lean, or not
+   * given: off (debianNginxConf's http-level `access_log off`).
+   */
+  mode?: ServerMode;
 }
 
 /** The whole nginx.conf for one variant. */
@@ -54,6 +61,8 @@ export function renderNginxConf(input: NginxConfInput): string {
         '  server {',
         `    listen 127.0.0.1:${input.port};`,
         '    server_name _;',
+        // Server level, so it overrides the http block's `access_log off` from debianNginxConf.
+        `    ${nginxAccessLog(input.mode ?? 'lean', `${input.prefixDir}/access.log`)}`,
         `    root ${input.root};`,
         `    index ${input.index};`,
         '    charset utf-8;',

@@ -6,13 +6,14 @@
  * process exit, where the groups get SIGKILL synchronously).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { startManagedFpm, type ManagedFpm } from '../../src/fpm/managed-fpm.ts';
+import { envWithoutAskr, sidecarModeEnv, type ServerMode } from './modes.ts';
 
 /** Repository root (bench/lib/../..). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -106,18 +107,35 @@ export async function spawnChild(
   name: string,
   command: string,
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; stopSignal: NodeJS.Signals; graceMs: number },
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    stopSignal: NodeJS.Signals;
+    graceMs: number;
+    /**
+     * Append the child's stdout to this file instead of a pipe: a server's access log must not be
+     * throttled by (or cost CPU in) the benchmark's own process. output() then reads its tail.
+     */
+    stdoutFile?: string;
+  },
 ): Promise<ChildServer> {
-  const child = spawn(command, args, {
-    env: options.env ?? process.env,
-    cwd: options.cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', reject);
-  });
+  const stdoutFd = options.stdoutFile === undefined ? null : openSync(options.stdoutFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'],
+      detached: true,
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+  } finally {
+    // The child holds its own copy of the descriptor.
+    if (stdoutFd !== null) closeSync(stdoutFd);
+  }
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${name}: spawn gave no pid`);
   const lines: string[] = [];
@@ -129,8 +147,13 @@ export async function spawnChild(
       if (lines.length > OUTPUT_LINES) lines.shift();
     }
   };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const output = (): string => {
+    if (options.stdoutFile === undefined) return lines.join('\n');
+    const tail = fileTail(options.stdoutFile, OUTPUT_LINES);
+    return [...lines, ...(tail === '' ? [] : [`(${options.stdoutFile}:)`, tail])].join('\n');
+  };
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
@@ -140,7 +163,7 @@ export async function spawnChild(
     pgid: pid,
     child,
     pid,
-    output: () => lines.join('\n'),
+    output,
     exited,
     stop(): Promise<void> {
       stopping ??= (async () => {
@@ -167,6 +190,29 @@ export async function spawnChild(
       return stopping;
     },
   };
+}
+
+/** The last `count` non-blank lines of a file (at most its last 16 KiB); '' when unreadable. */
+function fileTail(path: string, count: number): string {
+  try {
+    const size = statSync(path).size;
+    const length = Math.min(size, 16 * 1024);
+    const buf = Buffer.alloc(length);
+    const fd = openSync(path, 'r');
+    try {
+      readSync(fd, buf, 0, length, size - length);
+    } finally {
+      closeSync(fd);
+    }
+    return buf
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .slice(-count)
+      .join('\n');
+  } catch {
+    return ''; // not written yet: nothing to show
+  }
 }
 
 /** A free TCP port on 127.0.0.1 (closed again before returning; fine for a local benchmark). */
@@ -298,26 +344,36 @@ export interface SidecarProcessOptions {
   listen: string;
   root: string;
   fpmAddress: string;
-  poolSize: number;
   /** Front controller (server.index). */
   index: string;
   /** Working directory: a directory without sidecar.toml, so only env and flags apply. */
   cwd: string;
+  /** as-shipped: the sidecar's defaults; lean: the same with the access log off (lib/modes.ts). */
+  mode: ServerMode;
+  /** fastcgi.pool_size; 0 keeps the default (for an external FPM: a connection per request). */
+  poolSize: number;
+  /** metrics.listen: a free port of 127.0.0.1 instead of the default 9100. */
+  metricsListen: string;
+  /** broadcast.socket inside the run's directory instead of /run/askr/askr.sock. */
+  broadcastSocket: string;
+  /** The sidecar's stdout (access log and app log), appended to this file. */
+  logFile: string;
 }
 
 /**
- * `node bin/askr-sidecar.js serve` (the Node running the benchmark, i.e. the pinned Node 24),
- * with access log, metrics and the datagram socket off and warn-level logs. SIGTERM drains.
+ * `node bin/askr-sidecar.js serve` (the Node running the benchmark, i.e. the pinned Node 24) with
+ * its defaults but for the mode's settings (lib/modes.ts), listen, root, FPM address and front
+ * controller; no inherited ASKR_* variable. SIGTERM drains.
  */
 export function startSidecarProcess(options: SidecarProcessOptions): Promise<ChildServer> {
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    ASKR_LOG_ACCESS_LOG: 'false',
-    ASKR_LOG_LEVEL: 'warn',
-    ASKR_METRICS_ENABLED: 'false',
-    ASKR_BROADCAST_SOCKET: '',
-    ASKR_FASTCGI_POOL_SIZE: String(options.poolSize),
+    ...envWithoutAskr(),
+    ...sidecarModeEnv(options.mode, {
+      metricsListen: options.metricsListen,
+      broadcastSocket: options.broadcastSocket,
+    }),
     ASKR_SERVER_INDEX: options.index,
+    ...(options.poolSize > 0 ? { ASKR_FASTCGI_POOL_SIZE: String(options.poolSize) } : {}),
   };
   const nodeArgs = (process.env['BENCH_SIDECAR_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
   return spawnChild(
@@ -334,6 +390,29 @@ export function startSidecarProcess(options: SidecarProcessOptions): Promise<Chi
       '--fpm',
       options.fpmAddress,
     ],
-    { env, cwd: options.cwd, stopSignal: 'SIGTERM', graceMs: 10_000 },
+    {
+      env,
+      cwd: options.cwd,
+      stopSignal: 'SIGTERM',
+      graceMs: 10_000,
+      stdoutFile: options.logFile,
+    },
+  );
+}
+
+/**
+ * The bare node:http server of bench/lib/node-ceiling.ts (Node's ceiling for the static
+ * workload), run by the same Node binary as the sidecar: `file` served from memory at `urlPath`.
+ */
+export function startNodeCeiling(
+  port: number,
+  file: string,
+  urlPath: string,
+): Promise<ChildServer> {
+  return spawnChild(
+    'node-ceiling',
+    process.execPath,
+    [fileURLToPath(new URL('./node-ceiling.ts', import.meta.url)), String(port), file, urlPath],
+    { env: envWithoutAskr(), stopSignal: 'SIGTERM', graceMs: 5_000 },
   );
 }

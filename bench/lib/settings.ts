@@ -4,6 +4,7 @@
  * programs it drives are installed. See docs/benchmarks.md for every variable.
  */
 import { spawnSync } from 'node:child_process';
+import { MODES, type ServerMode } from './modes.ts';
 import { SERVERS, WORKLOADS, type ServerId, type Workload } from './report.ts';
 
 /** Everything a run depends on besides the machine. */
@@ -19,6 +20,12 @@ export interface Settings {
   phpPath: string;
   servers: ServerId[];
   workloads: Workload[];
+  modes: ServerMode[];
+  /** fastcgi.pool_size for the sidecar; 0 keeps its default. */
+  sidecarPoolSize: number;
+  /** Before each measurement: wait until others use < quietCores cores, at most quietWaitMs. */
+  quietCores: number;
+  quietWaitMs: number;
   nginx: string;
   wrk: string;
   json: string;
@@ -36,6 +43,14 @@ function envInt(name: string, fallback: number, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min)
     throw new Error(`${name}=${text}: expected an integer >= ${min}`);
+  return n;
+}
+
+function envNumber(name: string, fallback: number, min: number): number {
+  const text = env(name, String(fallback));
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < min)
+    throw new Error(`${name}=${text}: expected a number >= ${min}`);
   return n;
 }
 
@@ -77,6 +92,10 @@ export function readSettings(): Settings {
     phpPath,
     servers: envList('BENCH_SERVERS', SERVERS),
     workloads: envList('BENCH_WORKLOADS', WORKLOADS),
+    modes: envList('BENCH_MODES', MODES),
+    sidecarPoolSize: envInt('BENCH_SIDECAR_POOL_SIZE', 0, 0),
+    quietCores: envNumber('BENCH_QUIET_CORES', 0.3, 0),
+    quietWaitMs: envInt('BENCH_QUIET_WAIT_S', 60, 0) * 1000,
     nginx: env('BENCH_NGINX', '/usr/sbin/nginx'),
     wrk: env('BENCH_WRK', 'wrk'),
     json: env('BENCH_JSON', ''),

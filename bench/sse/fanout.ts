@@ -2,14 +2,17 @@
  * Fan-out measurements on one channel, run the same way against askr-sidecar and nginx+nchan:
  * memory per held connection (RSS/PSS of the server's process tree before and after N streams),
  * publish -> delivery latency and completeness. Also the targets (servers + publishers) that
- * rate.ts shares. Each measurement starts a fresh server and stops it afterwards.
+ * rate.ts shares. Each measurement starts a fresh server in the given mode (as shipped or lean)
+ * and stops it afterwards.
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubscriberClient } from './client.ts';
 import type { ClientStats } from './client-protocol.ts';
 import type { LatencySummary } from './histogram.ts';
-import { OthersCpu, treeMemory, waitForQuiet, type Memory } from './procs.ts';
+import type { Quiet, QuietReading } from '../lib/cpu.ts';
+import type { ServerMode } from '../lib/modes.ts';
+import { awaitQuiet, OthersCpu, treeMemory, type Memory } from './procs.ts';
 import { datagramPublisher, httpPublisher, type Publisher } from './publisher.ts';
 import {
   HOST,
@@ -19,12 +22,6 @@ import {
   type HttpTarget,
   type ProbeResult,
 } from './servers.ts';
-
-/** Before a measurement, wait (at most maxWaitMs) until other processes use < maxCores. */
-export interface Quiet {
-  maxCores: number;
-  maxWaitMs: number;
-}
 
 export type TargetName = 'askr-sidecar' | 'nchan' | 'node-http';
 export const TARGET_NAMES: readonly TargetName[] = ['askr-sidecar', 'nchan', 'node-http'];
@@ -40,9 +37,13 @@ export interface Target {
   probe?: () => Promise<ProbeResult>;
 }
 
+/**
+ * Starts `name` in `mode`. node-http logs nothing in either mode (it is the floor, not a server
+ * one deploys).
+ */
 export async function startTarget(
   name: TargetName,
-  opts: { nginxWorkers: number; nodeArgs?: string[]; probe?: boolean },
+  opts: { nginxWorkers: number; mode: ServerMode; nodeArgs?: string[]; probe?: boolean },
 ): Promise<Target> {
   if (name === 'node-http') {
     const http = await startNodeBaseline(opts.nodeArgs);
@@ -61,7 +62,7 @@ export async function startTarget(
     };
   }
   if (name === 'nchan') {
-    const http = await startNchan(opts.nginxWorkers);
+    const http = await startNchan(opts.nginxWorkers, opts.mode);
     return {
       name,
       http,
@@ -79,6 +80,7 @@ export async function startTarget(
   const http = await startSidecar({
     ...(opts.nodeArgs === undefined ? {} : { nodeArgs: opts.nodeArgs }),
     probe: opts.probe === true,
+    mode: opts.mode,
   });
   return {
     name,
@@ -171,6 +173,9 @@ async function latencyRun(
 
 export interface FanoutResult {
   target: TargetName;
+  mode: ServerMode;
+  /** 1-based round (BENCH_REPEAT); the order of (mode, server) rotates each round. */
+  round: number;
   subscribers: number;
   opened: number;
   openMs: number;
@@ -180,6 +185,8 @@ export interface FanoutResult {
   pssPerConn: number;
   /** Cores other processes of the machine used during the latency runs (noise; want ~0). */
   othersCores: number;
+  /** The machine just before the server started (idle share, others' cores, wait). */
+  quiet: QuietReading;
   /** Sidecar with BENCH_MEMORY_PROBE: process.memoryUsage() after a full GC, before and after. */
   probe?: { before: ProbeResult; after: ProbeResult };
   runs: LatencyRun[];
@@ -195,12 +202,14 @@ export async function measureFanout(
     rate: number;
     nginxWorkers: number;
     settleMs: number;
+    mode: ServerMode;
+    round: number;
     nodeArgs?: string[];
     probe?: boolean;
     quiet: Quiet;
   },
 ): Promise<FanoutResult> {
-  await waitForQuiet(() => [process.pid, client.pid], opts.quiet.maxCores, opts.quiet.maxWaitMs);
+  const quiet = await awaitQuiet(() => [process.pid, client.pid], opts.quiet);
   const target = await startTarget(name, opts);
   const others = new OthersCpu(() => [process.pid, client.pid, target.http.pid]);
   try {
@@ -241,8 +250,11 @@ export async function measureFanout(
     const othersCores = others.cores();
     return {
       target: name,
+      mode: opts.mode,
+      round: opts.round,
       subscribers: opts.subscribers,
       othersCores,
+      quiet,
       opened: open.ok,
       openMs: open.ms,
       memBefore,

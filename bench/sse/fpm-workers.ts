@@ -1,8 +1,10 @@
 /**
- * "FPM workers needed": the same php-fpm pool (8 static workers) behind nginx serving a PHP
- * flush-loop SSE script, and behind askr-sidecar serving a PHP script that holds the stream
- * (askr_subscribe). Streams are ramped up in steps; at each step a hello-world PHP load
- * runs while the streams are held, and we count live streams, FPM workers held and hello errors.
+ * "FPM workers needed": the same php-fpm pool shape (8 static workers, same binary and php.ini;
+ * a fresh pool of its own for each ramp, so no server inherits another's connections) behind
+ * nginx serving a PHP flush-loop SSE script, and behind askr-sidecar serving a PHP script that
+ * holds the stream (askr_subscribe), both in the given mode (as shipped or lean). Streams are
+ * ramped up in steps; at each step a hello-world PHP load runs while the streams are held, and
+ * we count live streams, FPM workers held and hello errors.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubscriberClient } from './client.ts';
 import { helloLoad, type HelloLoad } from './hello-load.ts';
 import { httpPublisher } from './publisher.ts';
-import { OthersCpu, processTree, waitForQuiet } from './procs.ts';
+import type { Quiet, QuietReading } from '../lib/cpu.ts';
+import type { ServerMode } from '../lib/modes.ts';
+import { awaitQuiet, OthersCpu, processTree } from './procs.ts';
 import { HOST, startFpm, startNginxFpm, startSidecar, type HttpTarget } from './servers.ts';
 
 const PHP_ROOT = fileURLToPath(new URL('./php/', import.meta.url));
@@ -34,6 +38,10 @@ export interface RampStep {
 
 export interface RampResult {
   mode: StreamMode;
+  /** The servers' configuration (as shipped or lean). */
+  serverMode: ServerMode;
+  /** The machine just before the pool started (idle share, others' cores, wait). */
+  quiet: QuietReading;
   /** What ran, for the report (e.g. "askr-sidecar + PHP hold, ulimit -n 1024"). */
   label: string;
   workers: number;
@@ -86,10 +94,11 @@ export async function measureRamp(
     helloConnections: number;
     /** hold only: the sidecar's open-files limit (ulimit -n); default inherited. */
     nofile?: number;
-    quiet: { maxCores: number; maxWaitMs: number };
+    serverMode: ServerMode;
+    quiet: Quiet;
   },
 ): Promise<RampResult> {
-  await waitForQuiet(() => [process.pid, client.pid], opts.quiet.maxCores, opts.quiet.maxWaitMs);
+  const quiet = await awaitQuiet(() => [process.pid, client.pid], opts.quiet);
   const fpm = await startFpm(opts.workers);
   const fpmPid = fpm.server.child.pid ?? 0;
   let front: HttpTarget | null = null;
@@ -98,13 +107,15 @@ export async function measureRamp(
   try {
     let streamPath: string;
     if (mode === 'flush') {
-      front = await startNginxFpm(PHP_ROOT, fpm.address);
+      front = await startNginxFpm(PHP_ROOT, fpm.address, opts.serverMode);
       streamPath = '/flush.php?seconds=300';
     } else {
       const sidecar = await startSidecar({
         fpm: fpm.address,
         root: PHP_ROOT,
-        env: { ASKR_SERVER_PHP_SCRIPTS: 'true', ASKR_FASTCGI_POOL_SIZE: String(opts.workers) },
+        mode: opts.serverMode,
+        // Needed: the scripts are named in the URL (/hold.php, /hello.php), as behind nginx.
+        env: { ASKR_SERVER_PHP_SCRIPTS: 'true' },
         ...(opts.nofile === undefined ? {} : { nofile: opts.nofile }),
       });
       front = sidecar;
@@ -170,6 +181,8 @@ export async function measureRamp(
         : `askr-sidecar + PHP hold${opts.nofile === undefined ? '' : `, ulimit -n ${opts.nofile}`}`;
     return {
       mode,
+      serverMode: opts.serverMode,
+      quiet,
       label,
       workers: opts.workers,
       steps,

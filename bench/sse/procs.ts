@@ -4,10 +4,12 @@
  * through `spawnServer` is registered and killed by `stopAll()` on exit, errors and Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { awaitQuietMachine, type Quiet, type QuietReading } from '../lib/cpu.ts';
+import { envWithoutAskr } from '../lib/modes.ts';
 
 export interface Server {
   readonly name: string;
@@ -20,6 +22,17 @@ export interface Server {
 const running = new Set<Server>();
 const OUTPUT_KEEP_CHARS = 8000;
 
+/** How spawnServer runs a process, beyond its command line. */
+export interface SpawnOptions {
+  /**
+   * Append stdout to this file instead of a pipe to the benchmark: a server's access log must not
+   * cost the benchmark's process (which publishes) CPU, nor be throttled by it.
+   */
+  stdoutFile?: string;
+  /** Do not pass the benchmark's ASKR_* variables on (the sidecar then runs its defaults). */
+  withoutAskrEnv?: boolean;
+}
+
 /** Starts `cmd` detached (own process group, so stop() reaches its children too), in `cwd`. */
 export function spawnServer(
   name: string,
@@ -27,19 +40,37 @@ export function spawnServer(
   args: readonly string[],
   env: Record<string, string> = {},
   cwd?: string,
+  options: SpawnOptions = {},
 ): Server {
-  const child = spawn(cmd, args, {
-    env: { ...process.env, ...env },
-    ...(cwd === undefined ? {} : { cwd }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  const stdoutFd = options.stdoutFile === undefined ? null : openSync(options.stdoutFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd, args, {
+      env: { ...(options.withoutAskrEnv === true ? envWithoutAskr() : process.env), ...env },
+      ...(cwd === undefined ? {} : { cwd }),
+      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'],
+      detached: true,
+    });
+  } finally {
+    // spawn() has handed the descriptor to the child synchronously; ours is no longer needed.
+    if (stdoutFd !== null) closeSync(stdoutFd);
+  }
   let out = '';
   const keep = (chunk: Buffer): void => {
     out = (out + chunk.toString('utf8')).slice(-OUTPUT_KEEP_CHARS);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+  const output = (): string => {
+    if (options.stdoutFile === undefined) return out;
+    let tail = '';
+    try {
+      tail = readFileSync(options.stdoutFile, 'utf8').slice(-OUTPUT_KEEP_CHARS);
+    } catch {
+      // not written yet: nothing to add
+    }
+    return `${out}\n(${options.stdoutFile}:)\n${tail}`;
+  };
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -47,7 +78,7 @@ export function spawnServer(
   const server: Server = {
     name,
     child,
-    output: () => out,
+    output,
     async stop(): Promise<void> {
       running.delete(server);
       if (child.exitCode === null && child.signalCode === null) {
@@ -235,6 +266,17 @@ export class OthersCpu {
 }
 
 /**
+ * Waits (at most `quiet.maxWaitMs`) until processes other than `ownPids`' trees use fewer than
+ * `quiet.maxCores` cores over a 1 s window; returns that window's reading (idle share, others).
+ */
+export function awaitQuiet(ownPids: () => readonly number[], quiet: Quiet): Promise<QuietReading> {
+  return awaitQuietMachine(
+    () => Math.round(ownPids().reduce((sum, pid) => sum + treeCpuSeconds(pid), 0) * 100),
+    quiet,
+  );
+}
+
+/**
  * Waits (at most `maxWaitMs`) until other processes use less than `maxCores` over a 1 s window;
  * returns the last reading, in cores.
  */
@@ -243,11 +285,5 @@ export async function waitForQuiet(
   maxCores: number,
   maxWaitMs: number,
 ): Promise<number> {
-  const deadline = Date.now() + maxWaitMs;
-  for (;;) {
-    const meter = new OthersCpu(ownPids);
-    await sleep(1000);
-    const cores = meter.cores();
-    if (cores < maxCores || Date.now() >= deadline) return cores;
-  }
+  return (await awaitQuiet(ownPids, { maxCores, maxWaitMs })).othersCores;
 }

@@ -1,14 +1,17 @@
 /**
  * Publishes per second sustained with S subscribers on one channel: open-loop rate steps on a
  * fresh server; a step passes when every event reached every subscriber, the publisher kept 95 %
- * of the rate and p99 latency stayed under a bound. Stops at the first step that fails.
+ * of the rate and p99 latency stayed under a bound. Stops at the first step that fails. The
+ * server runs in the given mode (as shipped or lean).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { keptUp, pacedPublish, stepCounts, type StepCounts } from '../lib/pace.ts';
 import type { SubscriberClient } from './client.ts';
-import { awaitDelivery, startTarget, warmUp, type Quiet, type TargetName } from './fanout.ts';
+import type { Quiet, QuietReading } from '../lib/cpu.ts';
+import type { ServerMode } from '../lib/modes.ts';
+import { awaitDelivery, startTarget, warmUp, type TargetName } from './fanout.ts';
 import type { LatencySummary } from './histogram.ts';
-import { OthersCpu, treeCpuSeconds, waitForQuiet } from './procs.ts';
+import { awaitQuiet, OthersCpu, treeCpuSeconds } from './procs.ts';
 import type { Publisher } from './publisher.ts';
 import { HOST } from './servers.ts';
 
@@ -23,10 +26,15 @@ export interface RateStep extends StepCounts {
 
 export interface RateResult {
   target: TargetName;
+  mode: ServerMode;
+  /** 1-based round (BENCH_REPEAT); the order of (mode, server, publisher) rotates each round. */
+  round: number;
   publisher: string;
   subscribers: number;
   /** Cores other processes of the machine used during the rate steps (noise; want ~0). */
   othersCores: number;
+  /** The machine just before the server started (idle share, others' cores, wait). */
+  quiet: QuietReading;
   opened: number;
   steps: RateStep[];
   /** Highest rate whose step passed (0 when none did). */
@@ -72,11 +80,13 @@ export async function measureRate(
     maxP99Ms: number;
     publisher: 'http' | 'datagram';
     nginxWorkers: number;
+    mode: ServerMode;
+    round: number;
     nodeArgs?: string[];
     quiet: Quiet;
   },
 ): Promise<RateResult> {
-  await waitForQuiet(() => [process.pid, client.pid], opts.quiet.maxCores, opts.quiet.maxWaitMs);
+  const quiet = await awaitQuiet(() => [process.pid, client.pid], opts.quiet);
   const target = await startTarget(name, opts);
   const others = new OthersCpu(() => [process.pid, client.pid, target.http.pid]);
   try {
@@ -106,9 +116,12 @@ export async function measureRate(
     const passed = steps.filter((s) => s.sustained).map((s) => s.rate);
     return {
       target: name,
+      mode: opts.mode,
+      round: opts.round,
       publisher: opts.publisher,
       subscribers: opts.subscribers,
       othersCores: others.cores(),
+      quiet,
       opened: open.ok,
       steps,
       sustained: passed.length === 0 ? 0 : Math.max(...passed),

@@ -1,32 +1,41 @@
 /**
  * Turns the SSE benchmark's results into Markdown tables (printed at the end of `npm run
- * bench:sse`, the source of docs/benchmarks.md's "SSE (bench:sse)" section) with sidecar/nchan
- * ratios. Pure formatting: no I/O.
+ * bench:sse`, the source of docs/benchmarks.md's "SSE (bench:sse)" section): every run with the
+ * machine's idle share before it, sidecar/nchan ratios of medians per mode, and the verdicts of
+ * verdicts.ts. Pure formatting: no I/O.
  */
-import { median } from '../lib/stats.ts';
+import type { QuietReading } from '../lib/cpu.ts';
+import type { ServerMode } from '../lib/modes.ts';
 import { int, ms, pct, table } from '../lib/markdown.ts';
-import type { FanoutResult, LatencyRun } from './fanout.ts';
+import type { FanoutResult } from './fanout.ts';
 import type { RateResult } from './rate.ts';
 import type { RampResult } from './fpm-workers.ts';
 import type { ProbeResult } from './servers.ts';
+import { httpRun, kib, med, ratio, verdictTable } from './verdicts.ts';
 
 const ZERO_PROBE: ProbeResult = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
 
 export interface SseResults {
+  /** The modes run (BENCH_MODES), in the order the report lists them. */
+  modes: ServerMode[];
   fanout: FanoutResult[];
   rate: RateResult[];
   ramp: RampResult[];
 }
 
-const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
-const ratio = (a: number, b: number): string => (b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`);
+/** The machine before a measurement: idle share and others' cores, flagged when not quiet. */
+const idleCell = (q: QuietReading): string =>
+  `${Math.round(q.idlePct)} % / ${q.othersCores.toFixed(2)}${q.quiet ? '' : ' (not quiet)'}`;
+const IDLE_HEAD = 'idle before / others (cores)';
 
 function fanoutTables(results: readonly FanoutResult[]): string {
   const rows: string[][] = [];
   for (const r of results) {
     for (const run of r.runs) {
       rows.push([
+        r.mode,
+        String(r.round),
         r.target,
         int(r.subscribers),
         run.publisher,
@@ -36,12 +45,15 @@ function fanoutTables(results: readonly FanoutResult[]): string {
         ms(run.latency.max),
         `${pct(run.received, run.expected)} (${int(run.received)}/${int(run.expected)})`,
         int(run.minReach),
+        idleCell(r.quiet),
         r.othersCores.toFixed(2),
       ]);
     }
   }
   const latency = table(
     [
+      'mode',
+      'round',
       'server',
       'subscribers',
       'publish via',
@@ -51,12 +63,15 @@ function fanoutTables(results: readonly FanoutResult[]): string {
       'max ms',
       'delivered',
       'min reach of a message',
-      "others' CPU (cores)",
+      IDLE_HEAD,
+      "others' CPU during (cores)",
     ],
     rows,
   );
   const memory = table(
     [
+      'mode',
+      'round',
       'server',
       'subscribers',
       'RSS before MiB',
@@ -66,6 +81,8 @@ function fanoutTables(results: readonly FanoutResult[]): string {
       'open time ms',
     ],
     results.map((r) => [
+      r.mode,
+      String(r.round),
       r.target,
       int(r.subscribers),
       mib(r.memBefore.rssBytes),
@@ -75,43 +92,44 @@ function fanoutTables(results: readonly FanoutResult[]): string {
       int(r.openMs),
     ]),
   );
-  // With BENCH_REPEAT > 1 each size was measured several times (alternating servers): ratios
-  // compare the medians.
+  // With BENCH_REPEAT > 1 each size was measured several times (rotating the order): ratios
+  // compare the medians, per mode.
   const ratios: string[][] = [];
   const sizes = [...new Set(results.map((r) => r.subscribers))];
-  for (const size of sizes) {
-    const of = (target: string): FanoutResult[] =>
-      results.filter((r) => r.target === target && r.subscribers === size);
-    const httpRun = (r: FanoutResult): LatencyRun | undefined =>
-      r.runs.find((x) => x.publisher === 'http');
-    const s = of('askr-sidecar');
-    const n = of('nchan');
-    if (s.length === 0 || n.length === 0) continue;
-    const med = (rs: FanoutResult[], f: (r: FanoutResult) => number | undefined): number =>
-      median(rs.map(f).filter((v): v is number => v !== undefined));
-    ratios.push([
-      int(size),
-      String(Math.min(s.length, n.length)),
-      ratio(
-        med(s, (r) => httpRun(r)?.latency.p50),
-        med(n, (r) => httpRun(r)?.latency.p50),
-      ),
-      ratio(
-        med(s, (r) => httpRun(r)?.latency.p99),
-        med(n, (r) => httpRun(r)?.latency.p99),
-      ),
-      ratio(
-        med(s, (r) => r.rssPerConn),
-        med(n, (r) => r.rssPerConn),
-      ),
-      ratio(
-        med(s, (r) => r.pssPerConn),
-        med(n, (r) => r.pssPerConn),
-      ),
-    ]);
+  const modes = [...new Set(results.map((r) => r.mode))];
+  for (const mode of modes) {
+    for (const size of sizes) {
+      const of = (target: string): FanoutResult[] =>
+        results.filter((r) => r.mode === mode && r.target === target && r.subscribers === size);
+      const s = of('askr-sidecar');
+      const n = of('nchan');
+      if (s.length === 0 || n.length === 0) continue;
+      ratios.push([
+        mode,
+        int(size),
+        String(Math.min(s.length, n.length)),
+        ratio(
+          med(s, (r) => httpRun(r)?.latency.p50),
+          med(n, (r) => httpRun(r)?.latency.p50),
+        ),
+        ratio(
+          med(s, (r) => httpRun(r)?.latency.p99),
+          med(n, (r) => httpRun(r)?.latency.p99),
+        ),
+        ratio(
+          med(s, (r) => r.rssPerConn),
+          med(n, (r) => r.rssPerConn),
+        ),
+        ratio(
+          med(s, (r) => r.pssPerConn),
+          med(n, (r) => r.pssPerConn),
+        ),
+      ]);
+    }
   }
   const ratioTable = table(
     [
+      'mode',
       'subscribers',
       'runs',
       'p50 sidecar/nchan',
@@ -143,18 +161,21 @@ function fanoutTables(results: readonly FanoutResult[]): string {
             return [int(r.subscribers), per('rss'), per('heapUsed'), per('external'), kib(outside)];
           }),
         );
-  return `#### Delivery latency and completeness\n\n${latency}\n\n#### Memory per held stream\n\n${memory}${probeTable}\n\n#### Ratios (HTTP publish, lower is better for the sidecar)\n\n${ratioTable}`;
+  return `#### Delivery latency and completeness\n\n${latency}\n\n#### Memory per held stream\n\n${memory}${probeTable}\n\n#### Ratios of medians (HTTP publish, lower is better for the sidecar)\n\n${ratioTable}`;
 }
 
 function rateTables(results: readonly RateResult[]): string {
   const summary = table(
     [
+      'mode',
+      'round',
       'server',
       'publish via',
       'subscribers',
       'sustained publishes/s',
       'first failing step',
-      "others' CPU (cores)",
+      IDLE_HEAD,
+      "others' CPU during (cores)",
     ],
     results.map((r) => {
       const fail = r.steps.find((s) => !s.sustained);
@@ -163,12 +184,34 @@ function rateTables(results: readonly RateResult[]): string {
           ? 'none (rate list exhausted)'
           : `${int(fail.rate)}/s: ${int(fail.achieved)}/s accepted, ${pct(fail.received, fail.expected)} delivered, p99 ${ms(fail.latency.p99)} ms`;
       return [
+        r.mode,
+        String(r.round),
         r.target,
         r.publisher,
         int(r.subscribers),
         int(r.sustained),
         why,
+        idleCell(r.quiet),
         r.othersCores.toFixed(2),
+      ];
+    }),
+  );
+  const groups = new Map<string, RateResult[]>();
+  for (const r of results) {
+    const key = `${r.mode}|${r.target}|${r.publisher}|${r.subscribers}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const medians = table(
+    ['mode', 'server', 'publish via', 'subscribers', 'runs', 'sustained publishes/s (median)'],
+    [...groups.values()].map((rs) => {
+      const first = rs[0] as RateResult;
+      return [
+        first.mode,
+        first.target,
+        first.publisher,
+        int(first.subscribers),
+        String(rs.length),
+        int(med(rs, (r) => r.sustained)),
       ];
     }),
   );
@@ -176,6 +219,8 @@ function rateTables(results: readonly RateResult[]): string {
   for (const r of results) {
     for (const s of r.steps) {
       rows.push([
+        r.mode,
+        String(r.round),
         r.target,
         r.publisher,
         int(r.subscribers),
@@ -192,6 +237,8 @@ function rateTables(results: readonly RateResult[]): string {
   }
   const steps = table(
     [
+      'mode',
+      'round',
       'server',
       'via',
       'subs',
@@ -206,14 +253,14 @@ function rateTables(results: readonly RateResult[]): string {
     ],
     rows,
   );
-  return `#### Publishes per second sustained\n\n${summary}\n\n<details><summary>every rate step</summary>\n\n${steps}\n\n</details>`;
+  return `#### Publishes per second sustained\n\n${summary}\n\nMedians over the rounds:\n\n${medians}\n\n<details><summary>every rate step</summary>\n\n${steps}\n\n</details>`;
 }
 
 function rampTables(results: readonly RampResult[]): string {
   const parts: string[] = [];
   for (const r of results) {
     parts.push(
-      `**${r.label}** (${r.workers} FPM workers): most live streams with hello-world error-free: **${int(r.maxLiveWithHealthyHello)}** (others' CPU ${r.othersCores.toFixed(2)} cores)\n\n` +
+      `**${r.label}**, ${r.serverMode} (${r.workers} FPM workers, a pool of its own): most live streams with hello-world error-free: **${int(r.maxLiveWithHealthyHello)}** (before: ${Math.round(r.quiet.idlePct)} % idle, others ${r.quiet.othersCores.toFixed(2)} cores; others' CPU during ${r.othersCores.toFixed(2)} cores)\n\n` +
         table(
           [
             'streams requested',
@@ -249,5 +296,9 @@ export function renderReport(results: SseResults): string {
   if (results.fanout.length > 0) out.push(fanoutTables(results.fanout));
   if (results.rate.length > 0) out.push(rateTables(results.rate));
   if (results.ramp.length > 0) out.push(rampTables(results.ramp));
+  if (results.fanout.length > 0 || results.rate.length > 0) out.push(verdictTable(results));
+  out.push(
+    `"${IDLE_HEAD}": the share of the whole machine idle, and the cores used by processes outside the benchmark, in the second before the server started (after waiting for a quiet machine); "others' CPU during": the same during the measurement.`,
+  );
   return out.join('\n\n');
 }

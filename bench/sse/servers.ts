@@ -1,7 +1,8 @@
 /**
  * Starts the servers the SSE benchmark compares, each in a fresh temp directory on a free port
  * of 127.0.0.1: askr-sidecar (bin/askr-sidecar.js), nginx with nchan, php-fpm (8 static workers)
- * and nginx in front of that php-fpm. Everything returned has stop(); procs.stopAll() is the net.
+ * and nginx in front of that php-fpm, each in a bench mode (lib/modes.ts: as shipped, or lean)
+ * when given one. Everything returned has stop(); procs.stopAll() is the net.
  */
 import {
   chmodSync,
@@ -16,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { nginxAccessLog, sidecarModeEnv, type ServerMode } from '../lib/modes.ts';
 import { freePort, spawnServer, waitForPort, type Server } from './procs.ts';
 
 export const HOST = '127.0.0.1';
@@ -66,7 +68,13 @@ export function removeTempDirs(): void {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
-/** askr-sidecar as a user runs it; `fpm` is an FPM address, or a dead one when PHP is not used. */
+/**
+ * askr-sidecar as a user runs it; `fpm` is an FPM address, or a dead one when PHP is not used.
+ * With `mode` (bench:sse): its defaults but for the mode (lib/modes.ts) and what the benchmark
+ * needs (listen, root, FPM, the publish token, the datagram socket in its directory, connection
+ * limits above 10,000 streams), stdout (access log, app log) to `<dir>/sidecar.log`, no inherited
+ * ASKR_* variable. Without (the other benchmarks): access log and metrics off, warn-level logs.
+ */
 export async function startSidecar(opts: {
   fpm?: string;
   root?: string;
@@ -76,6 +84,7 @@ export async function startSidecar(opts: {
   probe?: boolean;
   /** Run the sidecar with this open-files limit (ulimit -n) instead of the inherited one. */
   nofile?: number;
+  mode?: ServerMode;
 }): Promise<SidecarTarget> {
   const dir = tempDir('sidecar');
   const root = opts.root ?? join(dir, 'public');
@@ -104,16 +113,26 @@ export async function startSidecar(opts: {
           '/bin/sh',
           ['-c', `ulimit -n ${opts.nofile} && exec "$0" "$@"`, process.execPath, ...nodeArgv],
         ];
+  const modeEnv =
+    opts.mode === undefined
+      ? {
+          ASKR_BROADCAST_SOCKET: socketPath,
+          ASKR_LOG_ACCESS_LOG: 'false',
+          ASKR_LOG_LEVEL: 'warn',
+          ASKR_METRICS_ENABLED: 'false',
+        }
+      : sidecarModeEnv(opts.mode, {
+          metricsListen: `${HOST}:${await freePort()}`,
+          broadcastSocket: socketPath,
+        });
   const server = spawnServer(
     'askr-sidecar',
     cmd,
     args,
     {
-      ASKR_BROADCAST_SOCKET: socketPath,
+      ...modeEnv,
       ASKR_SSE_PUBLISH_TOKEN: token,
-      ASKR_LOG_ACCESS_LOG: 'false',
-      ASKR_LOG_LEVEL: 'warn',
-      ASKR_METRICS_ENABLED: 'false',
+      // Needed to hold 10,000 streams from one client address (the defaults stop below that).
       ASKR_SSE_MAX_CONNECTIONS_PER_IP: String(NOFILE),
       ASKR_SSE_MAX_CONNECTIONS: String(NOFILE),
       ASKR_SERVER_MAX_CONNECTIONS: String(NOFILE),
@@ -122,6 +141,7 @@ export async function startSidecar(opts: {
     },
     // Not the repository: a ./sidecar.toml there would be read as this run's config.
     dir,
+    opts.mode === undefined ? {} : { stdoutFile: join(dir, 'sidecar.log'), withoutAskrEnv: true },
   );
   await waitForPort(server, HOST, port);
   const target: SidecarTarget = {
@@ -153,6 +173,11 @@ export async function startSidecar(opts: {
   return target;
 }
 
+/**
+ * Main settings of every nginx here, beyond Debian's: the open-file and connection limits needed
+ * to hold 10,000 streams (the sidecar's are raised alike), and multi_accept, which takes every
+ * pending connection per wake-up as libuv's accept loop does for Node.
+ */
 const NGINX_COMMON = (dir: string, workers: number): string => `
 worker_processes ${workers};
 worker_rlimit_nofile ${NOFILE};
@@ -161,8 +186,14 @@ pid ${dir}/nginx.pid;
 events { worker_connections ${NOFILE - 500}; multi_accept on; }
 `;
 
-const NGINX_HTTP_COMMON = (dir: string): string => `
-  access_log off;
+/**
+ * The http settings of every nginx here. `mode` undefined (other benchmarks) or lean: no access
+ * log; as-shipped: Debian's (combined format) to `<dir>/access.log`. keepalive_requests: the
+ * publisher's keep-alive connections are never closed by nginx, as Node (no request limit per
+ * connection by default) never closes the sidecar's.
+ */
+const NGINX_HTTP_COMMON = (dir: string, mode?: ServerMode): string => `
+  ${nginxAccessLog(mode ?? 'lean', `${dir}/access.log`)}
   keepalive_requests 1000000;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
@@ -200,13 +231,13 @@ export async function startNodeBaseline(nodeArgs: readonly string[] = []): Promi
  * nginx + nchan: subscribers `GET /sub?channel=NAME` (EventSource), publishers
  * `POST /pub?channel=NAME` (raw body = data). `workers` = worker_processes.
  */
-export async function startNchan(workers: number): Promise<HttpTarget> {
+export async function startNchan(workers: number, mode?: ServerMode): Promise<HttpTarget> {
   const dir = tempDir('nchan');
   const port = await freePort();
   const conf = `load_module ${NCHAN_MODULE};
 ${NGINX_COMMON(dir, workers)}
 http {
-${NGINX_HTTP_COMMON(dir)}
+${NGINX_HTTP_COMMON(dir, mode)}
   nchan_shared_memory_size 256M;
   server {
     listen ${HOST}:${port} backlog=4096;
@@ -266,13 +297,20 @@ php_admin_value[max_execution_time] = 0
   return { server, address: `unix:${sock}` };
 }
 
-/** nginx in front of php-fpm (Laravel-style fastcgi), unbuffered so PHP's flush() reaches the client. */
-export async function startNginxFpm(root: string, fpmAddress: string): Promise<HttpTarget> {
+/**
+ * nginx in front of php-fpm (Laravel-style fastcgi), unbuffered so PHP's flush() reaches the
+ * client; `mode` as for nchan.
+ */
+export async function startNginxFpm(
+  root: string,
+  fpmAddress: string,
+  mode?: ServerMode,
+): Promise<HttpTarget> {
   const dir = tempDir('nginx-fpm');
   const port = await freePort();
   const conf = `${NGINX_COMMON(dir, 1)}
 http {
-${NGINX_HTTP_COMMON(dir)}
+${NGINX_HTTP_COMMON(dir, mode)}
   server {
     listen ${HOST}:${port} backlog=4096;
     root ${root};
