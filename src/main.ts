@@ -310,7 +310,14 @@ export async function startSidecar(
       'mercure: a URL pattern hit its evaluation time limit and now matches nothing',
     );
   };
-  let verifier = await TokenVerifier.create(tokenSettingsOf(config, onPatternAborted));
+  const mercureCacheHooks = {
+    onTokenCache: (outcome: 'hit' | 'miss' | 'evict') => metrics.onMercureCache('token', outcome),
+    onPatternCache: (outcome: 'hit' | 'miss' | 'evict') =>
+      metrics.onMercureCache('pattern', outcome),
+  };
+  let verifier = await TokenVerifier.create(
+    tokenSettingsOf(config, onPatternAborted, mercureCacheHooks),
+  );
   const mercureRegistry = new SubscriptionRegistry({
     hubPath: () => config.mercure.path,
     publish,
@@ -518,7 +525,7 @@ export async function startSidecar(
       fileCache?.close();
       fileCache = openFileCacheFor(next);
       // Keys are imported asynchronously: the running ones serve until the new ones are ready.
-      TokenVerifier.create(tokenSettingsOf(next, onPatternAborted)).then(
+      TokenVerifier.create(tokenSettingsOf(next, onPatternAborted, mercureCacheHooks)).then(
         (v) => {
           verifier = v;
         },

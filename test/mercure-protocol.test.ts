@@ -293,6 +293,27 @@ describe('publish', () => {
     expect(res.body.trim()).not.toBe('');
   });
 
+  // Regression (found in issue 13): with `audience` set, a Host header that makes no URL made
+  // every topic fail to resolve against the hub URL, so none was "in the reserved namespace" and
+  // a publisher could forge subscription events. A recurrence answers 200 (or 500) here.
+  it('a Host that makes no valid hub URL is refused, so the reserved namespace holds', async () => {
+    const audience = 'https://example.com/.well-known/mercure';
+    const s = await hub({ 'mercure.audience': audience, 'mercure.subscriptions': true });
+    const token = await hubToken(s, [detail(['publish'], ['*'])], { aud: audience });
+    const headers = { host: 'exa mple.com' };
+    for (const topic of [
+      'https://example.com/.well-known/mercure/subscriptions/exact/a/urn%3Auuid%3A1',
+      'https://example.com/books/1',
+    ]) {
+      const res = await publish(s, { topic, data: 'x' }, { token, headers });
+      expect(res.status, topic).toBe(400);
+      expect(res.body).toMatch(/Host header/);
+    }
+    expect((await publish(s, { topic: 'https://example.com/books/1' }, { token })).status).toBe(
+      200,
+    );
+  });
+
   it('a refused publish is not delivered', async () => {
     const s = await hub();
     const st = await sub(s, [['match', 'orders']]);

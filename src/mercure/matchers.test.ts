@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { compile, HUB, refusal } from '../../test/helpers/matcher-fixtures.ts';
 import {
-  addressesHubNamespace,
+  hubNamespace,
   MatcherError,
   matcherTypeOfParam,
   textProblem,
@@ -215,7 +215,14 @@ describe('textProblem', () => {
   });
 });
 
-describe('addressesHubNamespace', () => {
+/** hubNamespace(hubUrl)(topic), failing the test when the hub URL does not parse. */
+function addressesHubNamespace(topic: string, hubUrl: string): boolean {
+  const inNamespace = hubNamespace(hubUrl);
+  if (inNamespace === null) throw new Error(`${hubUrl} did not parse`);
+  return inNamespace(topic);
+}
+
+describe('hubNamespace', () => {
   it.each([
     ['/.well-known/mercure', true],
     ['/.well-known/mercure/', true],
@@ -253,6 +260,11 @@ describe('addressesHubNamespace', () => {
     expect(addressesHubNamespace('/hub/x', 'http://h/hub')).toBe(true);
     expect(addressesHubNamespace('/hub', 'http://h/hub/')).toBe(true);
     expect(addressesHubNamespace('/.well-known/mercure/x', 'http://h/hub')).toBe(false);
+  });
+
+  it('is null for a hub URL that does not parse (a bad Host): the caller must refuse', () => {
+    expect(hubNamespace('http://exa mple.com/.well-known/mercure')).toBeNull();
+    expect(hubNamespace('http://[/.well-known/mercure')).toBeNull();
   });
 });
 

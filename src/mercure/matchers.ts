@@ -6,8 +6,10 @@
  * pattern or URI template is evaluated within a bounded cost: directly when its shape is provably
  * linear, else under a time limit (pattern-cost.ts says why: spec "URL-Pattern Denial of Service").
  * A matcher whose evaluation was aborted counts as not matching and stays so (a hostile pattern
- * costs one timeout, not one per published update); `onEvaluationAborted` reports it.
+ * costs one timeout, not one per published update); `onEvaluationAborted` reports it. With a
+ * PatternCache the compiled pattern and its finished results are shared (pattern-cache.ts).
  */
+import { compiledPattern, type CompiledPattern, type PatternCache } from './pattern-cache.ts';
 import { ABORTED, runWithTimeLimit, urlPatternHint, urlPatternIsLinear } from './pattern-cost.ts';
 import { uriTemplateRegExp } from './uri-template.ts';
 
@@ -29,6 +31,8 @@ export interface MatcherLimits {
   evaluationTimeoutMs?: number;
   /** Called once when a matcher's evaluation hit the time limit (it matches nothing from then on). */
   onEvaluationAborted?: (matcher: TopicMatcher) => void;
+  /** Compiled patterns shared with other matchers; absent: this matcher compiles its own. */
+  patterns?: PatternCache;
 }
 
 import { MatcherError } from './matcher-error.ts';
@@ -36,8 +40,6 @@ import { MatcherError } from './matcher-error.ts';
 export { MatcherError };
 
 const DEFAULT_EVALUATION_TIMEOUT_MS = 20;
-/** Results kept per matcher: the same topics recur (one entry per published topic). */
-const RESULT_CACHE_SIZE = 128;
 
 /**
  * Compile a topic matcher. `hubUrl` (absolute, e.g. "http://127.0.0.1:8080/.well-known/mercure")
@@ -92,21 +94,26 @@ export function textProblem(value: string, what: string): string | null {
 const FORBIDDEN_TEXT = /[\p{Cc}\p{Cf}\p{Cs}]/u;
 
 /**
- * Spec "reserved hub namespace": whether `topic`, resolved against `hubUrl` by the WHATWG URL
- * parser, dot-segments removed and %-escapes of unreserved characters decoded, has a path equal to
- * the hub's path or under it, whatever its scheme and host. A topic that does not parse → false.
+ * Spec "reserved hub namespace", for one hub URL parsed once (a publish checks up to
+ * mercure.max_topics topics against it): the returned function tells whether `topic`, resolved
+ * against `hubUrl` by the WHATWG URL parser, dot-segments removed and %-escapes of unreserved
+ * characters decoded, has a path equal to the hub's path or under it, whatever its scheme and
+ * host; a topic that does not parse → false. Null when `hubUrl` itself does not parse (a Host
+ * header that makes no URL): then no topic can be resolved, so the caller must refuse the request
+ * (resolving against it failed for every topic, which let such a request publish in the namespace).
  */
-export function addressesHubNamespace(topic: string, hubUrl: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(topic, hubUrl);
-  } catch {
-    return false; // cannot name a hub path (spec)
-  }
-  let hubPath = normalizePath(new URL(hubUrl).pathname);
+export function hubNamespace(hubUrl: string): ((topic: string) => boolean) | null {
+  const hub = URL.parse(hubUrl);
+  if (hub === null) return null;
+  let hubPath = normalizePath(hub.pathname);
   if (hubPath.length > 1 && hubPath.endsWith('/')) hubPath = hubPath.slice(0, -1);
-  const path = normalizePath(url.pathname);
-  return path === hubPath || path.startsWith(`${hubPath}/`);
+  const under = `${hubPath}/`;
+  return (topic) => {
+    const url = URL.parse(topic, hubUrl);
+    if (url === null) return false; // cannot name a hub path (spec)
+    const path = normalizePath(url.pathname);
+    return path === hubPath || path.startsWith(under);
+  };
 }
 
 /**
@@ -125,15 +132,35 @@ export function matcherTypeOfParam(name: string): MatcherType | 'unsupported' | 
 
 type Evaluate = (topic: string) => boolean;
 
-/** A matcher that caches its recent results and, unless `linear`, runs under the time limit. */
+/**
+ * The compiled form of `pattern`: shared through `limits.patterns` when given (compiled at most
+ * once per base there), else compiled for this matcher alone.
+ */
+function compiledFor(
+  type: MatcherType,
+  pattern: string,
+  base: string,
+  limits: MatcherLimits,
+  compile: () => CompiledPattern,
+): CompiledPattern {
+  return limits.patterns === undefined
+    ? compile()
+    : limits.patterns.get(type, pattern, base, compile);
+}
+
+/**
+ * A matcher over a compiled pattern: a finished evaluation's result is kept (in the pattern's
+ * results, shared with the other matchers of the pattern); unless the pattern is linear, every
+ * evaluation runs under the time limit. The aborted state is this matcher's own: each matcher of a
+ * hostile pattern pays and reports its own timeout, exactly as without sharing.
+ */
 function boundedMatcher(
   type: MatcherType,
   pattern: string,
-  evaluate: Evaluate,
-  linear: boolean,
+  compiled: CompiledPattern,
   limits: MatcherLimits,
 ): TopicMatcher {
-  const cache = new Map<string, boolean>();
+  const { evaluate, linear, results } = compiled;
   const timeoutMs = limits.evaluationTimeoutMs ?? DEFAULT_EVALUATION_TIMEOUT_MS;
   let aborted = false;
   const matcher: TopicMatcher = {
@@ -142,25 +169,16 @@ function boundedMatcher(
     any: false,
     matches(topic) {
       if (aborted) return false;
-      const cached = cache.get(topic);
-      if (cached !== undefined) {
-        cache.delete(topic); // most recently used goes last
-        cache.set(topic, cached);
-        return cached;
-      }
+      const cached = results.get(topic);
+      if (cached !== undefined) return cached;
       const result = linear ? evaluate(topic) : runWithTimeLimit(() => evaluate(topic), timeoutMs);
       if (result === ABORTED) {
         // Spec: treated as not matching, evaluation aborted; this matcher stays off (see header).
         aborted = true;
-        cache.clear();
         limits.onEvaluationAborted?.(matcher);
         return false;
       }
-      if (cache.size >= RESULT_CACHE_SIZE) {
-        const oldest = cache.keys().next();
-        if (oldest.done !== true) cache.delete(oldest.value);
-      }
-      cache.set(topic, result);
+      results.set(topic, result);
       return result;
     },
   };
@@ -171,6 +189,13 @@ function boundedMatcher(
 // urlpattern
 
 function urlPatternMatcher(pattern: string, hubUrl: string, limits: MatcherLimits): TopicMatcher {
+  const compiled = compiledFor('urlpattern', pattern, hubUrl, limits, () =>
+    compileUrlPattern(pattern, hubUrl),
+  );
+  return boundedMatcher('urlpattern', pattern, compiled, limits);
+}
+
+function compileUrlPattern(pattern: string, hubUrl: string): CompiledPattern {
   if (!URL.canParse(hubUrl))
     throw new TypeError(`hub URL ${JSON.stringify(hubUrl)} is not absolute`);
   let compiled: InstanceType<typeof URLPattern>;
@@ -194,7 +219,7 @@ function urlPatternMatcher(pattern: string, hubUrl: string, limits: MatcherLimit
       return false; // spec: a topic that cannot be parsed matches no URL pattern
     }
   };
-  return boundedMatcher('urlpattern', pattern, evaluate, urlPatternIsLinear(compiled), limits);
+  return compiledPattern(evaluate, urlPatternIsLinear(compiled));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,15 +230,19 @@ function uriTemplateMatcher(pattern: string, limits: MatcherLimits): TopicMatche
   if (!pattern.includes('{')) {
     return { type: 'uritemplate', pattern, any: false, matches: (topic) => topic === pattern };
   }
-  const { regexp, linear } = uriTemplateRegExp(pattern);
-  const evaluate: Evaluate = (topic) => {
-    try {
-      return topic === pattern || regexp.test(topic);
-    } catch {
-      return false; // only a RangeError (regexp stack) could land here; matches() never throws
-    }
-  };
-  return boundedMatcher('uritemplate', pattern, evaluate, linear, limits);
+  // No base: a template is matched against the topic as given.
+  const compiled = compiledFor('uritemplate', pattern, '', limits, () => {
+    const { regexp, linear } = uriTemplateRegExp(pattern);
+    const evaluate: Evaluate = (topic) => {
+      try {
+        return topic === pattern || regexp.test(topic);
+      } catch {
+        return false; // only a RangeError (regexp stack) could land here; matches() never throws
+      }
+    };
+    return compiledPattern(evaluate, linear);
+  });
+  return boundedMatcher('uritemplate', pattern, compiled, limits);
 }
 
 // ---------------------------------------------------------------------------------------------

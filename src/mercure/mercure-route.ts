@@ -17,14 +17,21 @@ import type { TokenSettings } from './token.ts';
 
 export type { MercureDeps } from './mercure-http.ts';
 
-/** The token rules of a config's [mercure] section. */
+/** Counters of the verifier's caches (see TokenSettings), for metrics. */
+export type MercureCacheHooks = Pick<TokenSettings, 'onTokenCache' | 'onPatternCache'>;
+
+/** The token rules of a config's [mercure] section, and the bounds of the verifier's caches. */
 export function tokenSettingsOf(
   config: SidecarConfig,
   onPatternAborted?: (matcher: TopicMatcher) => void,
+  cacheHooks: MercureCacheHooks = {},
 ): TokenSettings {
   const m = config.mercure;
   return {
     ...(onPatternAborted === undefined ? {} : { onPatternAborted }),
+    ...cacheHooks,
+    tokenCacheSize: m.token_cache_size,
+    patternCacheSize: m.pattern_cache_size,
     issuers: m.issuers,
     jwtKey: m.jwt_key,
     publisherJwtKey: m.publisher_jwt_key,

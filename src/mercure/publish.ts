@@ -7,7 +7,7 @@ import type { SidecarConfig } from '../config/schema.ts';
 import { isSidecarError } from '../errors.ts';
 import { httpStatusOf } from '../http/error-status.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
-import { addressesHubNamespace, textProblem } from './matchers.ts';
+import { hubNamespace, textProblem } from './matchers.ts';
 import { grantsOf, hubUrlOf, sendAuthError, type MercureDeps } from './mercure-http.ts';
 import { AuthError, canPublish, type Grants } from './token.ts';
 
@@ -37,10 +37,13 @@ export async function readForm(
   return new URLSearchParams(text);
 }
 
-/** Why a publish's fields are refused: [status, message], or null. */
+/**
+ * Why a publish's fields are refused: [status, message], or null. `inHubNamespace` is
+ * hubNamespace() of the request's hub URL.
+ */
 export function updateProblem(
   form: URLSearchParams,
-  hubUrl: string,
+  inHubNamespace: (topic: string) => boolean,
   config: SidecarConfig,
 ): [number, string] | null {
   const m = config.mercure;
@@ -57,7 +60,7 @@ export function updateProblem(
     if (problem !== null) return [400, problem];
     if (topic === '') return [400, 'a topic is empty'];
     if (topic === '*') return [400, 'the topic "*" is reserved (the wildcard matcher)'];
-    if (addressesHubNamespace(topic, hubUrl)) {
+    if (inHubNamespace(topic)) {
       return [
         400,
         `topic ${JSON.stringify(topic.slice(0, 128))} is in the hub's reserved namespace`,
@@ -111,6 +114,14 @@ export async function publish(
   const config = deps.config();
   const m = config.mercure;
   const hubUrl = hubUrlOf(ctx, m.path);
+  // Parsed once per request, not once per topic (issue 13).
+  const inHubNamespace = hubNamespace(hubUrl);
+  if (inHubNamespace === null) {
+    // No topic could be resolved against it: the reserved namespace could not be enforced.
+    deps.onRejected?.('bad_host');
+    sendError(ctx, 400, 'the Host header does not make a valid hub URL', cors);
+    return;
+  }
   const type = (ctx.req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== FORM_TYPE) {
     deps.onRejected?.('publish_bad_request');
@@ -142,7 +153,7 @@ export async function publish(
     });
     return;
   }
-  const problem = updateProblem(form, hubUrl, config);
+  const problem = updateProblem(form, inHubNamespace, config);
   if (problem !== null) {
     deps.onRejected?.(problem[0] === 413 ? 'publish_too_large' : 'publish_bad_request');
     sendError(ctx, problem[0], problem[1], cors);

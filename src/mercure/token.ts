@@ -5,12 +5,16 @@
  * token-keys.ts; their public names are re-exported here.
  * Invariants: keys come only from configuration (never from the token's jwk/jku/x5u headers), the
  * algorithm allowlist is fixed at start, `none` is never accepted, and a token is accepted whole
- * or not at all (one bad Mercure detail rejects it: no partial acceptance).
+ * or not at all (one bad Mercure detail rejects it: no partial acceptance). A verifier belongs to
+ * one configuration: its caches of verified tokens (token-cache.ts) and compiled patterns
+ * (pattern-cache.ts) die with it at reload.
  */
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { ConfigError } from '../errors.ts';
 import { detailGrants, isLegacyToken, legacyGrants, type Grants } from './grants.ts';
 import type { MatcherLimits, TopicMatcher } from './matchers.ts';
+import { PatternCache, type PatternCacheOutcome } from './pattern-cache.ts';
+import { TokenCache, type TokenCacheOutcome, type VerifiedToken } from './token-cache.ts';
 import {
   importKey,
   keyFor,
@@ -32,6 +36,8 @@ export {
   type SubscribeGrant,
 } from './grants.ts';
 export { AuthError, bearerChallenge, tokenOf, type AuthErrorCode } from './token-presentation.ts';
+export type { PatternCacheOutcome } from './pattern-cache.ts';
+export type { TokenCacheOutcome } from './token-cache.ts';
 
 export type Role = 'publish' | 'subscribe';
 
@@ -47,6 +53,14 @@ export interface TokenSettings {
   maxTopicLength: number;
   /** A grant's URL pattern hit its evaluation time limit (see matchers.ts). */
   onPatternAborted?: (matcher: TopicMatcher) => void;
+  /** Verified tokens kept (mercure.token_cache_size); absent or 0: every use verifies. */
+  tokenCacheSize?: number;
+  /** Compiled patterns shared (mercure.pattern_cache_size); absent or 0: none shared. */
+  patternCacheSize?: number;
+  /** Each token cache lookup (hit, miss) and eviction, to count them. */
+  onTokenCache?: (outcome: TokenCacheOutcome) => void;
+  /** Each compiled-pattern cache lookup (hit, miss) and eviction, to count them. */
+  onPatternCache?: (outcome: PatternCacheOutcome) => void;
 }
 
 /** Verifies access tokens for one configuration; build a new one at reload. */
@@ -55,8 +69,14 @@ export class TokenVerifier {
   readonly #subscriber: RoleKey | undefined;
   readonly #issuers: ReadonlySet<string>;
   readonly #compatibility: boolean;
-  readonly #maxTopicLength: number;
-  readonly #onPatternAborted: ((matcher: TopicMatcher) => void) | undefined;
+  readonly #grantLimits: MatcherLimits;
+  readonly #tokens: TokenCache;
+  /**
+   * Compiled URL patterns and URI templates of this configuration, shared by the grants of the
+   * tokens it verifies and by subscribe matchers (subscribe.ts): N subscribers with the same
+   * pattern compile it once.
+   */
+  readonly patterns: PatternCache;
 
   private constructor(
     publisher: RoleKey | undefined,
@@ -67,8 +87,12 @@ export class TokenVerifier {
     this.#subscriber = subscriber;
     this.#issuers = new Set(settings.issuers);
     this.#compatibility = settings.compatibility;
-    this.#maxTopicLength = settings.maxTopicLength;
-    this.#onPatternAborted = settings.onPatternAborted;
+    this.#tokens = new TokenCache(settings.tokenCacheSize ?? 0, settings.onTokenCache);
+    this.patterns = new PatternCache(settings.patternCacheSize ?? 0, settings.onPatternCache);
+    this.#grantLimits = { maxLength: settings.maxTopicLength, patterns: this.patterns };
+    if (settings.onPatternAborted !== undefined) {
+      this.#grantLimits.onEvaluationAborted = settings.onPatternAborted;
+    }
   }
 
   /**
@@ -130,13 +154,23 @@ export class TokenVerifier {
   /**
    * Verifies `token` for `role` against `audience` (the hub's resource identifier). `hubUrl` is
    * the base of relative URL patterns. Resolves to the grants; throws AuthError(401,
-   * 'invalid_token') with a precise reason for any failure.
+   * 'invalid_token') with a precise reason for any failure. A token this verifier already verified
+   * for the same role, audience and hub URL skips the signature and claim checks (its cache),
+   * `nbf` and `exp` checked again against the clock.
    */
   async verify(token: string, role: Role, audience: string, hubUrl: string): Promise<Grants> {
     const key = role === 'publish' ? this.#publisher : this.#subscriber;
     if (key === undefined) {
       throw invalidToken(`no key is configured to verify ${role} tokens`);
     }
+    const cacheKey = TokenCache.keyOf(token, role, audience, hubUrl);
+    let cached: VerifiedToken | undefined;
+    try {
+      cached = this.#tokens.get(cacheKey);
+    } catch (err) {
+      throw invalidToken(describeJoseError(err), err); // expired since: jose's own error
+    }
+    if (cached !== undefined) return this.#grantsOf(cached.payload, cached.legacy, hubUrl);
     let payload: JWTPayload;
     let header: { typ?: string | undefined };
     try {
@@ -152,11 +186,22 @@ export class TokenVerifier {
     }
     const legacy = this.#compatibility && isLegacyToken(payload);
     if (!legacy) this.#checkAccessTokenClaims(header, payload, audience);
-    const limits: MatcherLimits = { maxLength: this.#maxTopicLength };
-    if (this.#onPatternAborted !== undefined) limits.onEvaluationAborted = this.#onPatternAborted;
+    const grants = this.#grantsOf(payload, legacy, hubUrl);
+    // Only now, every check passed: a failure above is never cached.
+    this.#tokens.set(cacheKey, { payload, legacy, exp: payload.exp, nbf: payload.nbf });
+    return grants;
+  }
+
+  /**
+   * The grants of a verified payload, built for each request: its matchers are this request's
+   * own (a grant pattern aborted at its time limit stays off for this stream or publish only, as
+   * without the cache), their compiled patterns shared through `patterns`. Throws invalid_token
+   * for a malformed claim (deterministic: a payload that once passed passes again).
+   */
+  #grantsOf(payload: JWTPayload, legacy: boolean, hubUrl: string): Grants {
     const grants = legacy
-      ? legacyGrants(payload, hubUrl, limits)
-      : detailGrants(payload['authorization_details'], hubUrl, limits);
+      ? legacyGrants(payload, hubUrl, this.#grantLimits)
+      : detailGrants(payload['authorization_details'], hubUrl, this.#grantLimits);
     return {
       ...grants,
       expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,

@@ -4,12 +4,14 @@
  * like askr channels, any other matcher makes the stream see every event through selects().
  */
 import type { TopicView } from '../sse/hub.ts';
+import type { PatternCache } from './pattern-cache.ts';
 import { canSubscribe, type Grants } from './token.ts';
 import {
   compileMatcher,
   MatcherError,
   matcherTypeOfParam,
   textProblem,
+  type MatcherLimits,
   type TopicMatcher,
 } from './matchers.ts';
 
@@ -21,6 +23,8 @@ export interface MatcherRequestLimits {
   compatibility: boolean;
   /** A URL pattern hit its evaluation time limit (see matchers.ts). */
   onAborted?: (matcher: TopicMatcher) => void;
+  /** Compiled patterns shared between subscribers (pattern-cache.ts). */
+  patterns?: PatternCache;
 }
 
 /**
@@ -35,6 +39,9 @@ export function matchersOf(
 ): TopicMatcher[] | string {
   const matchers: TopicMatcher[] = [];
   const seen = new Set<string>();
+  const matcherLimits: MatcherLimits = { maxLength: limits.maxLength };
+  if (limits.onAborted !== undefined) matcherLimits.onEvaluationAborted = limits.onAborted;
+  if (limits.patterns !== undefined) matcherLimits.patterns = limits.patterns;
   for (const [name, value] of params) {
     let type = matcherTypeOfParam(name);
     if (type === 'unsupported') {
@@ -50,10 +57,7 @@ export function matchersOf(
     const problem = textProblem(value, `the ${name} value`);
     if (problem !== null) return problem;
     try {
-      const matcher = compileMatcher(type, value, hubUrl, {
-        maxLength: limits.maxLength,
-        ...(limits.onAborted === undefined ? {} : { onEvaluationAborted: limits.onAborted }),
-      });
+      const matcher = compileMatcher(type, value, hubUrl, matcherLimits);
       // Identical matchers make one subscription (the spec lets a hub deduplicate them).
       const key = `${matcher.type}\u0000${matcher.pattern}`;
       if (!seen.has(key)) {

@@ -138,6 +138,8 @@ export interface Metrics {
   onDatagramReject(reason: string): void;
   /** A Mercure URL pattern hit its evaluation time limit (it matches nothing from then on). */
   onMercurePatternAborted(): void;
+  /** A lookup in (or eviction from) one of the Mercure verifier's caches (tokens, compiled patterns). */
+  onMercureCache(cache: 'token' | 'pattern', outcome: 'hit' | 'miss' | 'evict'): void;
   /** Pass as PushpinPublishDeps.hooks (with onRejected): items and ignored formats. */
   gripHooks(): Required<Omit<GripHooks, 'onRejected'>>;
   /** The supervisor restarted php-fpm (ManagedFpmOptions.onRestart). */
@@ -195,6 +197,12 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
   const mercurePatternAborts = new Counter({
     name: 'askr_mercure_pattern_aborts_total',
     help: 'Mercure URL patterns (subscriptions or token grants) stopped at their evaluation time limit; such a pattern matches nothing from then on.',
+    registers,
+  });
+  const mercureCache = new Counter({
+    name: 'askr_mercure_cache_events_total',
+    help: "Mercure verifier caches: cache=token (verified access tokens, mercure.token_cache_size) or pattern (compiled topic patterns, mercure.pattern_cache_size); outcome hit, miss or evict (the cache's bound reached).",
+    labelNames: ['cache', 'outcome'] as const,
     registers,
   });
   const rejectedRequests = new Counter({
@@ -548,6 +556,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     onRequestDone,
     onRejected,
     onMercurePatternAborted: () => mercurePatternAborts.inc(),
+    onMercureCache: (cache, outcome) => mercureCache.inc({ cache, outcome }),
     gripHooks: () => ({
       onItem: (outcome) => gripItems.inc({ outcome: pick(GRIP_OUTCOMES, outcome, 'sent') }),
       onIgnored: (format) =>
