@@ -2,7 +2,9 @@
  * The client-facing HTTP server: limits, request ids, trusted-proxy evaluation, dispatch to the
  * static / PHP / stream handlers, one access-log line per request, and the drain used on shutdown.
  * What nginx refuses before routing is refused here too, counted by onRejected and answered with a
- * plain-text reason; the access log records the status the client really got.
+ * plain-text reason; the access log records the status the client really got. A held stream may
+ * take its connection over from node:http (detached-response.ts): its request then ends, counted
+ * and logged the same, when that connection closes.
  *
  *   request ─▶ refusalOf ─▶ [extra routes] ─▶ resolveRoute ─┬─ static ─▶ serveStaticFile
  *                └─ 400/405/505                             ├─ php ────▶ handlePhp (FastCGI)
@@ -10,7 +12,7 @@
  *   CONNECT ─▶ 405;   unparsable head or body framing ─▶ clientError ─▶ 400/408/431/505
  */
 import { redactTarget } from './log-redact.ts';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -20,6 +22,7 @@ import type { SidecarConfig } from '../config/schema.ts';
 import { toError } from '../errors.ts';
 import { handlePhp, type PhpHandlerDeps } from './php-handler.ts';
 import { elapsedMs, sendError, type RequestContext } from './request-context.ts';
+import { StreamableResponse, type DetachedResponse } from './detached-response.ts';
 import {
   ALLOWED_METHODS,
   answerOnSocket,
@@ -52,7 +55,7 @@ export interface HttpServerDeps {
   /** The open-file cache (static.open_file_cache) for route lookups and static files; null: none. */
   fileCache?: () => OpenFileCache | null;
   /** Called once per finished request (metrics). */
-  onRequestDone?(ctx: RequestContext, status: number, durationMs: number): void;
+  onRequestDone?(ctx: RequestDone, status: number, durationMs: number): void;
   /**
    * Called for requests refused before routing (bad framing, too-large head, missing Host,
    * unsupported version or method); `reason` is one of REQUEST_REJECT_REASONS.
@@ -69,6 +72,16 @@ export interface HttpServer {
 }
 
 /**
+ * What the access log and the metrics need of a finished request: a RequestContext, or for a held
+ * stream taken over from node:http (detached-response.ts) a copy of these fields, so that the
+ * request and response objects are not kept for the stream's lifetime.
+ */
+export type RequestDone = Pick<
+  RequestContext,
+  'requestId' | 'log' | 'startedAt' | 'kind' | 'clientAddress' | 'upstreamMs' | 'error'
+>;
+
+/**
  * A request whose response has not closed yet, found from its socket by the clientError handler:
  * when the body framing breaks (a bad chunk) that handler answers, and `cutBy` is what the access
  * log must record instead of the 499 the handler reading the body would report.
@@ -76,11 +89,40 @@ export interface HttpServer {
 interface Exchange {
   readonly ctx: RequestContext;
   cutBy: { status: number; error: string } | null;
+  /** socket.bytesWritten when the request came (keep-alive connections carry several). */
+  readonly bytesBefore: number;
+  /** The response's 'close' listener: it ends the request, unless a stream took the connection. */
+  readonly onClose: () => void;
 }
 
 export function createHttpServer(deps: HttpServerDeps): HttpServer {
   const config = deps.config();
-  const server = createServer({
+  let inFlight = 0;
+  let draining = false;
+  const idle: Array<() => void> = [];
+  const exchanges = new WeakMap<Socket, Exchange>();
+  /** Held streams whose connection node:http let go of: it no longer knows of them. */
+  const detached = new Set<DetachedResponse>();
+
+  /** The server's responses: a held stream may take the connection over (issue 13, memory). */
+  class Response extends StreamableResponse {
+    /** This response's exchange, set when its request comes. */
+    exchange: Exchange | undefined = undefined;
+
+    onTakenOver(stream: DetachedResponse): void {
+      if (this.exchange !== undefined) takeOverExchange(this.exchange, stream);
+    }
+  }
+  /** closeAllConnections() closes the held streams too: node:http no longer lists them. */
+  class SidecarServer extends Server<typeof IncomingMessage, typeof Response> {
+    override closeAllConnections(): void {
+      super.closeAllConnections();
+      for (const stream of detached) stream.destroy();
+    }
+  }
+
+  const server = new SidecarServer({
+    ServerResponse: Response,
     maxHeaderSize: config.server.max_header_size,
     headersTimeout: config.server.header_timeout,
     // Streams live for hours: no whole-request timeout (the header timeout still applies).
@@ -119,10 +161,72 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     });
   });
   server.maxConnections = config.server.max_connections;
-  let inFlight = 0;
-  let draining = false;
-  const idle: Array<() => void> = [];
-  const exchanges = new WeakMap<Socket, Exchange>();
+
+  /** The access-log line, the metrics, the in-flight count: once per request. */
+  function requestDone(
+    done: RequestDone,
+    method: string | undefined,
+    target: string | undefined,
+    status: number,
+    bytes: number,
+  ): void {
+    inFlight -= 1;
+    const durationMs = elapsedMs(done.startedAt);
+    if (deps.config().log.access_log) {
+      done.log.info(
+        {
+          requestId: done.requestId,
+          method,
+          path: redactTarget(target ?? ''),
+          status,
+          bytes,
+          durationMs: Math.round(durationMs * 1000) / 1000,
+          upstreamMs: done.upstreamMs === null ? null : Math.round(done.upstreamMs * 1000) / 1000,
+          kind: done.kind,
+          client: done.clientAddress,
+          ...(done.error === null ? {} : { error: done.error }),
+        },
+        'request',
+      );
+    }
+    deps.onRequestDone?.(done, status, durationMs);
+    if (inFlight === 0) for (const fn of idle.splice(0)) fn();
+  }
+
+  /**
+   * A held stream took the connection over (detached-response.ts): the response will not close,
+   * so the request ends with the stream's connection, counted and logged as it would have been
+   * (the status sent, or 499 when the stream was cut), from a copy of what the log needs.
+   */
+  function takeOverExchange(exchange: Exchange, stream: DetachedResponse): void {
+    const { socket } = stream;
+    const { ctx, bytesBefore } = exchange;
+    const { res } = ctx;
+    if (exchanges.get(socket) === exchange) exchanges.delete(socket);
+    res.removeListener('close', exchange.onClose);
+    const done: RequestDone = {
+      requestId: ctx.requestId,
+      log: ctx.log,
+      startedAt: ctx.startedAt,
+      kind: ctx.kind,
+      clientAddress: ctx.clientAddress,
+      upstreamMs: ctx.upstreamMs,
+      error: ctx.error,
+    };
+    const { method, url } = ctx.req;
+    const status = ctx.logStatus ?? res.statusCode;
+    detached.add(stream);
+    stream.once('close', () => {
+      detached.delete(stream);
+      requestDone(
+        done,
+        method,
+        url,
+        stream.finished ? status : 499,
+        socket.bytesWritten - bytesBefore,
+      );
+    });
+  }
 
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     if (refusalOf(req) !== null) {
@@ -196,7 +300,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     });
   }
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  server.on('request', (req: IncomingMessage, res: Response) => {
     inFlight += 1;
     const ctx = makeContext(req, res, deps);
     const extras = responseExtras(deps.config());
@@ -208,41 +312,26 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     // the handler sets itself (PHP's own) replaces it.
     for (const [name, value] of extras.headers) res.setHeader(name, value);
     const socket = req.socket; // res 'close' may come after the socket is detached from req
-    const bytesBefore = socket.bytesWritten;
-    const exchange: Exchange = { ctx, cutBy: null };
+    const exchange: Exchange = {
+      ctx,
+      cutBy: null,
+      bytesBefore: socket.bytesWritten,
+      onClose: () => {
+        if (exchanges.get(socket) === exchange) exchanges.delete(socket);
+        if (exchange.cutBy !== null) {
+          // clientError answered (broken body framing); the handler saw only a closed socket.
+          ctx.logStatus = exchange.cutBy.status;
+          ctx.error = exchange.cutBy.error;
+        }
+        // A response that closed before it finished was cut by the client (nginx's 499).
+        const status = ctx.logStatus ?? (res.writableFinished ? res.statusCode : 499);
+        requestDone(ctx, req.method, req.url, status, socket.bytesWritten - exchange.bytesBefore);
+      },
+    };
     exchanges.set(socket, exchange);
+    res.exchange = exchange;
     if (draining) res.setHeader('connection', 'close');
-    res.once('close', () => {
-      inFlight -= 1;
-      if (exchanges.get(socket) === exchange) exchanges.delete(socket);
-      if (exchange.cutBy !== null) {
-        // clientError answered (broken body framing); the handler saw only a closed socket.
-        ctx.logStatus = exchange.cutBy.status;
-        ctx.error = exchange.cutBy.error;
-      }
-      // A response that closed before it finished was cut by the client (nginx's 499).
-      const status = ctx.logStatus ?? (res.writableFinished ? res.statusCode : 499);
-      const durationMs = elapsedMs(ctx.startedAt);
-      if (deps.config().log.access_log) {
-        ctx.log.info(
-          {
-            requestId: ctx.requestId,
-            method: req.method,
-            path: redactTarget(req.url ?? ''),
-            status,
-            bytes: socket.bytesWritten - bytesBefore,
-            durationMs: Math.round(durationMs * 1000) / 1000,
-            upstreamMs: ctx.upstreamMs === null ? null : Math.round(ctx.upstreamMs * 1000) / 1000,
-            kind: ctx.kind,
-            client: ctx.clientAddress,
-            ...(ctx.error === null ? {} : { error: ctx.error }),
-          },
-          'request',
-        );
-      }
-      deps.onRequestDone?.(ctx, status, durationMs);
-      if (inFlight === 0) for (const fn of idle.splice(0)) fn();
-    });
+    res.once('close', exchange.onClose);
     const refusal = refusalOf(req);
     if (refusal !== null) {
       deps.onRejected?.(refusal.reason);

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { sendError, type RequestContext } from '../http/request-context.ts';
 import type { SharedHistory } from '../sse/hub.ts';
-import { reserveStream, SSE_HEADERS } from '../sse/stream-response.ts';
+import { reserveStream, SSE_HEADERS, startStream } from '../sse/stream-response.ts';
 import type { TopicMatcher } from './matchers.ts';
 import { grantsOf, hubUrlOf, sendAuthError, type MercureDeps } from './mercure-http.ts';
 import { AuthError, type Grants } from './token.ts';
@@ -27,6 +27,7 @@ export async function subscribe(
     maxMatchers: m.max_matchers,
     maxLength: m.max_topic_length,
     compatibility: m.compatibility,
+    patterns: deps.verifier().patterns, // N subscribers of one pattern compile it once
     ...(deps.onPatternAborted === undefined
       ? {}
       : { onAborted: (matcher: TopicMatcher) => deps.onPatternAborted?.(matcher) }),
@@ -78,15 +79,12 @@ export async function subscribe(
       headers['last-event-id'] = plan.anchor;
       if (plan.frames.length > 0) initial = Buffer.concat(plan.frames);
     }
-    res.writeHead(200, headers);
     if (req.method === 'HEAD') {
+      res.writeHead(200, headers);
       res.end();
       return;
     }
-    req.socket.setNoDelay(true);
-    req.socket.setKeepAlive(true, 60_000);
-    deps.hub.subscribe({
-      sink: res,
+    const sink = startStream(ctx, 200, headers, deps.hub, {
       channels: view.exact,
       view,
       clientIp: ctx.clientAddress,
@@ -94,9 +92,9 @@ export async function subscribe(
       ...(initial === undefined ? {} : { initial }),
       ...(grants?.expiresAt === undefined ? {} : { expiresAt: grants.expiresAt }),
     });
-    if (m.subscriptions && !res.destroyed) {
+    if (m.subscriptions && !sink.destroyed) {
       const end = deps.registry.open(`urn:uuid:${randomUUID()}`, matchers, grants);
-      res.once('close', end);
+      sink.once('close', end);
     }
   } finally {
     slot.release(); // a no-op once the stream took the place

@@ -39,6 +39,7 @@ import {
   lastEventIdOf,
   reserveStream,
   SSE_HEADERS,
+  startStream,
 } from './stream-response.ts';
 
 export interface EventsEndpointDeps extends ChannelAuthDeps {
@@ -204,7 +205,6 @@ async function authorizeAndSubscribe(
     leaveAll();
     return;
   }
-  if (presence.length > 0) res.once('close', leaveAll);
   // The hub's position as the stream starts (nothing is awaited from here to subscribe()): a
   // client with no event yet resumes from it, and gets what was published after it.
   const position = formatEventId(deps.hub.epoch, deps.hub.seq);
@@ -216,11 +216,8 @@ async function authorizeAndSubscribe(
     connected,
     ...presence.map(([channel]) => deps.presence.membersFrame(channel)),
   ]);
-  res.writeHead(200, { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId });
-  req.socket.setNoDelay(true);
-  req.socket.setKeepAlive(true, 60_000);
-  deps.hub.subscribe({
-    sink: res,
+  const head = { ...SSE_HEADERS, ...cors, 'x-request-id': ctx.requestId };
+  const sink = startStream(ctx, 200, head, deps.hub, {
     channels,
     lastEventId,
     clientIp: ctx.clientAddress,
@@ -230,4 +227,6 @@ async function authorizeAndSubscribe(
     ...(shared === undefined ? {} : { shared }),
     ...(expiresAt === null ? {} : { expiresAt }),
   });
+  // Nothing was awaited since the destroyed check above: the stream's close is the leave.
+  if (presence.length > 0) sink.once('close', leaveAll);
 }

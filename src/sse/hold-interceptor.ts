@@ -18,6 +18,7 @@ import {
   reserveStream,
   splitChannelHeader,
   SSE_HEADERS,
+  startStream,
 } from './stream-response.ts';
 
 export interface HoldDeps {
@@ -116,11 +117,7 @@ async function hold(
   const shared = await deps.sharedHistory?.(channels, lastEventId);
   if (ctx.res.destroyed) return;
   const status = head.status >= 200 && head.status < 300 ? head.status : 200;
-  ctx.res.writeHead(status, streamHead(head, ctx));
-  ctx.req.socket.setNoDelay(true);
-  ctx.req.socket.setKeepAlive(true, 60_000);
-  deps.hub.subscribe({
-    sink: ctx.res,
+  startStream(ctx, status, streamHead(head, ctx), deps.hub, {
     channels,
     lastEventId,
     ...(shared === undefined ? {} : { shared }),

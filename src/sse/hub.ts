@@ -219,6 +219,9 @@ export type SharedHistoryFn = (
 
 export interface SubscribeInput {
   sink: SseSink;
+  /** What reserve() was given, when the stream is written to another sink (a response whose
+   * connection the stream took over): the place reserved for it is taken. Default: `sink`. */
+  reservedAs?: SseSink;
   channels: readonly string[];
   lastEventId?: string | null;
   clientIp: string;
@@ -623,7 +626,7 @@ export class Hub {
     }
     const { sink, clientIp } = input;
     const starts = !sink.destroyed && !this.#draining;
-    this.#admission.enter(sink, clientIp, starts);
+    this.#admission.enter(input.reservedAs ?? sink, clientIp, starts);
     const id = this.#nextSubscriberId++;
     if (sink.destroyed) return { id, close: noop };
     if (this.#draining) {

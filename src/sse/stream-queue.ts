@@ -13,7 +13,9 @@ import type { SseSink } from './hub.ts';
  * What a stream holds besides the bytes it counts, measured on Node 24 x64 (heapUsed + external
  * after gc, 50,000 writes to a stalled socket; docs/sse.md, Slow clients):
  * - a write handed to a chunked ServerResponse and not yet taken by the socket: 216-320 B of
- *   heap besides its data (the chunk-size string and four buffered socket write requests);
+ *   heap besides its data (the chunk-size string and four buffered socket write requests); to a
+ *   connection taken over from node:http (src/http/detached-response.ts) 250-270 B (three buffered
+ *   socket writes: size line, frame, CRLF), so one bound serves both;
  * - a frame in the hub's own queue: a reference in an array, ~9 B (16 with the array's growth).
  *   The frame itself is shared with history and the channel's other streams; its bytes count in
  *   full for every stream holding it, its Buffer object (~113 B) does not (at most

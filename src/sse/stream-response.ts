@@ -1,13 +1,15 @@
 /**
  * The response head every held stream gets (docs/architecture.md, Design notes: Streams, holds
- * and the hub), CORS for the events endpoint, and what the events endpoint and PHP holds share:
- * the channel-list checks and the admission of a stream (a place taken in the hub before the
- * response head, or a 429).
+ * and the hub), CORS for the events endpoint, and what the events endpoint, PHP holds and Mercure
+ * subscribers share: the channel-list checks, the admission of a stream (a place taken in the hub
+ * before the response head, or a 429) and the start of the stream (its head, then its connection
+ * taken over from node:http, which keeps only the socket).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ErrorCodes, isSidecarError } from '../errors.ts';
+import { takeOver } from '../http/detached-response.ts';
 import { sendError, type RequestContext } from '../http/request-context.ts';
-import type { Hub, StreamSlot } from './hub.ts';
+import type { Hub, SseSink, StreamSlot, SubscribeInput } from './hub.ts';
 
 /** Seconds a client refused by a stream limit is asked to wait (Retry-After). */
 const LIMIT_RETRY_AFTER_S = '5';
@@ -96,4 +98,36 @@ export function reserveStream(
     sendError(ctx, 429, err.message, { ...headers, 'retry-after': LIMIT_RETRY_AFTER_S });
     return null;
   }
+}
+
+/**
+ * Sends a held stream's response head, then subscribes the stream (Hub.subscribe with `input`) on
+ * the connection taken over from node:http (its parser, request and response objects freed:
+ * issue 13, memory per stream) when it can be, else on the response itself (HEAD, a request
+ * pipelined behind this one). Returns what the stream is written to: listen to its 'close', not
+ * the response's (a response taken over never closes).
+ * @throws what Hub.subscribe throws, after cutting a taken-over connection (the response can no
+ *   longer do it).
+ */
+export function startStream(
+  ctx: RequestContext,
+  status: number,
+  headers: OutgoingHttpHeaders | string[],
+  hub: Hub,
+  input: Omit<SubscribeInput, 'sink' | 'reservedAs'>,
+): SseSink {
+  const { req, res } = ctx;
+  res.writeHead(status, headers);
+  // Frames are small and must leave at once; the keep-alive probes find dead peers behind NATs.
+  req.socket.setNoDelay(true);
+  req.socket.setKeepAlive(true, 60_000);
+  const sink = takeOver(req, res) ?? res;
+  try {
+    // The place reserveStream() took for the response is the stream's.
+    hub.subscribe({ ...input, sink, reservedAs: res });
+  } catch (err) {
+    if (sink !== res) sink.destroy();
+    throw err;
+  }
+  return sink;
 }
