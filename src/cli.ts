@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { loadConfig } from './config/load.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import { isSidecarError, toError } from './errors.ts';
@@ -12,6 +13,7 @@ import type { Relay } from './cluster/relay.ts';
 import { createLogger, createLogOutput } from './observability/logger.ts';
 import { VERSION } from './version.ts';
 import { parseUpstreamRoutes } from './http/upstream-routes.ts';
+import { relaunch, semiSpacePlanOf, type SemiSpacePlan } from './young-generation.ts';
 
 const HELP = `askr-sidecar ${VERSION}: HTTP front server for PHP-FPM with Server-Sent Events
 
@@ -97,7 +99,15 @@ function load(parsed: Parsed): SidecarConfig {
   });
 }
 
-export async function main(argv: string[]): Promise<number> {
+export interface MainOptions {
+  /**
+   * May replace this process with node run again with server.semi_space_size's flag (only the
+   * CLI's own process: never one that embeds main(), such as a test runner).
+   */
+  relaunch?: boolean;
+}
+
+export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   let parsed: Parsed;
   try {
     parsed = parseCli(argv);
@@ -133,7 +143,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (parsed.command === 'relay') return relay(config);
-  return serve(parsed, config);
+  // Before anything is started: a relaunch keeps nothing but the pid and stdio.
+  const semiSpace = semiSpacePlanOf(config.server.semi_space_size, options.relaunch === true);
+  const relaunchError = semiSpace.action === 'relaunch' ? relaunch(semiSpace) : null;
+  return serve(parsed, config, semiSpace, relaunchError);
 }
 
 async function relay(config: SidecarConfig): Promise<number> {
@@ -174,9 +187,45 @@ async function relay(config: SidecarConfig): Promise<number> {
   });
 }
 
-async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
+/** Says what became of server.semi_space_size (after a relaunch that worked: 'given'). */
+function logSemiSpace(logger: Logger, plan: SemiSpacePlan, relaunchError: Error | null): void {
+  const fix = `start node with --max-semi-space-size=${plan.mib} (e.g. in NODE_OPTIONS)`;
+  switch (plan.action) {
+    case 'given':
+      logger.info({ maxSemiSpaceMiB: plan.mib, setBy: plan.source }, 'V8 young generation capped');
+      return;
+    case 'within':
+      logger.info(
+        { maxSemiSpaceMiB: plan.v8Mib, cap: plan.mib },
+        "V8's own young generation is within server.semi_space_size",
+      );
+      return;
+    case 'unsupported':
+      logger.warn(
+        { v8SemiSpaceMiB: plan.v8Mib, cap: plan.mib },
+        `server.semi_space_size not applied: node cannot be run again with it (${plan.why}); ${fix}`,
+      );
+      return;
+    case 'relaunch':
+      logger.warn(
+        { v8SemiSpaceMiB: plan.v8Mib, cap: plan.mib, err: relaunchError?.message },
+        `server.semi_space_size not applied: running node again failed; ${fix}`,
+      );
+      return;
+    case 'off':
+      return;
+  }
+}
+
+async function serve(
+  parsed: Parsed,
+  config: SidecarConfig,
+  semiSpace: SemiSpacePlan,
+  relaunchError: Error | null,
+): Promise<number> {
   const output = createLogOutput(config.log);
   const logger = createLogger(config.log.level, output);
+  logSemiSpace(logger, semiSpace, relaunchError);
   let sidecar;
   try {
     const { startSidecar } = await import('./main.ts');
@@ -234,7 +283,7 @@ async function serve(parsed: Parsed, config: SidecarConfig): Promise<number> {
 
 /** Runs the CLI and sets the exit code; a stray handle cannot keep a finished process alive. */
 export async function run(argv: string[]): Promise<void> {
-  const exitCode = await main(argv);
+  const exitCode = await main(argv, { relaunch: true });
   process.exitCode = exitCode;
   setTimeout(() => process.exit(exitCode), 100).unref();
 }

@@ -100,6 +100,10 @@ describe('loadConfig', () => {
       '[sse]\nevents_path = "events"\n',
       /sse\.events_path = "events": expected a path starting with "\/"/,
     ],
+    [
+      '[server]\nsemi_space_size = "512KiB"\n',
+      /server\.semi_space_size = "512KiB": expected 0 or at least 1MiB/,
+    ],
     ['listen = "x"\n', /top-level key "listen" must be a \[section\]/],
     ['[server\n', /sidecar\.toml:1:\d+: TOML syntax error/],
   ])('rejects %j with a precise message', (text, message) => {

@@ -231,6 +231,14 @@ export const schema = {
       'On SIGTERM/SIGINT, how long in-flight PHP requests may run before the process exits anyway.',
       { check: nonNegative },
     ),
+    semi_space_size: size(
+      '16MiB',
+      "Cap of V8's young generation, node's --max-semi-space-size (the young generation is two semi-spaces): a burst of connections grows it and V8 never gives it back (up to 2 x 64 MiB on a large host). `askr-sidecar serve` runs node again with the flag as it starts, where it lowers V8's own sizing (never on a small host or container); a --max-semi-space-size given to node (NODE_OPTIONS) wins. 0: V8's own sizing.",
+      {
+        check: (v) => (v === 0 || v >= 1024 * 1024 ? null : '0 or at least 1MiB'),
+        restart: true,
+      },
+    ),
   },
   static: {
     enabled: bool(
@@ -625,6 +633,16 @@ export const schema = {
       check: positive,
     }),
     max_token_size: size('16KiB', 'Largest access token accepted.', { check: positive }),
+    token_cache_size: int(
+      1000,
+      'Verified access tokens kept, least recently used first out: a token presented again (a publisher reusing its token, a reconnecting subscriber) skips the signature check; its exp and nbf are checked on every use, and a reload empties the cache. 0: verify every time.',
+      { check: nonNegative },
+    ),
+    pattern_cache_size: int(
+      1000,
+      'Compiled URL patterns (and 0.x URI templates) kept, least recently used first out: subscribers and tokens with the same pattern share one compiled copy and its results. 0: each compiles its own.',
+      { check: nonNegative },
+    ),
   },
   grip: {
     publish_key: str(

@@ -50,6 +50,7 @@ import {
   type HistoryEntry,
 } from './event-history.ts';
 import { encodeFrame, PING_FRAME, type SseFrame } from './sse-encoder.ts';
+import { ownBytes } from './kept-bytes.ts';
 
 /**
  * Who published. `grip` is Pushpin's publish API (src/broadcast/pushpin-publish.ts): its data is
@@ -583,7 +584,8 @@ export class Hub {
       const record: EventRecord = {
         seq,
         channels,
-        data: input.data,
+        // Kept in the history for minutes: never a view pinning a larger allocation.
+        data: ownBytes(input.data),
         event: input.event,
         privateField,
         private: privateField || channels.some(isPrivateChannel),

@@ -213,3 +213,14 @@ describe('encodeFrame round-trips through a spec parser (fuzz)', () => {
     }
   });
 });
+
+describe('frames kept in the replay history pin nothing else (issue 13)', () => {
+  it.each([
+    ['a data frame', { id: 'e-1@x', event: 'e', data: Buffer.from('{"n":1}') }],
+    ['a frame without data', { retryMs: 3000 }],
+  ] as const)('%s owns its whole allocation, not a slice of the pool', (_name, frame) => {
+    const out = encodeFrame(frame);
+    expect(out.byteOffset).toBe(0);
+    expect(out.buffer.byteLength).toBe(out.length);
+  });
+});

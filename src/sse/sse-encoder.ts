@@ -2,9 +2,12 @@
  * Server-Sent Events frame encoder (WHATWG HTML "Server-sent events", §9.2.6). Pure: no I/O.
  * Invariants: a frame always ends with one blank line; `id`/`event` never carry a line break (a
  * CR or LF there would let a publisher inject fields, so it throws); data bytes pass through
- * unchanged except that CR, LF and CRLF become `data:` line boundaries. One output allocation.
+ * unchanged except that CR, LF and CRLF become `data:` line boundaries. One output allocation,
+ * of its own: frames are kept in the replay history, where a slice of Buffer's shared pool would
+ * keep its whole slab alive (kept-bytes.ts).
  */
 import { ErrorCodes, SidecarError } from '../errors.ts';
+import { keptAlloc } from './kept-bytes.ts';
 
 /** One SSE frame. Fields are written in the order comment, retry, id, event, data. */
 export interface SseFrame {
@@ -92,7 +95,7 @@ export function encodeFrame(frame: SseFrame): Buffer {
   const headBytes = Buffer.byteLength(head);
 
   if (data === undefined) {
-    const out = Buffer.allocUnsafe(headBytes + 1);
+    const out = keptAlloc(headBytes + 1);
     out.write(head, 0, 'utf8');
     out[headBytes] = LF;
     return out;
@@ -107,7 +110,7 @@ export function encodeFrame(frame: SseFrame): Buffer {
     // payload intact (parsers strip exactly one).
     size += len === 0 ? 6 : 7 + len;
   }
-  const out = Buffer.allocUnsafe(size);
+  const out = keptAlloc(size);
   let at = out.write(head, 0, 'utf8');
   for (let i = 0; i < bounds.length; i += 2) {
     const start = bounds[i] ?? 0;
