@@ -16,8 +16,11 @@ export type CgiParseResult =
   { done: false } | { done: true; head: CgiHead; rest: Buffer } | { done: false; error: string };
 
 /** Incremental parser for the CGI head. `maxHeadBytes` bounds memory (the FPM side is untrusted too). */
+/** Shared by every parser: an empty Buffer is immutable. */
+const EMPTY = Buffer.alloc(0);
+
 export class CgiHeadParser {
-  private buffered: Buffer = Buffer.alloc(0);
+  private buffered: Buffer = EMPTY;
   private readonly maxHeadBytes: number;
 
   constructor(maxHeadBytes: number) {
@@ -35,7 +38,7 @@ export class CgiHeadParser {
     }
     const headText = this.buffered.subarray(0, end.headEnd).toString('latin1');
     const rest = this.buffered.subarray(end.bodyStart);
-    this.buffered = Buffer.alloc(0);
+    this.buffered = EMPTY;
     const parsed = parseHeadText(headText);
     if (typeof parsed === 'string') return { done: false, error: parsed };
     return { done: true, head: parsed, rest };
@@ -44,10 +47,10 @@ export class CgiHeadParser {
   /** At end of stream without a blank line: PHP printed headers only (or nothing). */
   finish(): CgiParseResult {
     const text = this.buffered.toString('latin1');
-    this.buffered = Buffer.alloc(0);
+    this.buffered = EMPTY;
     const parsed = parseHeadText(text.replace(/\r?\n$/, ''));
     if (typeof parsed === 'string') return { done: false, error: parsed };
-    return { done: true, head: parsed, rest: Buffer.alloc(0) };
+    return { done: true, head: parsed, rest: EMPTY };
   }
 }
 
@@ -76,7 +79,8 @@ function parseHeadText(text: string): CgiHead | string {
     const name = line.slice(0, colon).trim();
     const value = line.slice(colon + 1).trim();
     if (!TOKEN_RE.test(name)) return `invalid header name from PHP: ${JSON.stringify(name)}`;
-    if (name.toLowerCase() === 'status') {
+    const lower = name.toLowerCase();
+    if (lower === 'status') {
       const m = /^(\d{3})(?:\s+(.*))?$/.exec(value);
       const code = m ? Number(m[1]) : NaN;
       if (!m || code < 100 || code > 999)
@@ -85,7 +89,7 @@ function parseHeadText(text: string): CgiHead | string {
       statusText = m[2] ?? null;
       continue;
     }
-    if (name.toLowerCase() === 'location') hasLocation = true;
+    if (lower === 'location') hasLocation = true;
     headers.push([name, value]);
   }
   return { status: status ?? (hasLocation ? 302 : 200), statusText, headers };

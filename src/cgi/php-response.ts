@@ -6,7 +6,7 @@
  * Invariant: nothing here knows HTTP servers; callers decide statuses.
  */
 import type { FcgiCall } from '../fastcgi/pool.ts';
-import { CgiHeadParser, type CgiHead } from './cgi-head.ts';
+import { CgiHeadParser, type CgiHead, type CgiParseResult } from './cgi-head.ts';
 import { readerOf, type BodyReader } from './pump.ts';
 import type { Spool } from './spool.ts';
 
@@ -17,9 +17,9 @@ export interface PhpResponse {
   head: CgiHead;
   /** Body bytes that arrived with the head. */
   rest: Buffer;
-  /** The rest of the body, in order (empty when `complete`). */
+  /** The rest of the body, in order (yields nothing when `complete`). */
   read: BodyReader;
-  /** END_REQUEST had arrived with the head: `rest` plus `read` is already all of it in memory. */
+  /** END_REQUEST had arrived with the head: `rest` is the whole body, already in memory. */
   complete: boolean;
 }
 
@@ -29,27 +29,12 @@ const NOTHING: BodyReader = () => Promise.resolve(null);
 
 /**
  * Waits for the CGI head. When END_REQUEST is already in (a small page arrives in one socket
- * read), everything is taken synchronously from the stdout buffer: no iterator machinery.
+ * read), the response is taken whole, synchronously (takeWholeResponse).
  */
 export async function readPhpResponse(call: FcgiCall): Promise<PhpResponseResult> {
+  const whole = takeWholeResponse(call);
+  if (whole !== null) return whole;
   const parser = new CgiHeadParser(MAX_CGI_HEAD_BYTES);
-  if (call.ended) {
-    const all = call.stdout.read() as Buffer | null;
-    let result = all === null ? parser.finish() : parser.push(all);
-    if (!result.done && !('error' in result)) result = parser.finish();
-    if ('error' in result) return { error: result.error };
-    if (!result.done) return { error: 'incomplete CGI head' };
-    // Anything the first read() did not return (more than one buffered chunk) is still there.
-    const leftover = call.stdout.readableLength > 0;
-    return {
-      head: result.head,
-      rest: result.rest,
-      read: leftover
-        ? readerOf(call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>)
-        : NOTHING,
-      complete: true,
-    };
-  }
   const iterator = call.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   for (;;) {
     const next = await iterator.next();
@@ -59,6 +44,36 @@ export async function readPhpResponse(call: FcgiCall): Promise<PhpResponseResult
       return { head: result.head, rest: result.rest, read: readerOf(iterator), complete: false };
     }
   }
+}
+
+/**
+ * The response, parsed, when END_REQUEST has already arrived and nothing read stdout yet: STDOUT
+ * is taken as it arrived (no stream, no await), the body is `rest` (a view of the socket chunk
+ * when it came in one). Null otherwise: use readPhpResponse.
+ */
+export function takeWholeResponse(call: FcgiCall): PhpResponseResult | null {
+  const chunks = call.takeStdout();
+  if (chunks === null) return null;
+  const parser = new CgiHeadParser(MAX_CGI_HEAD_BYTES);
+  let result: CgiParseResult = { done: false };
+  let used = 0;
+  while (used < chunks.length) {
+    result = parser.push(chunks[used] as Buffer);
+    used += 1;
+    if (result.done || 'error' in result) break;
+  }
+  // No blank line before the end: PHP printed headers only (or nothing).
+  if (!result.done && !('error' in result)) result = parser.finish();
+  if ('error' in result) return { error: result.error };
+  if (!result.done) return { error: 'incomplete CGI head' };
+  let rest = result.rest;
+  if (used < chunks.length) {
+    const parts = [rest, ...chunks.slice(used)];
+    let length = 0;
+    for (const part of parts) length += part.length;
+    rest = Buffer.concat(parts, length);
+  }
+  return { head: result.head, rest, read: NOTHING, complete: true };
 }
 
 /**

@@ -3,12 +3,16 @@
  * whole life and routes records to the exchange (request) currently running on it, if any.
  * Invariants: at most one exchange at a time (FPM never multiplexes); no socket event handler
  * throws, whatever the peer sends; `onClose` is called exactly once, when the socket is gone.
+ * Reads land in one buffer shared by every FPM socket (net's `onread`: no stream machinery and
+ * no allocation per read); a record's content is a view into it, valid only while the record is
+ * handled, so whatever outlives that (STDOUT, STDERR) is copied by the exchange.
  */
 import net from 'node:net';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { parseFcgiAddress } from './address.ts';
 import { RecordType } from './constants.ts';
 import { Exchange, type ExchangeInit, type ExchangeListener } from './exchange.ts';
+import { READ_BUFFER } from './read-buffer.ts';
 import { RecordDecoder, type FcgiRecord } from './record-codec.ts';
 
 /** The error for a socket that went away before END_REQUEST. */
@@ -39,10 +43,19 @@ export class FcgiConnection {
   static connect(address: string, timeoutMs: number): Promise<FcgiConnection> {
     const target = parseFcgiAddress(address);
     return new Promise((resolve, reject) => {
+      let connection: FcgiConnection | null = null;
+      const onread = {
+        buffer: READ_BUFFER,
+        callback: (bytes: number): boolean => {
+          // Nothing arrives before 'connect' (we have sent nothing yet); guard anyway.
+          if (connection !== null) connection.#onData(READ_BUFFER.subarray(0, bytes));
+          return true; // false would pause the socket; the exchange pauses it when it must
+        },
+      };
       const socket =
         target.kind === 'unix'
-          ? net.connect({ path: target.path })
-          : net.connect({ host: target.host, port: target.port, noDelay: true });
+          ? net.connect({ path: target.path, onread })
+          : net.connect({ host: target.host, port: target.port, noDelay: true, onread });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(
@@ -66,7 +79,8 @@ export class FcgiConnection {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeListener('error', onError);
-        resolve(new FcgiConnection(socket, address));
+        connection = new FcgiConnection(socket, address);
+        resolve(connection);
       });
     });
   }
@@ -75,7 +89,6 @@ export class FcgiConnection {
     this.socket = socket;
     this.address = address;
     this.#decoder = new RecordDecoder((record) => this.#onRecord(record));
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#exchange?.onDrain());
     socket.on('end', () => this.destroy(connectionClosedError()));
     socket.on('error', (err) => this.destroy(connectionClosedError(err)));

@@ -1,9 +1,12 @@
 /**
- * One FastCGI request/response on a connection: sends BEGIN_REQUEST + PARAMS + STDIN (streams
- * with backpressure), turns STDOUT into a Readable that pauses the socket when unread, and ends
- * at END_REQUEST. Invariants: the listener hears exactly one of onEnd / onError; the read timer
- * never runs while the consumer applies backpressure; onRecord's protocol errors are thrown to
- * the connection, which catches them and destroys the socket.
+ * One FastCGI request/response on a connection: sends BEGIN_REQUEST + PARAMS + STDIN (one write
+ * for a known body, a stream with backpressure otherwise), holds STDOUT until someone reads it
+ * (pausing the socket when too much is unread), and ends at END_REQUEST. STDOUT becomes a
+ * Readable only when asked for: a small response, complete at END_REQUEST, is taken as it
+ * arrived (takeStdout) without any stream machinery. Invariants: the listener hears exactly one
+ * of onEnd / onError; the read timer never runs while the consumer applies backpressure;
+ * onRecord's protocol errors are thrown to the connection, which catches them and destroys the
+ * socket.
  *
  *   start ──▶ sending ──(STDIN end written)──▶ waiting ──(END_REQUEST)──▶ ended
  *                 └────────── socket gone / timeout / abort / bad record ──────▶ failed
@@ -12,6 +15,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { FCGI_REQUEST_ID, ProtocolStatus, RecordType } from './constants.ts';
+import { keepable } from './read-buffer.ts';
 import {
   decodeEndRequest,
   encodeStreamData,
@@ -19,6 +23,9 @@ import {
   type EndRequestBody,
   type FcgiRecord,
 } from './record-codec.ts';
+
+/** Unread STDOUT bytes held before the socket is paused (a Readable's default high-water mark). */
+const STDOUT_HIGH_WATER_BYTES = 16 * 1024;
 
 /** The socket side an exchange needs (implemented by FcgiConnection). */
 export interface ExchangeHost {
@@ -29,13 +36,16 @@ export interface ExchangeHost {
 }
 
 export interface ExchangeInit {
-  /** BEGIN_REQUEST and the PARAMS records including the empty one, encoded once per request. */
+  /**
+   * Encoded once per request: BEGIN_REQUEST and the PARAMS records including the empty one, and,
+   * when `body` is null, the STDIN records and the empty STDIN record too (encodeRequest), so a
+   * request with a known body is one write.
+   */
   readonly head: Buffer;
-  readonly body: Buffer | NodeJS.ReadableStream | null | undefined;
+  /** A body sent as it streams, after `head`; null when `head` already holds all of STDIN. */
+  readonly body: NodeJS.ReadableStream | null;
   readonly sendTimeoutMs: number;
   readonly readTimeoutMs: number;
-  readonly onStderr?: ((chunk: Buffer) => void) | undefined;
-  readonly onTimeout?: ((kind: 'send' | 'read') => void) | undefined;
 }
 
 export interface ExchangeListener {
@@ -47,6 +57,10 @@ export interface ExchangeListener {
   onEnd(result: EndRequestBody, reusable: boolean): void;
   /** Failed before END_REQUEST; `retryable`: nothing was received or consumed, safe to replay. */
   onError(err: SidecarError, retryable: boolean): void;
+  /** FCGI_STDERR content (PHP errors). Must not throw. */
+  onStderr?(chunk: Buffer): void;
+  /** Our send or read timeout fired; the exchange fails with FCGI_TIMEOUT next. */
+  onTimeout?(kind: 'send' | 'read'): void;
 }
 
 type State = 'sending' | 'waiting' | 'ended' | 'failed';
@@ -61,7 +75,6 @@ type State = 'sending' | 'waiting' | 'ended' | 'failed';
 export const RETRY_WINDOW_MS = 1000;
 
 export class Exchange {
-  readonly stdout: Readable;
   readonly #host: ExchangeHost;
   readonly #init: ExchangeInit;
   readonly #listener: ExchangeListener;
@@ -78,6 +91,13 @@ export class Exchange {
   #sendTimer: NodeJS.Timeout | null = null;
   #readTimer: NodeJS.Timeout | null = null;
   #detachBody: (() => void) | null = null;
+  /** STDOUT as a stream, made on first use of `stdout`. */
+  #stdout: Readable | null = null;
+  /** STDOUT content received while no Readable exists, in order (views of the socket chunks). */
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  /** How the Readable must end when made after a failure: destroyed, with the error if started. */
+  #failure: { err: SidecarError | undefined } | null = null;
 
   constructor(
     host: ExchangeHost,
@@ -89,7 +109,31 @@ export class Exchange {
     this.#init = init;
     this.#listener = listener;
     this.#mayRetry = mayRetry;
-    this.stdout = new Readable({
+  }
+
+  /**
+   * FCGI_STDOUT bytes as a Readable (made on first use, holding what arrived before). Unread, it
+   * pauses the FPM socket; it ends at END_REQUEST and is destroyed when the exchange fails.
+   */
+  get stdout(): Readable {
+    this.#stdout ??= this.#makeStdout();
+    return this.#stdout;
+  }
+
+  /**
+   * After END_REQUEST, when `stdout` was never used: every STDOUT chunk, in order, taken out (the
+   * Readable, if made later, is empty). Null otherwise: read `stdout` then.
+   */
+  takeStdout(): Buffer[] | null {
+    if (this.#state !== 'ended' || this.#stdout !== null) return null;
+    const held = this.#held;
+    this.#held = [];
+    this.#heldBytes = 0;
+    return held;
+  }
+
+  #makeStdout(): Readable {
+    const stdout = new Readable({
       read: () => this.#onStdoutRead(),
       destroy: (err, callback) => {
         // The consumer gave up (e.g. pipeline() saw the client go): same as abort().
@@ -99,7 +143,13 @@ export class Exchange {
     });
     // The same error reaches the caller through `done`; without a listener an 'error' on a
     // stdout nobody consumes would crash the process.
-    this.stdout.on('error', () => undefined);
+    stdout.on('error', () => undefined);
+    for (const chunk of this.#held) stdout.push(chunk);
+    this.#held = [];
+    this.#heldBytes = 0;
+    if (this.#failure !== null) stdout.destroy(this.#failure.err);
+    else if (this.#state === 'ended') stdout.push(null);
+    return stdout;
   }
 
   /** END_REQUEST has arrived: everything FPM sent for this request is in `stdout`'s buffer. */
@@ -110,26 +160,31 @@ export class Exchange {
   /** Write the request. Called once by the connection. */
   start(): void {
     this.#writtenAt = performance.now();
-    this.#armSendTimer();
     const body = this.#init.body;
-    if (body === null || body === undefined || Buffer.isBuffer(body)) {
-      // One writev for the whole request instead of one syscall per part.
-      this.#host.socket.cork();
-      this.#write(this.#init.head);
-      if (body) this.#write(encodeStreamData(RecordType.FCGI_STDIN, FCGI_REQUEST_ID, body));
-      this.#endStdin();
-      this.#host.socket.uncork();
-    } else {
-      this.#write(this.#init.head);
-      this.#pumpBody(body);
+    if (body === null) {
+      // The whole request in one buffer, one write. The send timer only runs when the socket
+      // did not take it at once (it covers "no write to FPM succeeded").
+      this.#host.socket.write(this.#init.head);
+      this.#state = 'waiting';
+      if (this.#host.socket.writableNeedDrain) this.#armSendTimer();
+      this.#armReadTimer();
+      return;
     }
+    this.#armSendTimer();
+    this.#write(this.#init.head);
+    this.#pumpBody(body);
   }
 
   /** Client went away: destroy the connection (FPM ignores ABORT_REQUEST), fail with 499. */
   abort(): void {
     if (this.#state === 'ended') {
       // The connection is already back in the pool; only drop what is buffered for us.
-      if (!this.stdout.readableEnded) this.stdout.destroy();
+      if (this.#stdout === null) {
+        this.#held = [];
+        this.#heldBytes = 0;
+      } else if (!this.#stdout.readableEnded) {
+        this.#stdout.destroy();
+      }
       return;
     }
     if (this.#state === 'failed') return;
@@ -152,8 +207,14 @@ export class Exchange {
       !this.#bodyConsumed &&
       err.code === ErrorCodes.FCGI_CONNECTION_CLOSED &&
       performance.now() - this.#writtenAt < RETRY_WINDOW_MS;
-    if (this.#started) this.stdout.destroy(err);
-    else this.stdout.destroy();
+    const streamErr = this.#started ? err : undefined;
+    if (this.#stdout !== null) {
+      this.#stdout.destroy(streamErr);
+    } else {
+      this.#failure = { err: streamErr };
+      this.#held = [];
+      this.#heldBytes = 0;
+    }
     this.#listener.onError(err, retryable);
   }
 
@@ -178,7 +239,10 @@ export class Exchange {
     }
   }
 
-  /** A record for this connection; throws SidecarError FCGI_PROTOCOL on a bad one. */
+  /**
+   * A record for this connection; throws SidecarError FCGI_PROTOCOL on a bad one. Its content
+   * may be a view into a buffer reused after this call: what is kept is copied.
+   */
   onRecord(record: FcgiRecord): void {
     if (this.#state === 'ended' || this.#state === 'failed') return;
     switch (record.type) {
@@ -187,11 +251,11 @@ export class Exchange {
         // The empty STDOUT record closes the stream; END_REQUEST follows and ends stdout.
         if (record.content.length === 0) return;
         this.#markStarted();
-        if (!this.stdout.push(record.content)) this.#pauseSocket();
+        this.#onStdout(keepable(record.content));
         return;
       case RecordType.FCGI_STDERR:
         this.#checkId(record);
-        if (record.content.length > 0) this.#init.onStderr?.(record.content);
+        if (record.content.length > 0) this.#listener.onStderr?.(keepable(record.content));
         return;
       case RecordType.FCGI_END_REQUEST:
         this.#checkId(record);
@@ -203,6 +267,19 @@ export class Exchange {
         // forward-compatible behaviour.
         return;
     }
+  }
+
+  /** STDOUT content, in a Buffer of its own (not the connection's read buffer). */
+  #onStdout(content: Buffer): void {
+    if (this.#stdout !== null) {
+      if (!this.#stdout.push(content)) this.#pauseSocket();
+      return;
+    }
+    // The consumer may take it all at END_REQUEST (takeStdout); until it reads, hold a
+    // Readable's worth and then stop reading the socket, as a Readable would.
+    this.#held.push(content);
+    this.#heldBytes += content.length;
+    if (this.#heldBytes >= STDOUT_HIGH_WATER_BYTES) this.#pauseSocket();
   }
 
   #checkId(record: FcgiRecord): void {
@@ -231,7 +308,7 @@ export class Exchange {
     this.#clearTimers();
     this.#detachBody?.();
     this.#markStarted();
-    this.stdout.push(null);
+    this.#stdout?.push(null);
     this.#host.finishExchange(this, reusable);
     this.#listener.onEnd(result, reusable);
   }
@@ -320,7 +397,7 @@ export class Exchange {
 
   #timeout(kind: 'send' | 'read', ms: number): void {
     const what = kind === 'send' ? 'no write to FPM succeeded' : 'nothing read from FPM';
-    this.#init.onTimeout?.(kind);
+    this.#listener.onTimeout?.(kind);
     this.#host.destroy(
       new SidecarError(
         ErrorCodes.FCGI_TIMEOUT,

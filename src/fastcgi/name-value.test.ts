@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { FCGI_REQUEST_ID, RecordType } from './constants.ts';
 import { decodeNameValuePairs, encodeNameValuePair, encodeNameValuePairs } from './name-value.ts';
-import { encodeParams, RecordDecoder, type FcgiRecord } from './record-codec.ts';
+import { RecordDecoder, type FcgiRecord } from './record-codec.ts';
+import { encodeParams } from './request-encoder.ts';
 
 const sizes = [0, 1, 127, 128, 65535, 65536];
 

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { BeginRequestFlags, RecordType } from './constants.ts';
 import { decodeNameValuePairs } from './name-value.ts';
@@ -20,7 +20,13 @@ import {
   encodeStreamEnd,
   RecordDecoder,
 } from './record-codec.ts';
-import { FcgiPool, type FcgiCall, type FcgiPoolOptions, type FcgiRequestInit } from './pool.ts';
+import {
+  AbortFlag,
+  FcgiPool,
+  type FcgiCall,
+  type FcgiPoolOptions,
+  type FcgiRequestInit,
+} from './pool.ts';
 
 interface FakeRequest {
   readonly connectionId: number;
@@ -654,6 +660,36 @@ describe('abort', () => {
     expect(pool.stats().open).toBe(0);
   });
 
+  it('an AbortFlag as the signal: before the response, rejects with 499 and drops the socket', async () => {
+    const fake = await fakeFpm();
+    fake.handler = () => undefined;
+    const [pool] = makePool(fake.address);
+    const gone = new AbortFlag();
+    const pending = pool.request(init({ signal: gone }));
+    await once(fake, 'request');
+    const peerClosed = once(fake, 'socketClose');
+    gone.abort();
+    gone.abort(); // idempotent
+    expect(gone.aborted).toBe(true);
+    expect((await rejection(pending)).code).toBe(ErrorCodes.FCGI_ABORTED);
+    await peerClosed;
+    expect(pool.stats()).toEqual({ open: 0, busy: 0, idle: 0, queued: 0, stalled: 0 });
+  });
+
+  it('an AbortFlag as the signal: while queued, leaves the queue with 499', async () => {
+    const fake = await fakeFpm();
+    fake.handler = () => undefined;
+    const [pool] = makePool(fake.address, { maxConnections: 1 });
+    void pool.request(init()).catch(() => undefined);
+    await once(fake, 'request');
+    const gone = new AbortFlag();
+    const pending = pool.request(init({ signal: gone }));
+    expect(pool.stats().queued).toBe(1);
+    gone.abort();
+    expect((await rejection(pending)).code).toBe(ErrorCodes.FCGI_ABORTED);
+    expect(pool.stats().queued).toBe(0);
+  });
+
   it('while queued: leaves the queue with 499', async () => {
     const fake = await fakeFpm();
     fake.handler = () => undefined;
@@ -846,5 +882,116 @@ describe('lifecycle', () => {
   it('rejects a bad address or option at construction', () => {
     expect(() => makePool('localhost')).toThrow(/bad FastCGI address/);
     expect(() => makePool('127.0.0.1:9000', { maxConnections: 0 })).toThrow(/maxConnections/);
+  });
+});
+
+/**
+ * The hot path of issue 13: one socket write per request with a known body, a complete response
+ * taken without a stream, STDOUT kept intact although every FPM socket reads into one shared
+ * buffer, and one timer for the whole queue. A recurrence looks like two writes per request, a
+ * response body mixing bytes of a later read, or a waiter expiring at another one's deadline.
+ */
+describe('the hot path', () => {
+  it.each([
+    ['no body', null],
+    ['a Buffer body', Buffer.from('a=1&b=2')],
+  ])('%s: the whole request goes to FPM in one socket write', async (_name, body) => {
+    const fake = await fakeFpm('unix');
+    const [pool] = makePool(fake.address);
+    // A first request opens the connection; the second is measured on the reused socket.
+    await readAll(await pool.request(init()));
+    const write = vi.spyOn(net.Socket.prototype, 'write');
+    try {
+      const seen = nextRequest(fake);
+      const call = await pool.request(init({ body }));
+      expect(await readAll(call)).toBe('Content-Type: text/plain\r\n\r\nhello');
+      const ours = write.mock.contexts.filter((socket) => !fake.sockets.has(socket as net.Socket));
+      expect(ours).toHaveLength(1);
+      const req = await seen;
+      expect(req.params).toEqual(init().params);
+      expect(req.stdin.equals(body ?? Buffer.alloc(0))).toBe(true);
+    } finally {
+      write.mockRestore();
+    }
+  });
+
+  it('a response complete at END_REQUEST is taken whole (takeStdout), then stdout is empty', async () => {
+    const fake = await fakeFpm();
+    const [pool] = makePool(fake.address);
+    const call = await pool.request(init());
+    await call.done;
+    expect(call.ended).toBe(true);
+    const chunks = call.takeStdout();
+    expect(Buffer.concat(chunks ?? []).toString()).toBe('Content-Type: text/plain\r\n\r\nhello');
+    expect(call.takeStdout()).toEqual([]);
+    expect(await readAll(call)).toBe('');
+  });
+
+  it('takeStdout is null while the response streams and once stdout was used', async () => {
+    const fake = await fakeFpm();
+    let finish = (): void => undefined;
+    fake.handler = (req) => {
+      req.stdout('Content-Type: text/plain\r\n\r\nfirst');
+      finish = () => {
+        req.stdout('second');
+        req.end();
+      };
+    };
+    const [pool] = makePool(fake.address);
+    const call = await pool.request(init());
+    expect(call.takeStdout()).toBeNull();
+    const reading = readAll(call);
+    finish();
+    await call.done;
+    expect(call.takeStdout()).toBeNull();
+    expect(await reading).toBe('Content-Type: text/plain\r\n\r\nfirstsecond');
+  });
+
+  it('STDOUT held across reads keeps its bytes: later reads into the shared buffer do not touch it', async () => {
+    // Two different patterns in two separate socket reads (the second after a pause): bytes of
+    // the first read, still unread when the second arrives, must not be overwritten by it.
+    const fake = await fakeFpm('unix');
+    const first = Buffer.alloc(3000, 0x61);
+    const second = Buffer.alloc(5000, 0x62);
+    fake.handler = (req) => {
+      req.stdout(first);
+      setTimeout(() => {
+        req.stdout(second);
+        req.end();
+      }, 50);
+    };
+    const [pool] = makePool(fake.address);
+    const call = await pool.request(init());
+    await call.done;
+    const all = Buffer.concat(call.takeStdout() ?? []);
+    expect(all.equals(Buffer.concat([first, second]))).toBe(true);
+  });
+
+  it('one queue timer: waiters expire at their own deadline, with their own wait in the message', async () => {
+    const fake = await fakeFpm();
+    fake.handler = () => undefined;
+    const [pool, log] = makePool(fake.address, { maxConnections: 1, queueTimeoutMs: 400 });
+    void pool.request(init()).catch(() => undefined);
+    await once(fake, 'request');
+    const order: string[] = [];
+    const longer = rejection(pool.request(init())).then((err) => {
+      order.push(err.message);
+      return err;
+    });
+    pool.reconfigure({ queueTimeoutMs: 100 });
+    const shorter = rejection(pool.request(init())).then((err) => {
+      order.push(err.message);
+      return err;
+    });
+    expect(pool.stats().queued).toBe(2);
+    expect((await shorter).code).toBe(ErrorCodes.FCGI_POOL_EXHAUSTED);
+    expect(pool.stats().queued).toBe(1);
+    expect((await longer).code).toBe(ErrorCodes.FCGI_POOL_EXHAUSTED);
+    expect(order).toEqual([
+      'all 1 FastCGI connections busy; waited 100 ms',
+      'all 1 FastCGI connections busy; waited 400 ms',
+    ]);
+    expect(log.timeouts).toEqual(['queue', 'queue']);
+    expect(pool.stats().queued).toBe(0);
   });
 });

@@ -7,20 +7,32 @@
  * or returning ones makes the pool close those to free workers (docs/fastcgi-pool.md).
  * Invariants: open (connected + connecting) never exceeds maxConnections except transiently
  * after reconfigure() lowers it; a socket is reused only with keep-alive, after
- * END_REQUEST/REQUEST_COMPLETE and never after an abort; nothing here knows HTTP.
+ * END_REQUEST/REQUEST_COMPLETE and never after an abort; nothing here knows HTTP. Per request:
+ * one object (PoolCall: the caller's FcgiCall, the exchange's listener, the queue's waiter), one
+ * promise, and no timer of its own in the queue (one timer serves every waiter).
  *
  *   request ─▶ idle socket? ─yes─▶ run ─END_REQUEST─▶ keep-alive, no stall? ─yes─▶ waiter? ─▶ hand over
  *                 │no                                    │no                         │no
  *                 ├─ open < cap ─▶ connect ─▶ run         └─▶ close (frees the worker)  └─▶ idle (idleTimeoutMs)
  *                 └─ queue (bounded, timed) ─▶ FCGI_POOL_EXHAUSTED when full or expired
  */
-import type { Readable } from 'node:stream';
 import { ConfigError, ErrorCodes, SidecarError, toError } from '../errors.ts';
 import { parseFcgiAddress } from './address.ts';
 import { BeginRequestFlags, FCGI_REQUEST_ID, Role } from './constants.ts';
 import { FcgiConnection } from './connection.ts';
-import type { Exchange } from './exchange.ts';
-import { encodeBeginRequest, encodeParams } from './record-codec.ts';
+import {
+  abortedError,
+  PoolCall,
+  type CallHost,
+  type FcgiCall,
+  type FcgiRequestInit,
+  type Waiter,
+} from './pool-call.ts';
+import { encodeBeginRequest } from './record-codec.ts';
+import { encodeParams, encodeRequest } from './request-encoder.ts';
+
+export { AbortFlag, type AbortListener, type FcgiAbortSignal } from './abort-flag.ts';
+export { STALL_MS, type FcgiCall, type FcgiRequestInit } from './pool-call.ts';
 
 export interface FcgiPoolOptions {
   /** "unix:/abs/path", "host:port" or "[v6]:port". */
@@ -60,53 +72,6 @@ export interface FcgiPoolHooks {
   onWorkersFreed?(count: number): void;
 }
 
-/**
- * How long a request on a fresh keep-alive connection may go without a byte from FPM before the
- * pool suspects FPM never accepted it. A false alarm (a slow script) only costs the reuse of a
- * few connections; a missed one costs a request its whole read timeout. Measured on php-fpm 8.2:
- * an accepted request's first bytes arrive within 1-5 ms for a trivial script.
- */
-export const STALL_MS = 200;
-
-export interface FcgiRequestInit {
-  /** CGI params, sent in order. Strings are sent as UTF-8, Buffers byte for byte. */
-  params: ReadonlyArray<readonly [string, string | Buffer]>;
-  /**
-   * FCGI_STDIN. The caller sets CONTENT_LENGTH in params. Streams are sent with backpressure;
-   * on failure a stream is left paused, never destroyed (the caller owns it).
-   */
-  body?: Buffer | NodeJS.ReadableStream | null;
-  /** Max time between successful writes to FPM while the request is being sent. */
-  sendTimeoutMs: number;
-  /** Max time between reads from FPM once the request is sent; paused while stdout is unread. */
-  readTimeoutMs: number;
-  /** Aborted: the socket is destroyed (never pooled), the call fails with FCGI_ABORTED (499). */
-  signal?: AbortSignal;
-  /** FCGI_STDERR content (PHP errors). Must not throw. */
-  onStderr?(chunk: Buffer): void;
-}
-
-export interface FcgiCall {
-  /** FCGI_STDOUT bytes (CGI headers + body, unparsed). Unread, it pauses the FPM socket. Ends at
-   * END_REQUEST; destroyed with the SidecarError when the connection fails. */
-  stdout: Readable;
-  /** END_REQUEST; rejects with a SidecarError if the connection breaks or times out first. */
-  done: Promise<{ appStatus: number; protocolStatus: number }>;
-  /** Destroy the connection now (client went away). */
-  abort(): void;
-  /**
-   * END_REQUEST has arrived: the rest of the response is already buffered in `stdout` (the
-   * usual case for a small page, which FPM sends in one write), so it can be sent in one piece.
-   */
-  readonly ended: boolean;
-  queueWaitMs: number;
-}
-
-interface Waiter {
-  readonly grant: (connection: Promise<FcgiConnection>) => void;
-  readonly fail: (err: SidecarError) => void;
-}
-
 type Tunables = Omit<FcgiPoolOptions, 'address' | 'hooks' | 'keepAlive'>;
 
 const TUNABLE_KEYS = [
@@ -138,10 +103,6 @@ const HEAD_BEGIN_KEEP = encodeBeginRequest(
 );
 const HEAD_BEGIN_CLOSE = encodeBeginRequest(FCGI_REQUEST_ID, Role.FCGI_RESPONDER, 0);
 
-function abortedError(): SidecarError {
-  return new SidecarError(ErrorCodes.FCGI_ABORTED, 'FastCGI request aborted by the client');
-}
-
 export class FcgiPool {
   readonly #address: string;
   readonly #hooks: FcgiPoolHooks;
@@ -156,8 +117,13 @@ export class FcgiPool {
   readonly #idleTimers = new Map<FcgiConnection, NodeJS.Timeout>();
   #connecting = 0;
   readonly #queue: Waiter[] = [];
+  /** One timer for the whole queue, due at the earliest deadline (not one per waiter). */
+  #queueTimer: NodeJS.Timeout | null = null;
+  #queueTimerAt = 0;
   #closing = false;
   readonly #closeResolvers: Array<() => void> = [];
+  /** What a running call may do to the pool (made once, not per request). */
+  readonly #callHost: CallHost;
 
   /** Throws ConfigError on a malformed address or option. */
   constructor(options: FcgiPoolOptions) {
@@ -174,21 +140,74 @@ export class FcgiPool {
       idleTimeoutMs: options.idleTimeoutMs,
     };
     validate(this.#options);
+    this.#callHost = {
+      hooks: this.#hooks,
+      keepAlive: this.#keepAlive,
+      stalled: this.#stalled,
+      release: (connection, reusable) => this.#release(connection, reusable),
+      openFresh: () => this.#openFresh(),
+      onStall: (connection) => this.#onStall(connection),
+      onTimeout: (kind) => this.#hooks.onTimeout?.(kind),
+      dequeue: (waiter) => {
+        const index = this.#queue.indexOf(waiter);
+        if (index >= 0) this.#queue.splice(index, 1);
+      },
+    };
   }
 
   /**
    * Send one request. Resolves at the first STDOUT bytes (or END_REQUEST if the script printed
    * nothing). Rejects with SidecarError: FCGI_POOL_EXHAUSTED 503 (queue full or wait expired),
    * FCGI_POOL_CLOSED 503, FCGI_CONNECT 502, FCGI_CONNECTION_CLOSED 502, FCGI_TIMEOUT 504,
-   * FCGI_PROTOCOL 502, FCGI_ABORTED 499, LIMIT 431 (one param over 65528 bytes).
+   * FCGI_PROTOCOL 502, FCGI_ABORTED 499, FCGI_PARAMS_TOO_LARGE 431 (one param over 65528 bytes).
    */
-  async request(init: FcgiRequestInit): Promise<FcgiCall> {
-    if (this.#closing) throw this.#closedError();
-    if (init.signal?.aborted) throw abortedError();
-    const head = encodeParams(FCGI_REQUEST_ID, init.params, this.#headBegin);
-    const { connection, waitMs } = await this.#acquire(init.signal);
-    this.#hooks.onQueueWait?.(waitMs);
-    return this.#run(connection, head, init, waitMs);
+  request(init: FcgiRequestInit): Promise<FcgiCall> {
+    if (this.#closing) return Promise.reject(this.#closedError());
+    if (init.signal?.aborted) return Promise.reject(abortedError());
+    const body = init.body ?? null;
+    const stream = body !== null && !Buffer.isBuffer(body);
+    let head: Buffer;
+    try {
+      // A known body travels with the params: the whole request is one buffer and one write.
+      head = stream
+        ? encodeParams(FCGI_REQUEST_ID, init.params, this.#headBegin)
+        : encodeRequest(FCGI_REQUEST_ID, this.#headBegin, init.params, body);
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
+    const call = new PoolCall(this.#callHost, head, stream ? body : null, init);
+    const idle = this.#idle.pop();
+    if (idle !== undefined) {
+      // The usual keep-alive case: no promise between the caller and the write.
+      this.#takeIdle(idle);
+      this.#hooks.onQueueWait?.(0);
+      call.attempt(idle, true);
+      return call.started;
+    }
+    const { maxConnections, queueSize, queueTimeoutMs } = this.#options;
+    if (this.stats().open < maxConnections) {
+      this.#openFresh().then(
+        (connection) => {
+          this.#hooks.onQueueWait?.(0);
+          call.attempt(connection, true);
+        },
+        (err: unknown) => call.failToStart(toError(err)),
+      );
+    } else if (this.#queue.length >= queueSize) {
+      call.failToStart(
+        new SidecarError(
+          ErrorCodes.FCGI_POOL_EXHAUSTED,
+          `all ${maxConnections} FastCGI connections busy; queue full (${queueSize} waiting)`,
+        ),
+      );
+    } else {
+      call.enqueued(queueTimeoutMs);
+      this.#queue.push(call);
+      if (this.#queueTimer === null || call.deadline < this.#queueTimerAt) {
+        this.#armQueueTimer(call.deadline);
+      }
+    }
+    return call.started;
   }
 
   stats(): { open: number; busy: number; idle: number; queued: number; stalled: number } {
@@ -213,6 +232,8 @@ export class FcgiPool {
    */
   close(): Promise<void> {
     this.#closing = true;
+    if (this.#queueTimer !== null) clearTimeout(this.#queueTimer);
+    this.#queueTimer = null;
     for (const waiter of this.#queue.splice(0)) waiter.fail(this.#closedError());
     for (const connection of [...this.#idle]) connection.destroy();
     return new Promise((resolve) => {
@@ -243,62 +264,41 @@ export class FcgiPool {
     return new SidecarError(ErrorCodes.FCGI_POOL_CLOSED, 'FastCGI pool is shutting down');
   }
 
-  #acquire(
-    signal: AbortSignal | undefined,
-  ): Promise<{ connection: FcgiConnection; waitMs: number }> {
-    const idle = this.#idle.pop();
-    if (idle !== undefined) {
-      this.#takeIdle(idle);
-      return Promise.resolve({ connection: idle, waitMs: 0 });
+  #armQueueTimer(at: number): void {
+    if (this.#queueTimer !== null) clearTimeout(this.#queueTimer);
+    this.#queueTimerAt = at;
+    this.#queueTimer = setTimeout(
+      () => this.#expireWaiters(),
+      Math.max(0, Math.ceil(at - performance.now())),
+    );
+  }
+
+  /** The queue timer fired: waiters past their deadline leave with 503; re-arm for the rest. */
+  #expireWaiters(): void {
+    this.#queueTimer = null;
+    const now = performance.now();
+    const expired: Waiter[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    let kept = 0;
+    for (const waiter of this.#queue) {
+      if (waiter.deadline <= now) {
+        expired.push(waiter);
+      } else {
+        this.#queue[kept++] = waiter;
+        next = Math.min(next, waiter.deadline);
+      }
     }
-    const { maxConnections, queueSize, queueTimeoutMs } = this.#options;
-    if (this.stats().open < maxConnections) {
-      return this.#openFresh().then((connection) => ({ connection, waitMs: 0 }));
-    }
-    if (this.#queue.length >= queueSize) {
-      return Promise.reject(
+    this.#queue.length = kept;
+    if (kept > 0) this.#armQueueTimer(next);
+    for (const waiter of expired) {
+      this.#hooks.onTimeout?.('queue');
+      waiter.fail(
         new SidecarError(
           ErrorCodes.FCGI_POOL_EXHAUSTED,
-          `all ${maxConnections} FastCGI connections busy; queue full (${queueSize} waiting)`,
+          `all ${this.#options.maxConnections} FastCGI connections busy; waited ${waiter.waitLimitMs} ms`,
         ),
       );
     }
-    return new Promise((resolve, reject) => {
-      const enqueuedAt = performance.now();
-      const leave = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        const index = this.#queue.indexOf(waiter);
-        if (index >= 0) this.#queue.splice(index, 1);
-      };
-      const onAbort = (): void => {
-        leave();
-        reject(abortedError());
-      };
-      const timer = setTimeout(() => {
-        leave();
-        this.#hooks.onTimeout?.('queue');
-        reject(
-          new SidecarError(
-            ErrorCodes.FCGI_POOL_EXHAUSTED,
-            `all ${this.#options.maxConnections} FastCGI connections busy; waited ${queueTimeoutMs} ms`,
-          ),
-        );
-      }, queueTimeoutMs);
-      const waiter: Waiter = {
-        grant: (connection) => {
-          leave();
-          const waitMs = Math.round(performance.now() - enqueuedAt);
-          connection.then((c) => resolve({ connection: c, waitMs }), reject);
-        },
-        fail: (err) => {
-          leave();
-          reject(err);
-        },
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#queue.push(waiter);
-    });
   }
 
   /** Connect a new socket in a free slot (the caller checked the cap). */
@@ -320,107 +320,6 @@ export class FcgiPool {
     this.#all.add(connection);
     connection.onClose = (c) => this.#onConnectionClose(c);
     return connection;
-  }
-
-  #run(
-    first: FcgiConnection,
-    head: Buffer,
-    init: FcgiRequestInit,
-    queueWaitMs: number,
-  ): Promise<FcgiCall> {
-    return new Promise((resolve, reject) => {
-      let settleDone!: (result: { appStatus: number; protocolStatus: number }) => void;
-      let failDone!: (err: SidecarError) => void;
-      const done = new Promise<{ appStatus: number; protocolStatus: number }>((res, rej) => {
-        settleDone = res;
-        failDone = rej;
-      });
-      // An unobserved rejection must never crash the process; callers that care await `done`.
-      done.catch(() => undefined);
-      const signal = init.signal;
-      let exchange: Exchange | null = null;
-      let started = false;
-      const onAbort = (): void => exchange?.abort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const settled = (): void => signal?.removeEventListener('abort', onAbort);
-
-      let stallTimer: NodeJS.Timeout | null = null;
-      const clearStall = (connection: FcgiConnection): void => {
-        if (stallTimer !== null) clearTimeout(stallTimer);
-        stallTimer = null;
-        this.#stalled.delete(connection);
-      };
-      const attempt = (connection: FcgiConnection, allowRetry: boolean): void => {
-        if (signal?.aborted) {
-          // Aborted while we were connecting: the socket is unused and fine to pool.
-          settled();
-          this.#release(connection, true);
-          reject(abortedError());
-          return;
-        }
-        exchange = connection.startExchange(
-          {
-            head,
-            body: init.body,
-            sendTimeoutMs: init.sendTimeoutMs,
-            readTimeoutMs: init.readTimeoutMs,
-            onStderr: (chunk) => init.onStderr?.(chunk),
-            onTimeout: (kind) => this.#hooks.onTimeout?.(kind),
-          },
-          {
-            onFirstByte: () => clearStall(connection),
-            onStart: () => {
-              started = true;
-              const current = exchange as Exchange;
-              resolve({
-                stdout: current.stdout,
-                done,
-                abort: () => current.abort(),
-                get ended() {
-                  return current.ended;
-                },
-                queueWaitMs,
-              });
-            },
-            onEnd: (result, reusable) => {
-              clearStall(connection);
-              settled();
-              this.#release(connection, reusable);
-              settleDone(result);
-            },
-            onError: (err, retryable) => {
-              clearStall(connection);
-              if (!started && retryable) {
-                // A reused socket was dead before FPM saw anything of ours (worker recycled by
-                // pm.max_requests, FPM restarted): replay once on a fresh socket, which takes
-                // the dead one's slot synchronously so no waiter can grab it meanwhile.
-                this.#hooks.onRetry?.();
-                this.#openFresh().then(
-                  (fresh) => attempt(fresh, false),
-                  (connectErr: unknown) => {
-                    settled();
-                    reject(toError(connectErr));
-                  },
-                );
-                return;
-              }
-              settled();
-              if (started) failDone(err);
-              else reject(err);
-            },
-          },
-          allowRetry,
-        );
-        if (this.#keepAlive && connection.requestsCompleted === 0 && !connection.closed) {
-          stallTimer = setTimeout(() => {
-            stallTimer = null;
-            this.#onStall(connection);
-          }, STALL_MS);
-          stallTimer.unref();
-        }
-      };
-      attempt(first, true);
-    });
   }
 
   #takeIdle(connection: FcgiConnection): void {
@@ -465,7 +364,7 @@ export class FcgiPool {
     }
     const waiter = this.#queue.shift();
     if (waiter !== undefined) {
-      waiter.grant(Promise.resolve(connection));
+      waiter.take(connection);
       return;
     }
     this.#idle.push(connection);
@@ -501,11 +400,11 @@ export class FcgiPool {
       const idle = this.#idle.pop();
       if (idle !== undefined) {
         this.#takeIdle(idle);
-        this.#queue.shift()?.grant(Promise.resolve(idle));
+        this.#queue.shift()?.take(idle);
         continue;
       }
       if (this.stats().open >= this.#options.maxConnections) return;
-      this.#queue.shift()?.grant(this.#openFresh());
+      this.#queue.shift()?.take(this.#openFresh());
     }
   }
 

@@ -5,12 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { prng } from '../../test/helpers/prng.ts';
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import { BeginRequestFlags, FCGI_REQUEST_ID, RecordType, Role } from './constants.ts';
-import { decodeNameValuePairs, encodeNameValuePair } from './name-value.ts';
 import {
   decodeEndRequest,
   encodeBeginRequest,
   encodeEndRequest,
-  encodeParams,
   encodeRecord,
   encodeStreamData,
   encodeStreamEnd,
@@ -100,71 +98,6 @@ describe('encoders', () => {
       protocolStatus: 2,
     });
     expect(() => decodeEndRequest(Buffer.alloc(4))).toThrow(SidecarError);
-  });
-
-  it('params: whole pairs per record, each record within 65528, empty record last', () => {
-    const pairs: Array<[string, string]> = [];
-    for (let i = 0; i < 30; i += 1) pairs.push([`P${i}`, 'x'.repeat(5000 + i)]);
-    // 1 + 4 length bytes + 3 name bytes: exactly one full record.
-    pairs.push(['MAX', 'm'.repeat(MAX_RECORD_CONTENT - 8)]);
-    const records = decodeAll([encodeParams(1, pairs)]);
-    expect(records.length).toBeGreaterThan(3);
-    expect(records.at(-1)?.content.length).toBe(0);
-    const body = records.slice(0, -1);
-    for (const r of body) expect(r.content.length).toBeLessThanOrEqual(MAX_RECORD_CONTENT);
-    expect(body.flatMap((r) => decodeNameValuePairs(r.content))).toEqual(pairs);
-  });
-
-  it('params: one pair too long for a PHP record is refused with FCGI_PARAMS_TOO_LARGE', () => {
-    let caught: unknown;
-    try {
-      encodeParams(1, [['HTTP_COOKIE', 'c'.repeat(MAX_RECORD_CONTENT)]]);
-    } catch (err) {
-      caught = err;
-    }
-    expect(caught).toBeInstanceOf(SidecarError);
-    expect((caught as SidecarError).code).toBe(ErrorCodes.FCGI_PARAMS_TOO_LARGE);
-    expect((caught as SidecarError).message).toContain('HTTP_COOKIE');
-  });
-
-  it('params: every pair has the bytes of encodeNameValuePair (UTF-8, Buffers, 127/128 lengths)', () => {
-    // Regression guard for the single-buffer encoder: it measures with Buffer.byteLength and
-    // writes in place, so a wrong length (multi-byte UTF-8, a lone surrogate) would shift bytes.
-    const pairs: Array<[string | Buffer, string | Buffer]> = [
-      ['SCRIPT_FILENAME', '/srv/café/index.php'],
-      ['N'.repeat(127), 'v'.repeat(128)],
-      ['N'.repeat(128), 'v'.repeat(127)],
-      [Buffer.from('HTTP_X_BIN'), Buffer.from([0, 0xff, 0x80, 0x0a])],
-      ['EMOJI', '😀 \ud800 lone surrogate'],
-      ['EMPTY', ''],
-    ];
-    for (let i = 0; i < 20; i += 1) pairs.push([`P${i}`, 'x'.repeat(3000 * i)]);
-    const records = decodeAll([encodeParams(1, pairs)]);
-    const content = Buffer.concat(records.slice(0, -1).map((r) => r.content));
-    expect(content.equals(Buffer.concat(pairs.map(([n, v]) => encodeNameValuePair(n, v))))).toBe(
-      true,
-    );
-  });
-
-  it('params with a prefix: the prefix bytes first, then the same records', () => {
-    const begin = encodeBeginRequest(1, Role.FCGI_RESPONDER, BeginRequestFlags.FCGI_KEEP_CONN);
-    const pairs: Array<[string, string]> = [
-      ['REQUEST_METHOD', 'GET'],
-      ['QUERY_STRING', 'a=1'],
-    ];
-    const withPrefix = encodeParams(1, pairs, begin);
-    expect(withPrefix.equals(Buffer.concat([begin, encodeParams(1, pairs)]))).toBe(true);
-    // Padding bytes are zero, not leftovers of an unsafe allocation.
-    const records = decodeAll([withPrefix]);
-    expect(records.map((r) => r.type)).toEqual([
-      RecordType.FCGI_BEGIN_REQUEST,
-      RecordType.FCGI_PARAMS,
-      RecordType.FCGI_PARAMS,
-    ]);
-    const paramsLength = withPrefix.readUInt16BE(begin.length + 4);
-    const padding = withPrefix.readUInt8(begin.length + 6);
-    const padStart = begin.length + 8 + paramsLength;
-    expect([...withPrefix.subarray(padStart, padStart + padding)].every((b) => b === 0)).toBe(true);
   });
 });
 

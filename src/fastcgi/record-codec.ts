@@ -2,7 +2,8 @@
  * FastCGI record codec (spec §3.3): a pure, push-based decoder and the encoders this client needs.
  * Invariants: the decoder copes with a record split across chunks at any byte and never copies a
  * record that arrives whole (content is a subarray of the chunk); every encoded record satisfies
- * contentLength + paddingLength <= 65535, which php-src fcgi_read_request() demands.
+ * contentLength + paddingLength <= 65535, which php-src fcgi_read_request() demands. The request
+ * head (BEGIN_REQUEST, PARAMS, STDIN) is encoded in request-encoder.ts.
  */
 import { ErrorCodes, SidecarError } from '../errors.ts';
 import {
@@ -12,7 +13,6 @@ import {
   RecordType,
   type RecordTypeValue,
 } from './constants.ts';
-import { writeNameValueLength, type NameValueData } from './name-value.ts';
 
 /**
  * Largest content we put in one record: 0xfff8 is the biggest multiple of 8 below 65535, so the
@@ -125,11 +125,13 @@ export class RecordDecoder {
   }
 }
 
-function paddingFor(contentLength: number): number {
+/** Padding that brings a record of this content length to a multiple of 8. */
+export function paddingFor(contentLength: number): number {
   return (FCGI_ALIGNMENT - (contentLength % FCGI_ALIGNMENT)) % FCGI_ALIGNMENT;
 }
 
-function writeHeader(
+/** Writes a record header at `offset` (the encoders of this folder share it). */
+export function writeHeader(
   out: Buffer,
   offset: number,
   type: number,
@@ -192,6 +194,37 @@ export function decodeEndRequest(content: Buffer): EndRequestBody {
   return { appStatus: content.readUInt32BE(0), protocolStatus: content.readUInt8(4) };
 }
 
+/** Bytes of `length` bytes of stream data as records (no end record). */
+export function streamDataSize(length: number): number {
+  const fullRecords = Math.floor(length / MAX_RECORD_CONTENT);
+  const rest = length % MAX_RECORD_CONTENT;
+  return (
+    fullRecords * (FCGI_HEADER_LEN + MAX_RECORD_CONTENT) +
+    (rest > 0 ? FCGI_HEADER_LEN + rest + paddingFor(rest) : 0)
+  );
+}
+
+/** Writes `data` as stream records at `offset` (padding zeroed); returns the offset after them. */
+export function writeStreamData(
+  out: Buffer,
+  offset: number,
+  type: number,
+  requestId: number,
+  data: Buffer,
+): number {
+  let at = offset;
+  for (let start = 0; start < data.length; start += MAX_RECORD_CONTENT) {
+    const length = Math.min(MAX_RECORD_CONTENT, data.length - start);
+    const padding = paddingFor(length);
+    writeHeader(out, at, type, requestId, length, padding);
+    data.copy(out, at + FCGI_HEADER_LEN, start, start + length);
+    at += FCGI_HEADER_LEN + length;
+    out.fill(0, at, at + padding);
+    at += padding;
+  }
+  return at;
+}
+
 /**
  * Encode stream data (STDIN, STDOUT, STDERR, ...) as records of at most MAX_RECORD_CONTENT
  * bytes, in one Buffer. Empty data gives an empty Buffer: an empty record would end the stream,
@@ -199,101 +232,12 @@ export function decodeEndRequest(content: Buffer): EndRequestBody {
  */
 export function encodeStreamData(type: RecordTypeValue, requestId: number, data: Buffer): Buffer {
   if (data.length === 0) return Buffer.alloc(0);
-  const fullRecords = Math.floor(data.length / MAX_RECORD_CONTENT);
-  const rest = data.length % MAX_RECORD_CONTENT;
-  const size =
-    fullRecords * (FCGI_HEADER_LEN + MAX_RECORD_CONTENT) +
-    (rest > 0 ? FCGI_HEADER_LEN + rest + paddingFor(rest) : 0);
-  const out = Buffer.alloc(size);
-  let offset = 0;
-  for (let start = 0; start < data.length; start += MAX_RECORD_CONTENT) {
-    const length = Math.min(MAX_RECORD_CONTENT, data.length - start);
-    const padding = paddingFor(length);
-    writeHeader(out, offset, type, requestId, length, padding);
-    data.copy(out, offset + FCGI_HEADER_LEN, start, start + length);
-    offset += FCGI_HEADER_LEN + length + padding;
-  }
+  const out = Buffer.allocUnsafe(streamDataSize(data.length));
+  writeStreamData(out, 0, type, requestId, data);
   return out;
 }
 
 /** The empty record that ends a stream. */
 export function encodeStreamEnd(type: RecordTypeValue, requestId: number): Buffer {
   return encodeRecord(type, requestId);
-}
-
-/**
- * Encode CGI params as FCGI_PARAMS records followed by the empty PARAMS record. Pairs are packed
- * whole into records because php-src parses each PARAMS record on its own (fcgi_get_params): a
- * pair that straddles two records is rejected. So one pair may be at most MAX_RECORD_CONTENT
- * bytes encoded; a longer one throws SidecarError FCGI_PARAMS_TOO_LARGE before anything is sent.
- * `prefix` (the BEGIN_REQUEST record) is copied in first: a request head is one allocation.
- */
-export function encodeParams(
-  requestId: number,
-  pairs: Iterable<readonly [NameValueData, NameValueData]>,
-  prefix?: Buffer,
-): Buffer {
-  // Hot path (once per request): measure everything first, then write each byte once into a
-  // single buffer, instead of one Buffer per name, value, pair and record plus two concats.
-  const list = Array.isArray(pairs)
-    ? (pairs as ReadonlyArray<readonly [NameValueData, NameValueData]>)
-    : [...pairs];
-  const lengths = new Array<number>(list.length * 2);
-  const recordContents: number[] = [];
-  let current = 0;
-  for (let i = 0; i < list.length; i += 1) {
-    const [name, value] = list[i] as readonly [NameValueData, NameValueData];
-    const nameLength = typeof name === 'string' ? Buffer.byteLength(name, 'utf8') : name.length;
-    const valueLength = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
-    const pairLength =
-      (nameLength < 128 ? 1 : 4) + (valueLength < 128 ? 1 : 4) + nameLength + valueLength;
-    if (pairLength > MAX_RECORD_CONTENT) {
-      const shownName = typeof name === 'string' ? name : name.toString('latin1');
-      throw new SidecarError(
-        ErrorCodes.FCGI_PARAMS_TOO_LARGE,
-        `FastCGI param ${shownName.slice(0, 64)} is ${pairLength} bytes encoded; PHP-FPM accepts at most ${MAX_RECORD_CONTENT} per param`,
-      );
-    }
-    if (current + pairLength > MAX_RECORD_CONTENT) {
-      recordContents.push(current);
-      current = 0;
-    }
-    current += pairLength;
-    lengths[2 * i] = nameLength;
-    lengths[2 * i + 1] = valueLength;
-  }
-  if (current > 0) recordContents.push(current);
-
-  let total = (prefix?.length ?? 0) + FCGI_HEADER_LEN; // the empty PARAMS record ends the stream
-  for (const content of recordContents) total += FCGI_HEADER_LEN + content + paddingFor(content);
-  const out = Buffer.allocUnsafe(total);
-  let offset = prefix === undefined ? 0 : prefix.copy(out, 0);
-  let index = 0;
-  for (const content of recordContents) {
-    const padding = paddingFor(content);
-    writeHeader(out, offset, RecordType.FCGI_PARAMS, requestId, content, padding);
-    offset += FCGI_HEADER_LEN;
-    const end = offset + content;
-    while (offset < end) {
-      const [name, value] = list[index] as readonly [NameValueData, NameValueData];
-      const nameLength = lengths[2 * index] ?? 0;
-      const valueLength = lengths[2 * index + 1] ?? 0;
-      offset = writeNameValueLength(out, offset, nameLength);
-      offset = writeNameValueLength(out, offset, valueLength);
-      offset +=
-        typeof name === 'string'
-          ? out.write(name, offset, nameLength, 'utf8')
-          : name.copy(out, offset);
-      offset +=
-        typeof value === 'string'
-          ? out.write(value, offset, valueLength, 'utf8')
-          : value.copy(out, offset);
-      index += 1;
-    }
-    // allocUnsafe: padding bytes must not leak old heap memory to FPM.
-    out.fill(0, offset, offset + padding);
-    offset += padding;
-  }
-  writeHeader(out, offset, RecordType.FCGI_PARAMS, requestId, 0, 0);
-  return out;
 }

@@ -2,6 +2,7 @@
 // TestBuildEnvDropsProxyHeader is the model). A regression here looks like a client-controlled
 // header reaching PHP as HTTP_PROXY, as an alias of another header, or as a non-HTTP_ param.
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../test/helpers/prng.ts';
 import { buildCgiParams, type CgiRequestInfo, type CgiServerInfo } from './cgi-params.ts';
 import type { Route } from './route-resolver.ts';
 
@@ -104,6 +105,49 @@ describe('buildCgiParams: the fastcgi.conf set', () => {
         // nginx passes every header as HTTP_* (getallheaders() and PSR-7 factories read them).
         HTTP_CONTENT_TYPE: 'application/json',
         HTTP_CONTENT_LENGTH: '12',
+      },
+    },
+    {
+      name: 'Content-Type as the second of two headers',
+      req: {
+        method: 'POST',
+        contentLength: 3,
+        headers: [
+          ['Host', 'example.com'],
+          ['Content-Type', 'text/plain'],
+        ],
+      },
+      expect: { CONTENT_TYPE: 'text/plain', SERVER_NAME: 'example.com' },
+    },
+    {
+      name: 'Content-Type among many headers, Host last',
+      req: {
+        method: 'POST',
+        contentLength: 3,
+        headers: [
+          ['Accept', '*/*'],
+          ['X-A', '1'],
+          ['Content-Type', 'text/plain'],
+          ['X-B', '2'],
+          ['Host', 'Example.com'],
+        ],
+      },
+      expect: { CONTENT_TYPE: 'text/plain', SERVER_NAME: 'example.com', HTTP_X_B: '2' },
+    },
+    {
+      name: 'repeated Content-Type: CONTENT_TYPE is the first, HTTP_CONTENT_TYPE all of them',
+      req: {
+        method: 'POST',
+        contentLength: 3,
+        headers: [
+          ['Host', 'example.com'],
+          ['Content-Type', 'text/plain'],
+          ['Content-Type', 'application/json'],
+        ],
+      },
+      expect: {
+        CONTENT_TYPE: 'text/plain',
+        HTTP_CONTENT_TYPE: 'text/plain, application/json',
       },
     },
     {
@@ -355,5 +399,97 @@ describe('buildCgiParams: security regressions', () => {
     );
     for (const [, value] of params) expect(value).not.toMatch(/[\0\r\n]/);
     expect(new Map(params).get('HTTP_X_A')).toBe('aX-Injected: 1');
+  });
+});
+
+describe('buildCgiParams: the same params as the plain algorithm', () => {
+  // The reference is the straightforward form of the rules (one Map entry per header, values
+  // joined at the end, every value cleaned): the optimized builder must give exactly its output,
+  // order included, for any mix of repeated, dropped, single-valued and odd headers.
+  const SINGLE_VALUED = new Set([
+    'authorization',
+    'from',
+    'host',
+    'if-modified-since',
+    'if-unmodified-since',
+    'max-forwards',
+    'proxy-authorization',
+    'referer',
+    'user-agent',
+  ]);
+  const clean = (v: string): string => v.replace(/[\0\r\n]/g, '');
+  const utf8 = (raw: string): string => {
+    // eslint-disable-next-line no-control-regex -- ASCII test
+    if (/^[\u0000-\u007f]*$/.test(raw)) return clean(raw);
+    const bytes = Buffer.from(raw, 'latin1');
+    const text = bytes.toString('utf8');
+    return clean(Buffer.from(text, 'utf8').equals(bytes) ? text : raw);
+  };
+  function reference(req: CgiRequestInfo): Array<[string, string]> {
+    const headers = new Map<string, string[]>();
+    for (const [name, value] of req.headers) {
+      if (!/^[A-Za-z0-9-]+$/.test(name)) continue;
+      const key = name.toLowerCase();
+      const entry = headers.get(key);
+      if (entry === undefined) headers.set(key, [utf8(value)]);
+      else if (!SINGLE_VALUED.has(key)) entry.push(utf8(value));
+    }
+    const out: Array<[string, string]> = [];
+    for (const [name, values] of headers) {
+      if (name === 'proxy') continue;
+      out.push([
+        'HTTP_' + name.toUpperCase().replaceAll('-', '_'),
+        values.join(name === 'cookie' ? '; ' : ', '),
+      ]);
+    }
+    const contentType = headers.get('content-type')?.[0] ?? '';
+    return [['CONTENT_TYPE', contentType], ...out];
+  }
+
+  it('fuzz: random header lists', () => {
+    const random = prng(42);
+    const names = [
+      'Host',
+      'host',
+      'Cookie',
+      'cookie',
+      'Accept',
+      'X-A',
+      'x-a',
+      'Content-Type',
+      'content-type',
+      'Proxy',
+      'User-Agent',
+      'Authorization',
+      'X_Bad',
+      'X.Bad',
+      'If-Modified-Since',
+    ];
+    const values = [
+      'v',
+      'a=1',
+      '',
+      'caf\u00c3\u00a9',
+      'caf\u00e9',
+      'x\r\ny',
+      'n\0l',
+      ' spaced ',
+      'Ünï',
+    ];
+    for (let round = 0; round < 400; round += 1) {
+      const headers: Array<[string, string]> = [];
+      const count = Math.floor(random() * 12);
+      for (let i = 0; i < count; i += 1) {
+        headers.push([
+          names[Math.floor(random() * names.length)] ?? 'X',
+          values[Math.floor(random() * values.length)] ?? '',
+        ]);
+      }
+      const params = buildCgiParams(request({ headers }), front, server);
+      const expected = reference(request({ headers }));
+      const http = params.filter(([k]) => k.startsWith('HTTP_'));
+      expect(http, JSON.stringify(headers)).toEqual(expected.slice(1));
+      expect(new Map(params).get('CONTENT_TYPE')).toBe(expected[0]?.[1]);
+    }
   });
 });

@@ -12,6 +12,7 @@
  *   CONNECT ─▶ 405;   unparsable head or body framing ─▶ clientError ─▶ 400/408/431/505
  */
 import { redactTarget } from './log-redact.ts';
+import { writeAccessLine } from '../observability/logger.ts';
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
@@ -173,21 +174,19 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     inFlight -= 1;
     const durationMs = elapsedMs(done.startedAt);
     if (deps.config().log.access_log) {
-      done.log.info(
-        {
-          requestId: done.requestId,
-          method,
-          path: redactTarget(target ?? ''),
-          status,
-          bytes,
-          durationMs: Math.round(durationMs * 1000) / 1000,
-          upstreamMs: done.upstreamMs === null ? null : Math.round(done.upstreamMs * 1000) / 1000,
-          kind: done.kind,
-          client: done.clientAddress,
-          ...(done.error === null ? {} : { error: done.error }),
-        },
-        'request',
-      );
+      // Byte for byte what done.log.info(fields, 'request') writes, without pino's generic path.
+      writeAccessLine(done.log, {
+        requestId: done.requestId,
+        method,
+        path: redactTarget(target ?? ''),
+        status,
+        bytes,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        upstreamMs: done.upstreamMs === null ? null : Math.round(done.upstreamMs * 1000) / 1000,
+        kind: done.kind,
+        client: done.clientAddress,
+        error: done.error ?? undefined,
+      });
     }
     deps.onRequestDone?.(done, status, durationMs);
     if (inFlight === 0) for (const fn of idle.splice(0)) fn();

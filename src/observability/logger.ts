@@ -12,7 +12,9 @@
  *           (askr_log_dropped_lines_total), and one warning says how many once output resumes
  *
  * Nothing is lost on a graceful stop (`flush()`), on `process.exit` (pino flushes synchronously on
- * 'exit') nor on a fatal start error (`flushSync()`).
+ * 'exit') nor on a fatal start error (`flushSync()`). Per line, the cost is the JSON itself: the
+ * time is a cached second plus milliseconds, and the batch holds each line's bytes (no string
+ * that grows and is copied again for every line, as sonic-boom's text mode does).
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -56,7 +58,16 @@ export function createLogOutput(options: LogOutputOptions, fd = 1): LogOutput {
     minLength: Math.min(options.buffer, MAX_WRITE_BYTES - 1),
     maxLength: options.max_buffer,
     periodicFlush: options.flush_interval,
+    // In text mode sonic-boom appends each line to the batch string and measures that string
+    // with Buffer.byteLength, which flattens it: every line copies the whole batch again (an
+    // 8 KiB batch of 300-byte lines: ~4 KiB copied per line). In buffer mode a line's bytes are
+    // kept in a list and the batch is joined once, when it is written.
+    contentMode: 'buffer',
   });
+  // pino writes strings; buffer mode takes the line's UTF-8 bytes (its own write counts
+  // `data.length`, so it must be given bytes, never a string).
+  const writeBytes = stream.write.bind(stream) as unknown as (data: Buffer) => boolean;
+  stream.write = (line: string): boolean => writeBytes(Buffer.from(line, 'utf8'));
   // sonic-boom's flush() does nothing while a write is in flight, leaving what came meanwhile (less
   // than `buffer`) to the interval. A flush asked for then is done once that write is over
   // ('drain'); at worst one extra, possibly empty, write.
@@ -111,6 +122,26 @@ export function createLogOutput(options: LogOutputOptions, fd = 1): LogOutput {
 /** pino's numeric level of `warn`. */
 const WARN_LEVEL = 40;
 
+/** `${ms}Z"` for every millisecond of a second: the tail of a time field. */
+const MS_TAILS = Array.from({ length: 1000 }, (_, ms) => `${String(ms).padStart(3, '0')}Z"`);
+let timeSecond = Number.NaN;
+let timeHead = '';
+
+/**
+ * The `time` field exactly as pino.stdTimeFunctions.isoTime writes it
+ * (`,"time":"2026-12-01T04:14:37.951Z"`), without a Date and an ISO formatting per line: the
+ * text up to the second is made once per second, the milliseconds come from a table.
+ */
+export function isoTime(now = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== timeSecond) {
+    // toISOString of the whole second ends in ".000Z": keep everything before the "000Z".
+    timeHead = `,"time":"${new Date(second * 1000).toISOString().slice(0, -4)}`;
+    timeSecond = second;
+  }
+  return timeHead + (MS_TAILS[now - second * 1000] as string);
+}
+
 /** The logger: `destination` is a `createLogOutput` (batched), any pino stream, or stdout. */
 export function createLogger(level: string, destination?: DestinationStream | LogOutput): Logger {
   const output = destination !== undefined && 'droppedLines' in destination ? destination : null;
@@ -119,7 +150,7 @@ export function createLogger(level: string, destination?: DestinationStream | Lo
     {
       level,
       base: { service: 'askr-sidecar' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: () => isoTime(),
       formatters: { level: (label) => ({ level: label }) },
       hooks: {
         // A warning or an error is written at once, not after the batch interval.
@@ -137,6 +168,152 @@ export function createLogger(level: string, destination?: DestinationStream | Lo
     };
   }
   return logger;
+}
+
+/** The fields of one access-log line, in the order they are written. */
+export interface AccessFields {
+  readonly requestId: string;
+  /** Left out of the line when undefined (as pino leaves out undefined values). */
+  readonly method: string | undefined;
+  readonly path: string;
+  readonly status: number;
+  readonly bytes: number;
+  readonly durationMs: number;
+  readonly upstreamMs: number | null;
+  readonly kind: string;
+  readonly client: string;
+  /** Only on lines of requests that failed. */
+  readonly error?: string | undefined;
+}
+
+/** pino's numeric level of `info`, the access log's level. */
+const INFO_LEVEL = 30;
+
+const {
+  chindingsSym,
+  endSym,
+  formattersSym,
+  hooksSym,
+  lsCacheSym,
+  messageKeySym,
+  mixinSym,
+  needsMetadataGsym,
+  nestedKeySym,
+  serializersSym,
+  streamSym,
+  stringifiersSym,
+  timeSym,
+} = pino.symbols;
+
+/**
+ * A pino logger's internals, read through pino.symbols (exported for integrations). Typed at
+ * each use: pino's types give the symbols but not what they hold.
+ */
+type PinoInternals = Record<symbol, unknown>;
+
+/** What writeAccessLine writes to: pino's stream for the logger. */
+interface LineStream {
+  write(line: string): unknown;
+}
+
+/** Keys of AccessFields: a serializer or stringifier on one of them changes its output. */
+const ACCESS_KEYS = [
+  'requestId',
+  'method',
+  'path',
+  'status',
+  'bytes',
+  'durationMs',
+  'upstreamMs',
+  'kind',
+  'client',
+  'error',
+];
+
+/** Whether a logger writes lines the way writeAccessLine reproduces (decided once per logger). */
+const plainLoggers = new WeakMap<Logger, boolean>();
+
+function isPlain(logger: Logger): boolean {
+  let plain = plainLoggers.get(logger);
+  if (plain === undefined) {
+    const internals = logger as unknown as PinoInternals;
+    const serializers = internals[serializersSym] as Record<string, unknown>;
+    const stringifiers = internals[stringifiersSym] as object;
+    const stream = internals[streamSym] as Record<symbol, unknown>;
+    plain =
+      internals[messageKeySym] === 'msg' &&
+      !internals[mixinSym] &&
+      !internals[nestedKeySym] &&
+      (internals[formattersSym] as { log?: unknown }).log === undefined &&
+      (internals[hooksSym] as { streamWrite?: unknown }).streamWrite === undefined &&
+      stream[needsMetadataGsym] !== true &&
+      Reflect.ownKeys(stringifiers).length === 0 &&
+      ACCESS_KEYS.every((key) => serializers[key] === undefined) &&
+      typeof logger.msgPrefix !== 'string';
+    plainLoggers.set(logger, plain);
+  }
+  return plain;
+}
+
+/**
+ * A JSON string exactly as pino writes one (lib/tools.js asString): up to 100 characters, only
+ * `"` and `\` are escaped unless a control character calls for JSON.stringify; longer ones go
+ * through JSON.stringify. The same function, so the line stays byte for byte pino's.
+ */
+function pinoString(text: string): string {
+  const length = text.length;
+  if (length > 100) return JSON.stringify(text);
+  let result = '';
+  let last = 0;
+  let found = false;
+  let point = 255;
+  for (let i = 0; i < length && point >= 32; i += 1) {
+    point = text.charCodeAt(i);
+    if (point === 34 || point === 92) {
+      result += text.slice(last, i) + '\\';
+      last = i;
+      found = true;
+    }
+  }
+  if (!found) result = text;
+  else result += text.slice(last);
+  return point < 32 ? JSON.stringify(text) : `"${result}"`;
+}
+
+/** A number as pino writes one: itself, or null when not finite. */
+function pinoNumber(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
+}
+
+/**
+ * One access-log line, byte for byte what `logger.info(fields, 'request')` writes, without
+ * pino's generic path (rest arguments, message formatting, a for-in over the object and a type
+ * switch per field): the fields are known, so the line is concatenated directly. A logger set up
+ * otherwise than this one (serializers or stringifiers on these keys, a mixin, a nested key, a
+ * message prefix, a stream that wants metadata) gets the plain logger.info call.
+ */
+export function writeAccessLine(logger: Logger, fields: AccessFields): void {
+  if (logger.levelVal > INFO_LEVEL) return;
+  if (!isPlain(logger)) {
+    logger.info({ ...fields }, 'request');
+    return;
+  }
+  const internals = logger as unknown as PinoInternals;
+  const levelText = (internals[lsCacheSym] as Record<number, string>)[INFO_LEVEL] as string;
+  let line = levelText + (internals[timeSym] as () => string)();
+  line += internals[chindingsSym] as string;
+  line += ',"requestId":' + pinoString(fields.requestId);
+  if (fields.method !== undefined) line += ',"method":' + pinoString(fields.method);
+  line += ',"path":' + pinoString(fields.path);
+  line += ',"status":' + pinoNumber(fields.status);
+  line += ',"bytes":' + pinoNumber(fields.bytes);
+  line += ',"durationMs":' + pinoNumber(fields.durationMs);
+  line += ',"upstreamMs":' + (fields.upstreamMs === null ? 'null' : pinoNumber(fields.upstreamMs));
+  line += ',"kind":' + pinoString(fields.kind);
+  line += ',"client":' + pinoString(fields.client);
+  if (fields.error !== undefined) line += ',"error":' + pinoString(fields.error);
+  line += ',"msg":"request"' + (internals[endSym] as string);
+  (internals[streamSym] as LineStream).write(line);
 }
 
 /** Registers askr_log_dropped_lines_total on `registry`, read from `output` at each scrape. */
