@@ -6,7 +6,7 @@
  * Invariant: events leave in the order they arrived; nothing from a publisher or Redis crashes it.
  */
 import type { Logger } from 'pino';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { SidecarConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
 import {
@@ -16,6 +16,7 @@ import {
 } from '../broadcast/datagram-ingress.ts';
 import type { DatagramMessage } from '../broadcast/datagram-codec.ts';
 import { startAdminServer, unixSocketPresent } from '../observability/admin-server.ts';
+import { registerBuildInfo, registerNodeMetrics } from '../observability/metrics.ts';
 import { RateLimitedLog } from '../observability/rate-limited-log.ts';
 import { defaultNodeId, RedisBus } from './redis-bus.ts';
 
@@ -44,7 +45,8 @@ export async function startRelay(
     );
   }
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerNodeMetrics(registry);
+  registerBuildInfo(registry);
   const forwarded = new Counter({
     name: 'askr_relay_forwarded_total',
     help: 'Events the relay sent to the cluster bus.',
