@@ -182,17 +182,17 @@ describe('Dockerfile', () => {
   it('uses the official Node 24 image in every stage and runs the README build', () => {
     expect(STAGES.map((s) => s.name)).toContain('build');
     for (const stage of STAGES) expect(stage.image).toMatch(/^node:24(-|$)/);
-    // README: `npm install`, then build (see the Dockerfile for why not `npm ci`).
+    // README: `npm ci` from the committed lockfile, then build.
     const readme = read('README.md');
     expect(readme).toContain('npm run build');
     expect(readme).toMatch(/npm (install|ci)/);
-    expect(stepsOf(build, 'RUN').some((r) => /^npm install( |$)/.test(r))).toBe(true);
+    expect(stepsOf(build, 'RUN').some((r) => /^npm ci( |$)/.test(r))).toBe(true);
     expect(stepsOf(build, 'RUN')).toContain('npm run build');
     expect(get(JSON.parse(read('package.json')), 'scripts', 'build')).toBe(
       'tsc -p tsconfig.build.json',
     );
     // Production dependencies only: the pinned `node` devDependency is not installed.
-    expect(stepsOf(FINAL, 'RUN').some((r) => r.startsWith('npm install --omit=dev'))).toBe(true);
+    expect(stepsOf(FINAL, 'RUN').some((r) => r.startsWith('npm ci --omit=dev'))).toBe(true);
   });
 
   it('copies the built dist/ from the build stage, never src/, and runs bin/askr-sidecar.js', () => {
@@ -297,7 +297,7 @@ describe('Dockerfile', () => {
     }
     const app = inFs('.');
     expect(existsSync(join(app, 'src'))).toBe(false); // so bin/ can only have loaded dist/cli.js
-    symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules')); // stands for `npm install --omit=dev`
+    symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules')); // stands for `npm ci --omit=dev`
     const entry = execForm(FINAL, 'ENTRYPOINT');
     const script = join(app, entry[entry.indexOf('node') + 1] ?? '');
 
@@ -777,8 +777,11 @@ describe('deploy/grafana/askr-sidecar.json', () => {
     ...['askr_events_published_total', 'askr_events_delivered_total'],
     ...['askr_delivery_lag_seconds_bucket', 'askr_sse_slow_consumer_disconnects_total'],
     ...['askr_rejected_requests_total', 'askr_rejected_datagrams_total'],
-    ...['askr_fpm_processes', 'askr_fpm_listen_queue', 'askr_fpm_max_children_reached'],
-    ...['askr_fpm_restarts_total', 'process_resident_memory_bytes'],
+    ...['askr_fpm_processes', 'askr_fpm_listen_queue', 'askr_fpm_max_children_reached_total'],
+    ...['askr_fpm_accepted_connections_total', 'askr_fpm_slow_requests_total'],
+    ...['askr_fpm_status_scrape_errors_total', 'askr_fpm_restarts_total'],
+    ...['askr_http_client_connections', 'askr_http_client_connections_accepted_total'],
+    ...['askr_build_info', 'process_resident_memory_bytes'],
     ...['askr_cluster_bus_up', 'askr_cluster_published_total', 'askr_cluster_received_total'],
     ...['askr_cluster_local_only_total', 'askr_cluster_lag_seconds_bucket'],
     ...['askr_cluster_errors_total', 'askr_cluster_reconnects_total'],
