@@ -16,17 +16,59 @@ export interface StatusSnapshot {
   deliveredTotal: number;
   requestsTotal: number;
   pool: { open: number; busy: number; idle: number; queued: number; max: number };
-  fpm: {
-    active: number;
-    idle: number;
-    total: number;
-    listenQueue: number;
-    maxChildrenReached: number;
-  } | null;
+  fpm: FpmFigures | null;
+}
+
+/** PHP-FPM's own figures, from its status page. */
+export interface FpmFigures {
+  active: number;
+  idle: number;
+  total: number;
+  listenQueue: number;
+  maxChildrenReached: number;
+}
+
+/**
+ * Where the page's numbers come from: typed readers of the components' state, no metric names
+ * (a renamed metric cannot silently zero the page). Any other view of the same state (charts)
+ * can take these too.
+ */
+export interface StatusSources {
+  /** Streams the hub holds, by kind, and its channels (Hub.stats()). */
+  hub(): { byKind: { hold: number; events: number }; channels: number };
+  /** Passthrough streams open now (each pins a PHP worker). */
+  passthroughStreams(): number;
+  /** Counts since start: publishes accepted by the hub, event writes to streams, requests finished. */
+  totals(): { published: number; delivered: number; requests: number };
+  /** The FastCGI pool now, with its current cap. */
+  pool(): { open: number; busy: number; idle: number; queued: number; max: number };
+  /** FPM's figures from its last status scrape; null when there is none or it failed. */
+  fpm(): Promise<FpmFigures | null>;
+}
+
+/** One sample of every source. */
+export async function statusSnapshot(sources: StatusSources): Promise<StatusSnapshot> {
+  const hub = sources.hub();
+  const totals = sources.totals();
+  return {
+    time: Date.now(),
+    uptimeSeconds: process.uptime(),
+    streams: {
+      hold: hub.byKind.hold,
+      events: hub.byKind.events,
+      passthrough: sources.passthroughStreams(),
+    },
+    channels: hub.channels,
+    publishedTotal: totals.published,
+    deliveredTotal: totals.delivered,
+    requestsTotal: totals.requests,
+    pool: sources.pool(),
+    fpm: await sources.fpm(),
+  };
 }
 
 export interface StatusPageOptions {
-  snapshot(): Promise<StatusSnapshot>;
+  sources: StatusSources;
   intervalMs?: number;
 }
 
@@ -106,8 +148,7 @@ export function statusPageRoutes(
       const tick = (): void => {
         if (busy || res.destroyed) return;
         busy = true;
-        options
-          .snapshot()
+        statusSnapshot(options.sources)
           .then((s) => {
             if (!res.destroyed) res.write(encodeFrame({ data: JSON.stringify(s) }));
           })
