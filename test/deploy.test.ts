@@ -76,7 +76,11 @@ async function run(argv: string[], env: Record<string, string>, cwd = scratch): 
 
 /** `askr-sidecar check-config --config FILE` as users run it; returns the resolved config. */
 async function checkConfig(file: string, env: Record<string, string>): Promise<SidecarConfig> {
-  const result = await run([process.execPath, BIN, 'check-config', '--config', file], env);
+  // --static: the example's root and FPM live on the target host, not on this machine.
+  const result = await run(
+    [process.execPath, BIN, 'check-config', '--static', '--config', file],
+    env,
+  );
   expect(result.stderr).toBe('');
   expect(result.stdout).toContain('configuration OK');
   expect(result.code).toBe(0);
@@ -306,6 +310,7 @@ describe('Dockerfile', () => {
     const args = execForm(FINAL, 'CMD').map((a) =>
       a === 'serve' ? 'check-config' : a.startsWith('/') ? join(rootfs, a) : a,
     );
+    args.splice(1, 0, '--static'); // the app and FPM are not in this image layout
     const check = await run([process.execPath, script, ...args], IMAGE_ENV, app);
     expect(check.stderr).toBe('');
     expect(check.stdout).toContain('configuration OK');

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { SidecarConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
+import { namingListenKey } from '../http/listen.ts';
 import {
   ingressSettings,
   startDatagramIngress,
@@ -150,17 +151,21 @@ export async function startRelay(
   await bus.start(3000);
   let ingress: DatagramIngress;
   try {
-    ingress = await startDatagramIngress({
-      path: socketPath,
-      ...ingressSettings(config),
-      logger,
-      onReject: (reason) => rejected.inc({ reason }),
-      onMessage: (message) => {
-        // Order: while anything waits, new events wait behind it.
-        enqueue(message);
-        if (bus.state === 'up') void flush();
-      },
-    });
+    ingress = await namingListenKey(
+      'broadcast.socket',
+      socketPath,
+      startDatagramIngress({
+        path: socketPath,
+        ...ingressSettings(config),
+        logger,
+        onReject: (reason) => rejected.inc({ reason }),
+        onMessage: (message) => {
+          // Order: while anything waits, new events wait behind it.
+          enqueue(message);
+          if (bus.state === 'up') void flush();
+        },
+      }),
+    );
   } catch (err) {
     await bus.close();
     throw err;

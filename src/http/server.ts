@@ -48,6 +48,8 @@ export interface HttpServerDeps {
   phpHeaders?: () => readonly string[];
   /** HTTP upstream routes ([proxy] routes), checked before the filesystem; WebSocket upgrades too. */
   upstream?: () => UpstreamProxy | null;
+  /** Called once per client connection accepted (metrics: open and accepted connections). */
+  onConnection?(socket: Socket): void;
   /** Called once per finished request (metrics). */
   onRequestDone?(ctx: RequestContext, status: number, durationMs: number): void;
   /**
@@ -116,6 +118,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     });
   });
   server.maxConnections = config.server.max_connections;
+  server.on('connection', (socket: Socket) => deps.onConnection?.(socket));
   let inFlight = 0;
   let draining = false;
   const idle: Array<() => void> = [];
