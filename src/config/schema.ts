@@ -366,7 +366,7 @@ export const schema = {
     restart_backoff_max: duration(
       '30s',
       'Longest pause between restarts of a managed php-fpm that keeps dying.',
-      { check: positive },
+      { check: positive, restart: true },
     ),
   },
   proxy: {

@@ -10,6 +10,7 @@
  *   CONNECT ─▶ 405;   unparsable head or body framing ─▶ clientError ─▶ 400/408/431/505
  */
 import { redactTarget } from './log-redact.ts';
+import { RateLimitedLog } from '../observability/rate-limited-log.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
@@ -119,6 +120,16 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
   });
   server.maxConnections = config.server.max_connections;
   server.on('connection', (socket: Socket) => deps.onConnection?.(socket));
+  // Past server.max_connections Node closes the new connection at once (nginx: worker_connections
+  // are not enough): counted, and logged at most every 10 s, never per connection.
+  const dropLog = new RateLimitedLog(deps.logger, 'warn');
+  server.on('drop', (data?: { remoteAddress?: string }) => {
+    deps.onRejected?.('max_connections');
+    dropLog.log(
+      { limit: server.maxConnections, remote: data?.remoteAddress },
+      'connection refused: server.max_connections client connections are open',
+    );
+  });
   let inFlight = 0;
   let draining = false;
   const idle: Array<() => void> = [];

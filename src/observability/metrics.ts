@@ -34,6 +34,7 @@ export const REQUEST_KINDS = [
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
 /** Reasons the HTTP side reports through onRejected; anything else is counted as `other`. */
 export const REQUEST_REJECT_REASONS = [
+  'max_connections',
   'body_too_large',
   'header_too_large',
   'header_timeout',

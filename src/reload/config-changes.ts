@@ -6,13 +6,6 @@
  */
 import { schema, type SidecarConfig } from '../config/schema.ts';
 
-/**
- * Keys the schema lets a reload change that no running component takes live: they are read once,
- * when the component starts, so they are reported and kept like restart keys.
- * fpm.restart_backoff_max: the supervisor of the managed php-fpm takes it at spawn.
- */
-const READ_AT_START_ONLY: ReadonlySet<string> = new Set(['fpm.restart_backoff_max']);
-
 type Sections = Record<string, Record<string, unknown>>;
 
 /** Every "section.key" of the schema with whether a reload can apply it. */
@@ -24,7 +17,7 @@ const KEYS: ReadonlyArray<{ section: string; key: string; path: string; restart:
         section,
         key,
         path,
-        restart: field.restart === true || READ_AT_START_ONLY.has(path),
+        restart: field.restart === true,
       };
     }),
   );
