@@ -4,17 +4,16 @@
  */
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream } from './helpers/sse-client.ts';
 
 let s: TestSidecar;
 beforeAll(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'askr-metrics-'));
+  const dir = await phpTempDir('askr-metrics-');
   s = await startTestSidecar({
     'metrics.enabled': 'true',
     'metrics.listen': '127.0.0.1:0',
