@@ -38,11 +38,9 @@ import { createMetrics } from './observability/metrics.ts';
 import { startFpmStatusPoller } from './observability/fpm-status.ts';
 import { fpmReachable, startAdminServer, unixSocketPresent } from './observability/admin-server.ts';
 import { statusPageRoutes } from './observability/status-page.ts';
-import {
-  fpmFiguresFromRegistry,
-  statusSources,
-  StatusTally,
-} from './observability/status-sources.ts';
+import { statusSources, StatusTally } from './observability/status-sources.ts';
+import { StatusHistory } from './observability/status-history.ts';
+import { readBuildInfo } from './observability/build-info.ts';
 import {
   loggedPatternAborted,
   loggedPhpHooks,
@@ -82,6 +80,8 @@ const MANAGED_STATUS_PATH = '/askr-fpm-status';
 export interface StartOptions {
   /** Called when the managed php-fpm was restarted by the supervisor. */
   onFpmRestart?(): void;
+  /** The status page's sample interval, ms (default 5000; tests shorten it). */
+  statusSampleMs?: number;
 }
 
 export async function startSidecar(
@@ -331,20 +331,21 @@ export async function startSidecar(
     logger,
     hooks: { ...metrics.gripHooks(), onRejected },
   });
+  const sources = statusSources({
+    hub,
+    pool,
+    poolMax: () => running.current.pool.plan.maxConnections,
+    tally,
+    fpm: poller,
+  });
+  const history = new StatusHistory({ sources, logger, sampleMs: options.statusSampleMs });
+  if (config.metrics.enabled) history.start();
   const admin = config.metrics.enabled
     ? await startAdminServer({
         listen: config.metrics.listen,
         registry,
         logger,
-        routes: statusPageRoutes({
-          sources: statusSources({
-            hub,
-            pool,
-            poolMax: () => running.current.pool.plan.maxConnections,
-            tally,
-            fpm: poller === null ? null : fpmFiguresFromRegistry(registry),
-          }),
-        }),
+        routes: statusPageRoutes({ sources, history, build: readBuildInfo() }),
         control: Object.fromEntries(PUBLISH_PATHS.map((path) => [path, gripPublish.handle])),
         checks: {
           fpm: () => fpmReachable(address),
@@ -408,6 +409,7 @@ export async function startSidecar(
         await pool.close();
         if (fpm) await fpm.stop();
         poller?.stop();
+        history.stop();
         gripPublish.close();
         // The admin listener goes last, so /readyz keeps answering while the rest drains.
         await admin?.close();

@@ -34,6 +34,12 @@ export interface FpmStatusPoller {
   lastError(): string | null;
   /** Scrapes now (or joins the scrape in flight); resolves with lastError(). Never rejects. */
   scrapeNow(): Promise<string | null>;
+  /**
+   * FPM's figures from the last scrape and when it finished (`at`, ms since the epoch, so a
+   * reader can show their age); null when no scrape finished yet or the last one failed
+   * (lastError() says why), as the askr_fpm_* series are absent then.
+   */
+  lastStatus(): { sample: FpmStatus; at: number } | null;
 }
 
 /** The fields of FPM's JSON status page the sidecar exposes. */
@@ -165,6 +171,7 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
   ];
 
   let error: string | null = null;
+  let last: { sample: FpmStatus; at: number } | null = null;
   let stopped = false;
   let inFlight: Promise<string | null> | null = null;
   let timer: NodeJS.Timeout | undefined;
@@ -217,6 +224,7 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
     const previous = error;
     if (typeof result === 'string') {
       error = result;
+      last = null;
       scrapeErrors.inc();
       up.set(0);
       show(false);
@@ -225,6 +233,7 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
         logger.warn({ statusPath, error: result }, 'php-fpm status scrape failed');
     } else {
       error = null;
+      last = { sample: result, at: Date.now() };
       up.set(1);
       apply(result);
       show(true);
@@ -259,5 +268,6 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
     },
     lastError: () => error,
     scrapeNow,
+    lastStatus: () => last,
   };
 }

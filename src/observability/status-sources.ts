@@ -1,21 +1,70 @@
 /**
  * The status page's sources (StatusSources) for a running sidecar: the hub's and the pool's own
  * stats, counts taken from the hooks the hub, the HTTP server and the hold interceptor already
- * call (StatusTally), and FPM's figures. Invariant: the tally counts exactly what the matching
- * askr_* counters count, from the same hook calls, so the page and /metrics agree.
+ * call (StatusTally), and FPM's figures from the status poller with their time. Invariant: the
+ * tally counts exactly what the matching askr_* counters count, from the same hook calls, so the
+ * page and /metrics agree.
  */
-import type { Registry } from 'prom-client';
 import type { FcgiPool } from '../fastcgi/pool.ts';
 import type { HttpServerDeps } from '../http/server.ts';
 import type { Hub, HubHooks } from '../sse/hub.ts';
-import type { FpmFigures, StatusSources } from './status-page.ts';
+import type { FpmStatus, FpmStatusPoller } from './fpm-status.ts';
+import { LatencyHistogram } from './latency-histogram.ts';
+
+/** Counts since start (cumulative: a reader takes rates from two reads). */
+export interface StatusTotals {
+  /** Publishes accepted by the hub. */
+  published: number;
+  /** Event writes to streams. */
+  delivered: number;
+  /** Client requests finished (streams included). */
+  requests: number;
+  /** Of those, answered 5xx. */
+  serverErrors: number;
+  /**
+   * Per-bucket counts of request durations (LATENCY_BOUNDS_MS), streams excluded: a stream
+   * lasting hours is not a latency (askr_http_request_duration_seconds leaves them out too).
+   */
+  latencyBuckets: number[];
+}
+
+/** What the page knows of FPM's own figures. */
+export type FpmReading =
+  /** FPM's status page is not scraped (an external FPM without fpm.status_path). */
+  | { state: 'off' }
+  /** No scrape finished yet. */
+  | { state: 'pending' }
+  /** The last scrape failed: the figures are unknown (the askr_fpm_* series are absent). */
+  | { state: 'failed'; error: string }
+  /** The last scrape's figures, and when it finished (ms since the epoch). */
+  | { state: 'ok'; status: FpmStatus; at: number };
+
+/**
+ * Where the page's numbers come from: typed readers of the components' state, no metric names
+ * (a renamed metric cannot silently zero the page). Every reader is synchronous and cheap: the
+ * history calls them once per probe.
+ */
+export interface StatusSources {
+  /** Streams the hub holds, by kind, and its channels (Hub.stats()). */
+  hub(): { byKind: { hold: number; events: number }; channels: number };
+  /** Passthrough streams open now (each pins a PHP worker). */
+  passthroughStreams(): number;
+  /** Counts since start. */
+  totals(): StatusTotals;
+  /** The FastCGI pool now, with its current cap. */
+  pool(): { open: number; busy: number; idle: number; queued: number; max: number };
+  /** FPM's figures from its last status scrape. */
+  fpm(): FpmReading;
+}
 
 /** Counts since start for the status page, kept by wrapping the hooks metrics already get. */
 export class StatusTally {
   #published = 0;
   #delivered = 0;
   #requests = 0;
+  #serverErrors = 0;
   #passthrough = 0;
+  readonly #latency = new LatencyHistogram();
 
   /** The hub's hooks: publishes and deliveries are counted, then `inner` is called. */
   hubHooks(inner: HubHooks): HubHooks {
@@ -32,12 +81,18 @@ export class StatusTally {
     };
   }
 
-  /** The HTTP server's hooks: finished requests are counted, then `inner` is called. */
+  /**
+   * The HTTP server's hooks: finished requests are counted (5xx apart) and their durations go to
+   * the latency histogram (streams excepted), then `inner` is called.
+   */
   httpHooks<T extends Pick<HttpServerDeps, 'onRequestDone'>>(inner: T): T {
     return {
       ...inner,
       onRequestDone: (...args: Parameters<NonNullable<HttpServerDeps['onRequestDone']>>) => {
+        const [ctx, status, durationMs] = args;
         this.#requests += 1;
+        if (status >= 500 && status <= 599) this.#serverErrors += 1;
+        if (ctx.kind !== 'sse') this.#latency.record(durationMs);
         inner.onRequestDone?.(...args);
       },
     };
@@ -48,8 +103,14 @@ export class StatusTally {
     this.#passthrough = Math.max(0, this.#passthrough + delta);
   }
 
-  totals(): { published: number; delivered: number; requests: number } {
-    return { published: this.#published, delivered: this.#delivered, requests: this.#requests };
+  totals(): StatusTotals {
+    return {
+      published: this.#published,
+      delivered: this.#delivered,
+      requests: this.#requests,
+      serverErrors: this.#serverErrors,
+      latencyBuckets: this.#latency.counts(),
+    };
   }
 
   passthroughStreams(): number {
@@ -63,8 +124,17 @@ export interface StatusSourceDeps {
   /** The pool's cap now (it changes with a reload of fastcgi.pool_size). */
   poolMax(): number;
   tally: StatusTally;
-  /** FPM's figures, or null when FPM's status page is not scraped. */
-  fpm: (() => Promise<FpmFigures | null>) | null;
+  /** The FPM status poller, or null when FPM's status page is not scraped. */
+  fpm: Pick<FpmStatusPoller, 'lastStatus' | 'lastError'> | null;
+}
+
+/** FPM's reading from a poller (or its absence). */
+export function fpmReading(poller: StatusSourceDeps['fpm']): FpmReading {
+  if (poller === null) return { state: 'off' };
+  const last = poller.lastStatus();
+  if (last !== null) return { state: 'ok', status: last.sample, at: last.at };
+  const error = poller.lastError();
+  return error === null ? { state: 'pending' } : { state: 'failed', error };
 }
 
 export function statusSources(deps: StatusSourceDeps): StatusSources {
@@ -77,40 +147,6 @@ export function statusSources(deps: StatusSourceDeps): StatusSources {
       const { open, busy, idle, queued } = pool.stats();
       return { open, busy, idle, queued, max: deps.poolMax() };
     },
-    fpm: deps.fpm ?? (() => Promise.resolve(null)),
-  };
-}
-
-/**
- * FPM's figures as the status poller (fpm-status.ts) last published them. The poller keeps its
- * parsed sample to itself, so this is the one place that still reads series back by name; the
- * series are absent while the scrape fails, which reads as null.
- */
-export function fpmFiguresFromRegistry(registry: Registry): () => Promise<FpmFigures | null> {
-  const read = async (name: string, state?: string): Promise<number | null> => {
-    const metric = registry.getSingleMetric(name);
-    if (metric === undefined) return null;
-    const { values } = await metric.get();
-    const value = values.find((v) => state === undefined || v.labels['state'] === state)?.value;
-    return value ?? null;
-  };
-  return async () => {
-    const figures = {
-      active: await read('askr_fpm_processes', 'active'),
-      idle: await read('askr_fpm_processes', 'idle'),
-      total: await read('askr_fpm_processes', 'total'),
-      listenQueue: await read('askr_fpm_listen_queue'),
-      maxChildrenReached: await read('askr_fpm_max_children_reached_total'),
-    };
-    const { active, idle, total, listenQueue, maxChildrenReached } = figures;
-    if (
-      active === null ||
-      idle === null ||
-      total === null ||
-      listenQueue === null ||
-      maxChildrenReached === null
-    )
-      return null;
-    return { active, idle, total, listenQueue, maxChildrenReached };
+    fpm: () => fpmReading(deps.fpm),
   };
 }
