@@ -223,9 +223,15 @@ async function checkConfig(parsed: Parsed, loaded: LoadedConfig): Promise<number
 
 /**
  * What startSidecar validates before it binds anything, so check-config cannot pass a config the
- * start refuses. The Mercure keys may be "file:" paths: --static leaves those unread.
+ * start refuses: the very optionsFrom() that start-up and every reload run. With --static the
+ * machine is not the target: key files and server.temp_dir are left unread, the rest is checked.
  */
 async function validateAsStartDoes(config: SidecarConfig, staticOnly: boolean): Promise<void> {
+  if (!staticOnly) {
+    const { optionsFrom } = await import('./reload/component-options.ts');
+    await optionsFrom(config, { onPatternAborted: () => undefined });
+    return;
+  }
   parseUpstreamRoutes(config.proxy.routes);
   const { parseTrustedProxies } = await import('./http/trusted-proxies.ts');
   parseTrustedProxies(config.server.trusted_proxies);
@@ -233,7 +239,7 @@ async function validateAsStartDoes(config: SidecarConfig, staticOnly: boolean): 
   new GripAuth(config.grip);
   const m = config.mercure;
   const keys = [m.jwt_key, m.publisher_jwt_key, m.subscriber_jwt_key];
-  if (staticOnly && keys.some((k) => k.startsWith('file:'))) return;
+  if (keys.some((k) => k.startsWith('file:'))) return;
   const { TokenVerifier } = await import('./mercure/token.ts');
   const { tokenSettingsOf } = await import('./mercure/mercure-route.ts');
   await TokenVerifier.create(tokenSettingsOf(config));
