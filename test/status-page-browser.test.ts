@@ -241,8 +241,14 @@ describe('status page', () => {
     await expect
       .poll(() => page.locator('figure.chart svg path').count(), { timeout: 10_000 })
       .toBeGreaterThanOrEqual(CHARTS.length);
-    const shot = await page.locator('#chart-requests svg').screenshot();
-    expect(shot.length).toBeGreaterThan(0);
+    // The meta refresh may replace the page mid-screenshot ("not attached to the DOM"): retried.
+    const shotBytes = async (): Promise<number> =>
+      page
+        .locator('#chart-requests svg')
+        .screenshot({ timeout: 2_000 })
+        .then((shot) => shot.length)
+        .catch(() => 0);
+    await expect.poll(shotBytes, { timeout: 10_000 }).toBeGreaterThan(0);
     await context.close();
   });
 });
