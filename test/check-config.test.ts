@@ -6,14 +6,13 @@
  * check-config said "configuration OK" for all of these and an unclosed quote read "control
  * characters are not allowed".
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { runCommand, type CommandResult } from './helpers/process.ts';
 import { APP_ROOT } from './helpers/sidecar.ts';
 
 const BIN = fileURLToPath(new URL('../bin/askr-sidecar.js', import.meta.url));
@@ -21,28 +20,12 @@ const SHIPPED = fileURLToPath(new URL('../sidecar.toml', import.meta.url));
 /** The children's working directory: empty, so no ./sidecar.toml is picked up implicitly. */
 const CWD = mkdtempSync(join(tmpdir(), 'askr-check-cwd-'));
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI with only the ASKR_* variables given (the test runner's own are dropped). */
-async function cli(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('ASKR_')),
-  );
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...base, ASKR_BROADCAST_SOCKET: '', ASKR_METRICS_ENABLED: 'false', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+function cli(args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
+  return runCommand([process.execPath, BIN, ...args], {
+    env: { ASKR_BROADCAST_SOCKET: '', ASKR_METRICS_ENABLED: 'false', ...env },
     cwd: CWD,
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
 }
 
 function toml(text: string): string {

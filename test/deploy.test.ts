@@ -7,7 +7,6 @@
  * sidecar and relay of the cluster, selectors that pick the right pods); the image layout the
  * Dockerfile assembles runs dist/cli.js; the Grafana dashboard queries only exported metrics.
  */
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -18,6 +17,7 @@ import { basename, dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCommand, type CommandResult } from './helpers/process.ts';
 import { parseRedisUrl } from '../src/cluster/redis-url.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { schema, type SidecarConfig } from '../src/config/schema.ts';
@@ -52,26 +52,9 @@ const str = (v: unknown, what = 'value'): string => {
   return v;
 };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 /** Runs a command to its end; `env` is added to this process's env minus every ASKR_* variable. */
-async function run(argv: string[], env: Record<string, string>, cwd = scratch): Promise<Run> {
-  const base = Object.entries(process.env).filter(([k]) => !k.startsWith('ASKR_'));
-  const [cmd = '', ...args] = argv;
-  const child = spawn(cmd, args, {
-    cwd,
-    env: { ...Object.fromEntries(base), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function run(argv: string[], env: Record<string, string>, cwd = scratch): Promise<CommandResult> {
+  return runCommand(argv, { env, cwd });
 }
 
 /** `askr-sidecar check-config --config FILE` as users run it; returns the resolved config. */
@@ -233,7 +216,7 @@ describe('Dockerfile', () => {
     await once(server, 'listening');
     const { port } = server.address() as AddressInfo;
     // As in the image: the port comes from ASKR_METRICS_LISTEN (0.0.0.0:9100 there).
-    const check = (): Promise<Run> =>
+    const check = (): Promise<CommandResult> =>
       run([process.execPath, ...args], { ASKR_METRICS_LISTEN: `0.0.0.0:${port}` });
     try {
       expect((await check()).code).toBe(0);

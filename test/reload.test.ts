@@ -7,7 +7,6 @@
  * a failed reload. A valid reload must apply every changed reloadable key (the hub's, the
  * datagram ingress's and SERVER_SOFTWARE included) and log them with the keys needing a restart.
  */
-import { Writable } from 'node:stream';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +16,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
 import type { SidecarConfig } from '../src/config/schema.ts';
 import { startSidecar, type Sidecar } from '../src/main.ts';
-import { APP_ROOT } from './helpers/sidecar.ts';
+import { APP_ROOT, jsonLogSink } from './helpers/sidecar.ts';
 import { openStream, type SseStream } from './helpers/sse-client.ts';
 import { runCleanups, until, type Cleanups } from './helpers/wait.ts';
 
@@ -68,15 +67,7 @@ async function start(): Promise<Started> {
   };
   const next = (overrides: Record<string, unknown> = {}): SidecarConfig =>
     loadConfig({ env: {}, overrides: { ...base, ...START, ...overrides } });
-  const logs: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      cb();
-    },
-  });
+  const { logs, sink } = jsonLogSink();
   const config = next();
   const logger = pino({ level: config.log.level }, sink);
   const sidecar = await startSidecar(config, logger);
