@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # askr-sidecar container image. Stage 1 compiles the TypeScript exactly as the README does
-# (`npm install`, `npm run build` -> dist/); stage 2 is the npm package layout (bin/, dist/, php/,
+# (`npm ci`, `npm run build` -> dist/); stage 2 is the npm package layout (bin/, dist/, php/,
 # sidecar.toml) with production dependencies only, run as uid 10001 (gid 33, www-data) under tini.
+# Both stages install from the committed package-lock.json with `npm ci` (reproducible: the same
+# versions on every build; it fails rather than resolve anew when the lockfile and package.json
+# disagree). The lockfile lists node-unix-socket's binary package for every platform it ships
+# (linux x64/arm64 glibc and musl, arm, darwin), so the image builds on amd64 and arm64 alike.
 # The image has no PHP: point it at a php-fpm container (fastcgi.address, default php-fpm:9000).
 # test/deploy.test.ts checks this file statically (no Docker engine runs in CI).
 
@@ -9,9 +13,7 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /src
 # Dependencies first: this layer is reused until package*.json change.
 COPY package.json package-lock.json ./
-# `npm install`, as the README: the lockfile has no entries for node-unix-socket's non-x64
-# prebuilt packages (the registry reachable when it was made serves none), so `npm ci` refuses it.
-RUN npm install --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src/ src/
 RUN npm run build
@@ -32,7 +34,7 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 # --omit=dev also skips the pinned `node` devDependency: the image's own Node 24 runs the sidecar.
-RUN npm install --omit=dev --no-audit --no-fund \
+RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 # bin/askr-sidecar.js runs dist/cli.js when it exists (it always does here: there is no src/).
 COPY --from=build /src/dist/ dist/

@@ -2,7 +2,7 @@
 // Ensures the system programs a mode needs are installed: `node scripts/ensure-system.mjs <mode>`.
 // Checks files only (fast, silent) when everything is present; otherwise, as root with apt-get,
 // installs Debian's packages (one `apt-get update`, one install), else exits 1 naming the command.
-// Plain JS without dependencies: it runs under the system Node (20) before `npm install` is useful.
+// Plain JS without dependencies: it runs under the system Node (20) before `npm ci` is useful.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,12 +1,15 @@
 /**
- * The `askr-sidecar` command: `serve`, `check-config`, `--help`, `--version`. Parses flags, loads
- * the config (exit 2 with the precise message on a bad one), starts the sidecar and handles
- * signals: SIGTERM/SIGINT drain then exit 0 (a second one exits at once), SIGHUP reloads.
+ * The `askr-sidecar` command: `serve`, `relay`, `check-config`, `--help`, `--version`. Parses
+ * flags, loads the config (exit 2 with the precise message on a bad one), starts the sidecar and
+ * handles signals: SIGTERM/SIGINT drain then exit 0 (a second one exits at once), SIGHUP reloads.
+ * `check-config` also runs the start's own validation and looks at this machine (root, FPM).
  */
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { loadConfig } from './config/load.ts';
+import { checkMachine, checkUnusedEnv, type Finding } from './config/checks.ts';
+import { loadConfigWithProvenance, type LoadedConfig } from './config/load.ts';
+import { renderEffectiveConfig } from './config/print.ts';
 import type { SidecarConfig } from './config/schema.ts';
 import { isSidecarError, toError } from './errors.ts';
 import type { Relay } from './cluster/relay.ts';
@@ -20,14 +23,16 @@ const HELP = `askr-sidecar ${VERSION}: HTTP front server for PHP-FPM with Server
 Usage:
   askr-sidecar serve [--config FILE] [--listen HOST:PORT] [--root DIR] [--fpm ADDRESS]
   askr-sidecar relay [--config FILE] [--redis URL] [--socket PATH]
-  askr-sidecar check-config [--config FILE]
+  askr-sidecar check-config [--config FILE] [--print] [--static]
   askr-sidecar --help | --version
 
 Commands:
   serve          Start the server (the default command).
   relay          Run only the datagram socket and forward every publish to the cluster (Redis),
                  for queue-worker and scheduler containers that run no sidecar.
-  check-config   Validate the configuration (file, ASKR_* environment, flags) and exit.
+  check-config   Validate the configuration (file, ASKR_* environment, flags) as the start does,
+                 check this machine (server.root exists: error; FPM answers at fastcgi.address, or
+                 a php-fpm binary exists for the managed mode: warning) and exit: 0 OK, 2 invalid.
 
 Options:
   -c, --config FILE     TOML config file (default: ./sidecar.toml when it exists, else built-in defaults)
@@ -38,6 +43,10 @@ Options:
       --redis URL       Redis shared by the cluster, e.g. redis://redis:6379/0  [cluster.redis_url]
       --socket PATH     Datagram socket PHP publishes to  [broadcast.socket]
       --log-level LVL   fatal|error|warn|info|debug|trace|silent  [log.level]
+      --print           check-config: print the effective configuration, each value with its
+                        source (default, file:line, ASKR_* variable, flag); secrets masked
+      --static          check-config: validate the configuration only, not this machine (CI, an
+                        image build, a host without the app or FPM)
   -h, --help            Show this help
   -v, --version         Show the version
 
@@ -48,8 +57,24 @@ Precedence: flags > environment > config file > defaults.
 interface Parsed {
   command: 'serve' | 'relay' | 'check-config' | 'help' | 'version';
   configFile: string | undefined;
+  /** How the file was chosen, for --print: "--config", the implicit ./sidecar.toml, or null. */
+  configChosenBy: string | null;
   overrides: Record<string, unknown>;
+  /** The flag of each override ("server.listen" → "--listen"), for messages and --print. */
+  flags: Record<string, string>;
+  print: boolean;
+  static: boolean;
 }
+
+/** The flags that set config keys: flag name → "section.key". */
+const KEY_FLAGS = {
+  listen: 'server.listen',
+  root: 'server.root',
+  fpm: 'fastcgi.address',
+  'log-level': 'log.level',
+  redis: 'cluster.redis_url',
+  socket: 'broadcast.socket',
+} as const;
 
 export function parseCli(argv: string[]): Parsed {
   const { values, positionals } = parseArgs({
@@ -64,12 +89,22 @@ export function parseCli(argv: string[]): Parsed {
       'log-level': { type: 'string' },
       redis: { type: 'string' },
       socket: { type: 'string' },
+      print: { type: 'boolean' },
+      static: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
   });
-  if (values.help === true) return { command: 'help', configFile: undefined, overrides: {} };
-  if (values.version === true) return { command: 'version', configFile: undefined, overrides: {} };
+  const none = {
+    configFile: undefined,
+    configChosenBy: null,
+    overrides: {},
+    flags: {},
+    print: false,
+    static: false,
+  };
+  if (values.help === true) return { command: 'help', ...none };
+  if (values.version === true) return { command: 'version', ...none };
   const command = positionals[0] ?? 'serve';
   if (command !== 'serve' && command !== 'relay' && command !== 'check-config') {
     throw new UsageError(
@@ -77,25 +112,44 @@ export function parseCli(argv: string[]): Parsed {
     );
   }
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1] ?? ''}"`);
+  for (const option of ['print', 'static'] as const) {
+    if (values[option] === true && command !== 'check-config') {
+      throw new UsageError(`--${option} is an option of check-config`);
+    }
+  }
   const overrides: Record<string, unknown> = {};
-  if (values.listen !== undefined) overrides['server.listen'] = values.listen;
-  if (values.root !== undefined) overrides['server.root'] = values.root;
-  if (values.fpm !== undefined) overrides['fastcgi.address'] = values.fpm;
-  if (values['log-level'] !== undefined) overrides['log.level'] = values['log-level'];
-  if (values.redis !== undefined) overrides['cluster.redis_url'] = values.redis;
-  if (values.socket !== undefined) overrides['broadcast.socket'] = values.socket;
+  const flags: Record<string, string> = {};
+  for (const [flag, path] of Object.entries(KEY_FLAGS)) {
+    const value = values[flag as keyof typeof KEY_FLAGS];
+    if (value === undefined) continue;
+    overrides[path] = value;
+    flags[path] = `--${flag}`;
+  }
   let configFile = values.config;
-  if (configFile === undefined && existsSync('sidecar.toml')) configFile = 'sidecar.toml';
-  return { command, configFile, overrides };
+  let configChosenBy: string | null = configFile === undefined ? null : '--config';
+  if (configFile === undefined && existsSync('sidecar.toml')) {
+    configFile = 'sidecar.toml';
+    configChosenBy = './sidecar.toml in the working directory';
+  }
+  return {
+    command,
+    configFile,
+    configChosenBy,
+    overrides,
+    flags,
+    print: values.print === true,
+    static: values.static === true,
+  };
 }
 
 class UsageError extends Error {}
 
-function load(parsed: Parsed): SidecarConfig {
-  return loadConfig({
+function loadWithProvenance(parsed: Parsed): LoadedConfig {
+  return loadConfigWithProvenance({
     ...(parsed.configFile === undefined ? {} : { file: parsed.configFile }),
     env: process.env,
     overrides: parsed.overrides,
+    flags: parsed.flags,
   });
 }
 
@@ -105,6 +159,10 @@ export interface MainOptions {
    * CLI's own process: never one that embeds main(), such as a test runner).
    */
   relaunch?: boolean;
+}
+
+function load(parsed: Parsed): SidecarConfig {
+  return loadWithProvenance(parsed).config;
 }
 
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
@@ -125,28 +183,79 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  let config: SidecarConfig;
+  let loaded: LoadedConfig;
   try {
-    config = load(parsed);
+    loaded = loadWithProvenance(parsed);
   } catch (err) {
     process.stderr.write(`askr-sidecar: invalid configuration: ${toError(err).message}\n`);
     return 2;
   }
+  const config = loaded.config;
+  if (parsed.command === 'check-config') return checkConfig(parsed, loaded);
   try {
     parseUpstreamRoutes(config.proxy.routes);
   } catch (err) {
     process.stderr.write(`askr-sidecar: invalid configuration: ${toError(err).message}\n`);
     return 2;
   }
-  if (parsed.command === 'check-config') {
-    process.stdout.write(`configuration OK (${config.source})\n`);
-    return 0;
-  }
   if (parsed.command === 'relay') return relay(config);
   // Before anything is started: a relaunch keeps nothing but the pid and stdio.
   const semiSpace = semiSpacePlanOf(config.server.semi_space_size, options.relaunch === true);
   const relaunchError = semiSpace.action === 'relaunch' ? relaunch(semiSpace) : null;
   return serve(parsed, config, semiSpace, relaunchError);
+}
+
+/**
+ * check-config: the start's own validation (routes, trusted proxies, [grip] and [mercure] keys),
+ * then this machine unless --static. Errors exit 2; warnings are printed and exit 0.
+ */
+async function checkConfig(parsed: Parsed, loaded: LoadedConfig): Promise<number> {
+  const { config } = loaded;
+  if (parsed.print) {
+    process.stdout.write(
+      renderEffectiveConfig(loaded, { fileChosenBy: parsed.configChosenBy }) + '\n',
+    );
+  }
+  const findings: Finding[] = [...checkUnusedEnv(loaded)];
+  try {
+    await validateAsStartDoes(config, parsed.static);
+  } catch (err) {
+    findings.push({ level: 'error', key: '', message: toError(err).message });
+  }
+  if (!parsed.static) findings.push(...(await checkMachine(loaded)));
+  for (const f of findings) {
+    const label = f.level === 'error' ? 'invalid configuration' : 'warning';
+    process.stderr.write(`askr-sidecar: ${label}: ${f.message}\n`);
+  }
+  if (findings.some((f) => f.level === 'error')) return 2;
+  const warnings = findings.length;
+  const suffix = warnings === 0 ? '' : ` with ${warnings} warning${warnings === 1 ? '' : 's'}`;
+  process.stdout.write(`configuration OK${suffix} (${config.source})\n`);
+  return 0;
+}
+
+/**
+ * What startSidecar validates before it binds anything, so check-config cannot pass a config the
+ * start refuses: the very optionsFrom() that start-up and every reload run. With --static the
+ * machine is not the target: key files and server.temp_dir are left unread, the rest is checked.
+ */
+async function validateAsStartDoes(config: SidecarConfig, staticOnly: boolean): Promise<void> {
+  if (!staticOnly) {
+    const { optionsFrom } = await import('./reload/component-options.ts');
+    await optionsFrom(config, { onPatternAborted: () => undefined });
+    return;
+  }
+  parseUpstreamRoutes(config.proxy.routes);
+  const { parseTrustedProxies } = await import('./http/trusted-proxies.ts');
+  parseTrustedProxies(config.server.trusted_proxies);
+  const { GripAuth } = await import('./broadcast/grip-auth.ts');
+  new GripAuth(config.grip);
+  const m = config.mercure;
+  const keys = [m.jwt_key, m.publisher_jwt_key, m.subscriber_jwt_key];
+  if (keys.some((k) => k.startsWith('file:'))) return;
+  const { TokenVerifier } = await import('./mercure/token.ts');
+  const { tokenSettingsOf } = await import('./mercure/mercure-route.ts');
+  await TokenVerifier.create(tokenSettingsOf(config));
 }
 
 async function relay(config: SidecarConfig): Promise<number> {
@@ -261,23 +370,9 @@ async function serve(
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      try {
-        const next = load(parsed);
-        const needRestart = started.reload(next);
-        logger.info(
-          { needRestart },
-          needRestart.length === 0
-            ? 'config reloaded'
-            : 'config reloaded; some keys need a restart',
-        );
-      } catch (err) {
-        logger.error(
-          { err: toError(err).message },
-          'config reload failed; keeping the running config',
-        );
-      }
-    });
+    // The reload reads the file itself, logs its outcome (a bad file keeps the running config)
+    // and never rejects.
+    process.on('SIGHUP', () => void started.reload(() => load(parsed)));
   });
 }
 

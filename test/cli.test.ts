@@ -135,7 +135,7 @@ describe('askr-sidecar CLI', () => {
     ],
     [
       '[server]\nlisten_addr = "x"\n',
-      /unknown key "listen_addr" in \[server\]; allowed keys: listen, root/,
+      /unknown key "listen_addr" in \[server\]; did you mean "listen"\? Allowed keys: listen, root/,
     ],
     ['[servr]\n', /unknown section \[servr\]/],
     ['[log]\nlevel = "loud"\n', /log\.level = "loud": expected one of "fatal"/],

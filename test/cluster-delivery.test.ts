@@ -9,14 +9,14 @@
  * bus echo), ids differing between nodes, or a resume on another node answered with `askr:lost`.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { httpPublish, phpPublish, startNode, startRelay, subscribe } from './helpers/cluster.ts';
 import type { RelayProcess } from './helpers/cluster.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
 import {
@@ -43,7 +43,7 @@ const extraNodes: TestSidecar[] = [];
 const streams: SseStream[] = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'askr-cluster-'));
+  dir = await phpTempDir('askr-cluster-');
   redis = await startRedis();
   for (const name of ['node-0', 'node-1', 'node-2'])
     nodes.push(await startNode(redis, dir, name, { token: TOKEN }));

@@ -7,13 +7,13 @@
  * or refused during the outage, a node that stays local after Redis is back (events of one node
  * never reach the other), no `askr:lost`, or relayed events missing, reordered or over-counted.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpPublish, phpPublish, startNode, startRelay, subscribe } from './helpers/cluster.ts';
 import type { NodeOptions, RelayProcess } from './helpers/cluster.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
 import type { Frame, SseStream } from './helpers/sse-client.ts';
@@ -45,7 +45,7 @@ const NODE: NodeOptions = {
 };
 
 async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'askr-cluster-outage-'));
+  const dir = await phpTempDir('askr-cluster-outage-');
   dirs.push(dir);
   return dir;
 }

@@ -6,8 +6,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DgramSocket } from 'node-unix-socket';
@@ -24,6 +23,7 @@ import {
   type DatagramIngressOptions,
 } from '../src/broadcast/datagram-ingress.ts';
 import { ErrorCodes, SidecarError } from '../src/errors.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { rawFastCgiRequest, scriptParams } from './helpers/raw-fastcgi.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -49,8 +49,9 @@ const limits: DatagramLimits = {
 
 let dir: string;
 const open: DatagramIngress[] = [];
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'askr-dg-'));
+beforeAll(async () => {
+  // The FPM workers (www-data when the tests run as root) reach the sockets made in it.
+  dir = await phpTempDir('askr-dg-');
 });
 afterEach(async () => {
   await Promise.all(open.splice(0).map((ingress) => ingress.close()));
@@ -307,7 +308,11 @@ describe('PHP publish errors', () => {
 
 describe('under php-fpm', () => {
   it('publishes with ASKR_SOCKET from $_SERVER and askr_subscribe sets X-Askr-Subscribe', async () => {
-    const { ingress, messages, until } = await start();
+    // Publishers as the sidecar in front of the shared (managed) pool describes them: as root the
+    // socket's group becomes the workers' group, so they may send (mode 0660).
+    const { ingress, messages, logLines, until } = await start({
+      php: { user: '', group: '', source: 'the managed pool' },
+    });
     const response = await rawFastCgiRequest(
       inject('fpmAddress'),
       scriptParams(fpmScript, { ASKR_SOCKET: ingress.path }),
@@ -318,6 +323,8 @@ describe('under php-fpm', () => {
     await until(() => messages.length === 1);
     expect(messages[0]).toMatchObject({ channels: ['orders'], event: 'fpm', close: false });
     expect(messages[0]?.data.toString()).toBe('from fpm\nline 2');
+    // No "PHP workers ... cannot publish" warning: the socket and its directory let them in.
+    expect(logLines.filter((line) => line['level'] === 40)).toEqual([]);
   });
 });
 

@@ -6,8 +6,7 @@
  * Chromium missing is a failure naming the fix, never a skip.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -15,6 +14,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './helpers/chromium.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { until } from './helpers/wait.ts';
 
@@ -31,7 +31,7 @@ const contexts: BrowserContext[] = [];
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'askr-demo-'));
+  tmp = await phpTempDir('askr-demo-');
   s = await startTestSidecar({
     'server.root': DEMO_ROOT,
     'broadcast.socket': join(tmp, 'askr.sock'),

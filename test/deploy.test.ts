@@ -7,7 +7,6 @@
  * sidecar and relay of the cluster, selectors that pick the right pods); the image layout the
  * Dockerfile assembles runs dist/cli.js; the Grafana dashboard queries only exported metrics.
  */
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -18,6 +17,7 @@ import { basename, dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCommand, type CommandResult } from './helpers/process.ts';
 import { parseRedisUrl } from '../src/cluster/redis-url.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { schema, type SidecarConfig } from '../src/config/schema.ts';
@@ -52,31 +52,18 @@ const str = (v: unknown, what = 'value'): string => {
   return v;
 };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 /** Runs a command to its end; `env` is added to this process's env minus every ASKR_* variable. */
-async function run(argv: string[], env: Record<string, string>, cwd = scratch): Promise<Run> {
-  const base = Object.entries(process.env).filter(([k]) => !k.startsWith('ASKR_'));
-  const [cmd = '', ...args] = argv;
-  const child = spawn(cmd, args, {
-    cwd,
-    env: { ...Object.fromEntries(base), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function run(argv: string[], env: Record<string, string>, cwd = scratch): Promise<CommandResult> {
+  return runCommand(argv, { env, cwd });
 }
 
 /** `askr-sidecar check-config --config FILE` as users run it; returns the resolved config. */
 async function checkConfig(file: string, env: Record<string, string>): Promise<SidecarConfig> {
-  const result = await run([process.execPath, BIN, 'check-config', '--config', file], env);
+  // --static: the example's root and FPM live on the target host, not on this machine.
+  const result = await run(
+    [process.execPath, BIN, 'check-config', '--static', '--config', file],
+    env,
+  );
   expect(result.stderr).toBe('');
   expect(result.stdout).toContain('configuration OK');
   expect(result.code).toBe(0);
@@ -182,17 +169,17 @@ describe('Dockerfile', () => {
   it('uses the official Node 24 image in every stage and runs the README build', () => {
     expect(STAGES.map((s) => s.name)).toContain('build');
     for (const stage of STAGES) expect(stage.image).toMatch(/^node:24(-|$)/);
-    // README: `npm install`, then build (see the Dockerfile for why not `npm ci`).
+    // README: `npm ci` from the committed lockfile, then build.
     const readme = read('README.md');
     expect(readme).toContain('npm run build');
     expect(readme).toMatch(/npm (install|ci)/);
-    expect(stepsOf(build, 'RUN').some((r) => /^npm install( |$)/.test(r))).toBe(true);
+    expect(stepsOf(build, 'RUN').some((r) => /^npm ci( |$)/.test(r))).toBe(true);
     expect(stepsOf(build, 'RUN')).toContain('npm run build');
     expect(get(JSON.parse(read('package.json')), 'scripts', 'build')).toBe(
       'tsc -p tsconfig.build.json',
     );
     // Production dependencies only: the pinned `node` devDependency is not installed.
-    expect(stepsOf(FINAL, 'RUN').some((r) => r.startsWith('npm install --omit=dev'))).toBe(true);
+    expect(stepsOf(FINAL, 'RUN').some((r) => r.startsWith('npm ci --omit=dev'))).toBe(true);
   });
 
   it('copies the built dist/ from the build stage, never src/, and runs bin/askr-sidecar.js', () => {
@@ -229,7 +216,7 @@ describe('Dockerfile', () => {
     await once(server, 'listening');
     const { port } = server.address() as AddressInfo;
     // As in the image: the port comes from ASKR_METRICS_LISTEN (0.0.0.0:9100 there).
-    const check = (): Promise<Run> =>
+    const check = (): Promise<CommandResult> =>
       run([process.execPath, ...args], { ASKR_METRICS_LISTEN: `0.0.0.0:${port}` });
     try {
       expect((await check()).code).toBe(0);
@@ -297,7 +284,7 @@ describe('Dockerfile', () => {
     }
     const app = inFs('.');
     expect(existsSync(join(app, 'src'))).toBe(false); // so bin/ can only have loaded dist/cli.js
-    symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules')); // stands for `npm install --omit=dev`
+    symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules')); // stands for `npm ci --omit=dev`
     const entry = execForm(FINAL, 'ENTRYPOINT');
     const script = join(app, entry[entry.indexOf('node') + 1] ?? '');
 
@@ -306,6 +293,7 @@ describe('Dockerfile', () => {
     const args = execForm(FINAL, 'CMD').map((a) =>
       a === 'serve' ? 'check-config' : a.startsWith('/') ? join(rootfs, a) : a,
     );
+    args.splice(1, 0, '--static'); // the app and FPM are not in this image layout
     const check = await run([process.execPath, script, ...args], IMAGE_ENV, app);
     expect(check.stderr).toBe('');
     expect(check.stdout).toContain('configuration OK');
@@ -777,8 +765,11 @@ describe('deploy/grafana/askr-sidecar.json', () => {
     ...['askr_events_published_total', 'askr_events_delivered_total'],
     ...['askr_delivery_lag_seconds_bucket', 'askr_sse_slow_consumer_disconnects_total'],
     ...['askr_rejected_requests_total', 'askr_rejected_datagrams_total'],
-    ...['askr_fpm_processes', 'askr_fpm_listen_queue', 'askr_fpm_max_children_reached'],
-    ...['askr_fpm_restarts_total', 'process_resident_memory_bytes'],
+    ...['askr_fpm_processes', 'askr_fpm_listen_queue', 'askr_fpm_max_children_reached_total'],
+    ...['askr_fpm_accepted_connections_total', 'askr_fpm_slow_requests_total'],
+    ...['askr_fpm_status_scrape_errors_total', 'askr_fpm_restarts_total'],
+    ...['askr_http_client_connections', 'askr_http_client_connections_accepted_total'],
+    ...['askr_build_info', 'process_resident_memory_bytes'],
     ...['askr_cluster_bus_up', 'askr_cluster_published_total', 'askr_cluster_received_total'],
     ...['askr_cluster_local_only_total', 'askr_cluster_lag_seconds_bucket'],
     ...['askr_cluster_errors_total', 'askr_cluster_reconnects_total'],

@@ -6,9 +6,6 @@
  * 200 from PHP (the request fell through to index.php) or an error, and the held client gets
  * nothing, or gets the content wrapped in SSE framing instead of the exact bytes published.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
@@ -21,6 +18,7 @@ import {
   loadKey,
 } from '@fanoutio/grip';
 import { startNode } from './helpers/cluster.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream } from './helpers/sse-client.ts';
@@ -381,7 +379,7 @@ describe('Pushpin-compatible publishing, not configured', () => {
 describe('Pushpin-compatible publishing in a cluster', () => {
   it('content published on one node reaches a GRIP hold on another as its exact bytes', async () => {
     const redis = await startRedis();
-    const dir = await mkdtemp(join(tmpdir(), 'askr-grip-'));
+    const dir = await phpTempDir('askr-grip-');
     const nodes: TestSidecar[] = [];
     try {
       const grip = { 'server.index': 'grip-app.php', 'sse.heartbeat_interval': '1h' };

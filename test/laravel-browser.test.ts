@@ -6,13 +6,13 @@
  * track the pages, a denied channel must not break the others, and a sidecar restart (same port,
  * same socket, sse.state_file) must lose no event and deliver none twice.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './helpers/chromium.ts';
 import { artisan, assertLaravelInstalled, makeLaravelApp } from './helpers/laravel-app.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 
 interface Received {
@@ -51,7 +51,7 @@ async function startSidecar(listen = '127.0.0.1:0'): Promise<TestSidecar> {
 beforeAll(async () => {
   await assertLaravelInstalled();
   browser = await launchChromium();
-  tmp = await mkdtemp(join(tmpdir(), 'askr-laravel-browser-'));
+  tmp = await phpTempDir('askr-laravel-browser-');
   socket = join(tmp, 'askr.sock');
   stateFile = join(tmp, 'sse-state.json');
   app = await makeLaravelApp(tmp, socket);

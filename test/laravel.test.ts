@@ -5,13 +5,13 @@
  * `artisan queue:work`, and console commands must reach EventSource subscribers; routes/channels.php
  * decides private/presence access through the sidecar's internal /broadcasting/auth request.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artisan, assertLaravelInstalled, makeLaravelApp } from './helpers/laravel-app.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import {
   CONNECTED_EVENT,
   connectedSocketId,
@@ -29,7 +29,7 @@ const toClose: Array<{ close(): void }> = [];
 
 beforeAll(async () => {
   await assertLaravelInstalled();
-  tmp = await mkdtemp(join(tmpdir(), 'askr-laravel-'));
+  tmp = await phpTempDir('askr-laravel-');
   const socket = join(tmp, 'askr.sock');
   app = await makeLaravelApp(tmp, socket);
   s = await startTestSidecar({ 'server.root': join(app, 'public'), 'broadcast.socket': socket });

@@ -6,11 +6,10 @@
  * fixtures' /broadcasting/auth: private-user.{id} belongs to the user in the `user` cookie).
  * Metrics label the Mercure door ingress="mercure" and kind="mercure".
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { type TestSidecar } from './helpers/sidecar.ts';
 import { connectedSocketId, dataFrames, openStream, type SseStream } from './helpers/sse-client.ts';
 import { runCleanups, until, type Cleanups } from './helpers/wait.ts';
@@ -77,7 +76,7 @@ describe('askr -> Mercure', () => {
   });
 
   it('askr_broadcast from PHP-FPM reaches Mercure subscribers (URL pattern and * too)', async () => {
-    const socket = join(await mkdtemp(join(tmpdir(), 'askr-mercure-')), 'askr.sock');
+    const socket = join(await phpTempDir('askr-mercure-'), 'askr.sock');
     const s = await hub({ 'broadcast.socket': socket });
     const exact = await sub(s, [['match', 'fpm-orders']]);
     const wildcard = await sub(s, [['match', '*']]);

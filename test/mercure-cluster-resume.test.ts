@@ -5,9 +5,7 @@
  * Mercure-Last-Event-ID. A regression looks like: `earliest` and an askr:lost frame (B used only
  * what it saw itself), or updates missing or repeated.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNode } from './helpers/cluster.ts';
 import {
@@ -21,6 +19,7 @@ import {
   type Fields,
   type MercureStream,
 } from './helpers/mercure.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
 import { runCleanups, type Cleanups } from './helpers/wait.ts';
@@ -31,7 +30,7 @@ let dir = '';
 const cleanups: Cleanups = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'askr-mercure-resume-'));
+  dir = await phpTempDir('askr-mercure-resume-');
   redis = await startRedis();
 });
 afterAll(async () => {

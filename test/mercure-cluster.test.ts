@@ -12,8 +12,7 @@
  * node's API, a dead node's subscription listed forever or never announced as ended, or an end
  * announced twice.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -37,6 +36,7 @@ import {
   type Fields,
   type MercureStream,
 } from './helpers/mercure.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type Frame, type SseStream } from './helpers/sse-client.ts';
@@ -62,7 +62,7 @@ function hubSettings(): Record<string, string> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'askr-mercure-cluster-'));
+  dir = await phpTempDir('askr-mercure-cluster-');
   redis = await startRedis();
   a = await startNode(redis, dir, 'node-a', { token: TOKEN, settings: hubSettings() });
   b = await startNode(redis, dir, 'node-b', { token: TOKEN, settings: hubSettings() });

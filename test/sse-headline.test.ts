@@ -8,8 +8,6 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -18,6 +16,7 @@ import { request } from 'undici';
 import { DgramSocket } from 'node-unix-socket';
 import type { ManagedFpm } from '../src/fpm/managed-fpm.ts';
 import { startTestFpm } from './helpers/fpm.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type SseStream } from './helpers/sse-client.ts';
 import { until } from './helpers/wait.ts';
@@ -29,7 +28,7 @@ let fpm: ManagedFpm;
 let s: TestSidecar;
 let socketPath: string;
 beforeAll(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'askr-headline-'));
+  const dir = await phpTempDir('askr-headline-');
   socketPath = join(dir, 'askr.sock');
   fpm = await startTestFpm(join(dir, 'fpm'));
   s = await startTestSidecar({

@@ -11,8 +11,7 @@
  * sender's own page getting its message, or `"socket"` in the data.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -21,6 +20,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeDatagram } from '../src/broadcast/datagram-codec.ts';
 import { startNode } from './helpers/cluster.ts';
 import { assertLaravelInstalled, makeLaravelApp } from './helpers/laravel-app.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startRedis, type TestRedis } from './helpers/redis.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { openStream, type Frame, type SseStream } from './helpers/sse-client.ts';
@@ -35,7 +35,7 @@ let socketPath = '';
 const streams: SseStream[] = [];
 
 beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'askr-per-channel-'));
+  tmp = await phpTempDir('askr-per-channel-');
   socketPath = join(tmp, 'askr.sock');
   s = await startTestSidecar({
     'broadcast.socket': socketPath,
@@ -271,7 +271,7 @@ describe('in a cluster', () => {
   let dir = '';
   const nodes: TestSidecar[] = [];
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'askr-per-channel-cluster-'));
+    dir = await phpTempDir('askr-per-channel-cluster-');
     redis = await startRedis();
     nodes.push(await startNode(redis, dir, 'pc-node-0', { token: TOKEN }));
   });
@@ -324,7 +324,7 @@ describe('Laravel: broadcast(...)->toOthers() through AskrBroadcaster', () => {
   let dir = '';
   beforeAll(async () => {
     await assertLaravelInstalled();
-    dir = await mkdtemp(join(tmpdir(), 'askr-per-channel-laravel-'));
+    dir = await phpTempDir('askr-per-channel-laravel-');
     const socket = join(dir, 'askr.sock');
     const app = await makeLaravelApp(dir, socket);
     laravel = await startTestSidecar({

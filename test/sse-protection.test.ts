@@ -11,16 +11,15 @@
  *   per-write bookkeeping of the chunked response; without the gc, 0.6-1.7 GB).
  */
 import { once } from 'node:events';
-import { mkdtemp } from 'node:fs/promises';
 import { get, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DgramSocket } from 'node-unix-socket';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeDatagram } from '../src/broadcast/datagram-codec.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { until } from './helpers/wait.ts';
 
@@ -144,7 +143,7 @@ function fastReader(s: TestSidecar, channel: string) {
 describe('slow subscribers cost what sse.subscriber_queue_size says', () => {
   it('100 stalled clients and a 200,000-datagram flood: all dropped and counted, fast ones get everything in order, RSS < 300 MB', async () => {
     const gc = gcFunction();
-    const socketPath = join(await mkdtemp(join(tmpdir(), 'askr-protect-')), 'askr.sock');
+    const socketPath = join(await phpTempDir('askr-protect-'), 'askr.sock');
     const s = await sidecar({
       'sse.subscriber_queue_size': '1MiB',
       'broadcast.socket': socketPath,
@@ -271,5 +270,34 @@ describe('admission is atomic (limits checked where the stream is added)', () =>
     expect(answers.filter((a) => a.status === 429).every((a) => a.retryAfter === '5')).toBe(true);
     expect(s.hub.stats().connections).toBe(50);
     expect(await counter(s, 'askr_rejected_requests_total', { reason: 'stream_limit' })).toBe(30);
+  });
+});
+
+describe('server.max_connections', () => {
+  it('refuses connections past the limit, counts them and logs once', async () => {
+    const s = await sidecar({ 'server.max_connections': '2' });
+    const open = await Promise.all(
+      [0, 1].map(async () => {
+        const socket = connect(s.port, '127.0.0.1');
+        await once(socket, 'connect');
+        // An answer proves the server took this connection (not only the kernel's backlog).
+        socket.write('GET /no-such-file HTTP/1.1\r\nHost: x\r\n\r\n');
+        await once(socket, 'data');
+        return socket;
+      }),
+    );
+    // Past the limit the kernel accepts, then Node closes at once: the client sees the close.
+    const refused = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const socket = connect(s.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        await once(socket, 'close');
+        return socket;
+      }),
+    );
+    expect(refused).toHaveLength(3);
+    expect(await counter(s, 'askr_rejected_requests_total', { reason: 'max_connections' })).toBe(3);
+    expect(s.logs.filter((l) => String(l['msg']).startsWith('connection refused'))).toHaveLength(1);
+    for (const socket of open) socket.destroy();
   });
 });

@@ -5,8 +5,6 @@
  * passthrough, CORS, and cleanup of disconnected subscribers.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +13,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { EventSource } from 'eventsource';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import { connectedSocketId, dataFrames, openStream } from './helpers/sse-client.ts';
 import { until } from './helpers/wait.ts';
@@ -26,7 +25,7 @@ const TOKEN = 'test-token-123';
 let s: TestSidecar;
 let socketPath: string;
 beforeAll(async () => {
-  socketPath = join(await mkdtemp(join(tmpdir(), 'askr-sse-')), 'askr.sock');
+  socketPath = join(await phpTempDir('askr-sse-'), 'askr.sock');
   s = await startTestSidecar({
     'broadcast.socket': socketPath,
     'sse.publish_token': TOKEN,

@@ -9,13 +9,13 @@
  * Range request answering 200, the REST API answering HTML.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFpmPool, type FpmPool } from './helpers/fpm-pool.ts';
 import { startMariaDb, type TestMariaDb } from './helpers/mariadb.ts';
+import { givePhp, phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 import {
   assertWordPressInstalled,
@@ -43,6 +43,8 @@ const ADMIN: WordPressAdmin = {
 };
 
 let tmp = '';
+/** `<tmp>/logs`, PHP's own: WordPress's debug.log files. */
+let logDir = '';
 let root = '';
 let db: TestMariaDb | undefined;
 let fpm: FpmPool | undefined;
@@ -70,7 +72,7 @@ async function addConfig(sidecar: TestSidecar, tablePrefix: string): Promise<Wor
     host: new URL(sidecar.url).host,
     db,
     tablePrefix,
-    logDir: tmp,
+    logDir,
   });
   cleanups.push(() => config.remove());
   return config;
@@ -78,7 +80,10 @@ async function addConfig(sidecar: TestSidecar, tablePrefix: string): Promise<Wor
 
 beforeAll(async () => {
   assertWordPressInstalled();
-  tmp = await mkdtemp(join(tmpdir(), 'askr-wordpress-'));
+  tmp = await phpTempDir('askr-wordpress-');
+  logDir = join(tmp, 'logs');
+  await mkdir(logDir);
+  await givePhp(logDir);
   [db, fpm, root] = await Promise.all([
     startMariaDb(),
     startFpmPool({ pm: 'static', maxChildren: 4 }),

@@ -33,6 +33,7 @@ import {
   withDeadline,
   type FpmPool,
 } from './helpers/fpm-pool.ts';
+import { phpTempDir } from './helpers/php-temp.ts';
 import type { TestSidecar } from './helpers/sidecar.ts';
 import { runCleanups, until, type Cleanups } from './helpers/wait.ts';
 
@@ -62,6 +63,13 @@ function sidecar(fpm: FpmPool, overrides: Record<string, unknown> = {}): Promise
 
 function freshDir(prefix: string): string {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** freshDir() that PHP's workers (www-data as root) may search: PHP looks for a file in it. */
+async function freshPhpDir(prefix: string): Promise<string> {
+  const dir = realpathSync(await phpTempDir(prefix));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -307,7 +315,7 @@ describe('streaming exceptions still stream', () => {
   ): Promise<void> {
     // The script sends its first chunk, then waits for this file (or 3 s) before the rest and
     // says which came: "gate" proves the client had the first chunk while PHP was running.
-    const gate = join(freshDir('askr-gate-'), 'open');
+    const gate = join(await freshPhpDir('askr-gate-'), 'open');
     const res = await request(
       `${s.url}/protect-stream.php?${query}&gate=${encodeURIComponent(gate)}`,
       { headers },

@@ -4,15 +4,25 @@
  * applies mode and group, parses each datagram and hands good ones to the hub. Invariants: a bad
  * datagram is counted by reason and logged at most once per reason per 10 s, never fatal; an
  * oversize datagram is rejected as too_large, never delivered truncated; close() unlinks only the
- * socket file this ingress made.
+ * socket file this ingress made. As root the socket's group defaults to the PHP workers' group
+ * (fpm.group, else fpm.user's, else www-data); a warning at start names whatever would refuse them.
  * Known limit: children spawned after start inherit the socket (no FD_CLOEXEC, see below).
  */
-import { chmod, chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { DgramSocket } from 'node-unix-socket';
 import type { Logger } from 'pino';
 import { ErrorCodes, SidecarError, toError } from '../errors.ts';
+import {
+  Access,
+  accessObstacle,
+  describeIdentity,
+  loadUserDatabase,
+  lookupGid,
+  resolvePhpIdentity,
+  type PhpIdentity,
+} from '../fpm/php-identity.ts';
 import {
   parseDatagram,
   type DatagramLimits,
@@ -25,8 +35,17 @@ export interface DatagramIngressOptions {
   path: string;
   /** File mode of the socket, e.g. 0o660 (connecting needs write permission). */
   mode: number;
-  /** Group owning the socket: '' keeps the default; a group name or a numeric gid. */
+  /**
+   * Group owning the socket: a group name or a numeric gid; '' is the PHP workers' group when the
+   * sidecar runs as root and `php` is given, else the sidecar's own (unchanged).
+   */
   group: string;
+  /**
+   * Who publishes: the PHP workers' user and group as the config names them (ingressSettings).
+   * Checked once bound; a warning names what would refuse them. undefined: PHP runs as the
+   * sidecar's own user (a managed pool not started as root): nothing to check.
+   */
+  php?: PhpPublisher | undefined;
   limits: DatagramLimits;
   logger: Logger;
   /** Called synchronously per good datagram; a throw is caught and counted as 'rejected_by_hub'. */
@@ -35,8 +54,23 @@ export interface DatagramIngressOptions {
   onReject?(reason: DatagramRejectReason | 'rejected_by_hub', detail: string): void;
 }
 
+/** fpm.user / fpm.group ('' for the defaults) and where that choice comes from, for log lines. */
+export interface PhpPublisher {
+  user: string;
+  group: string;
+  /** e.g. 'fpm.user/fpm.group', 'the managed pool', 'a stock php-fpm pool (assumed)'. */
+  source: string;
+}
+
+const MANAGED_SOURCE = 'the managed pool';
+
 export interface DatagramIngress {
   readonly path: string;
+  /**
+   * Applies new limits (a reload: broadcast.max_datagram_size, the [sse] channel limits) to the
+   * datagrams received from now on. The path, mode and group need a restart. Never throws.
+   */
+  reconfigure(limits: DatagramLimits): void;
   /** Stops receiving, unlinks the socket file (if it is still ours). Idempotent. */
   close(): Promise<void>;
 }
@@ -70,26 +104,12 @@ export async function startDatagramIngress(
       `datagram socket path ${JSON.stringify(path)} must be 1 to ${MAX_SOCKET_PATH_BYTES} bytes`,
     );
   }
-  const limits: DatagramLimits = {
-    ...options.limits,
-    maxDatagramBytes: Math.min(options.limits.maxDatagramBytes, MAX_ACCEPTED_DATAGRAM_BYTES),
-  };
-  if (options.limits.maxDatagramBytes > MAX_ACCEPTED_DATAGRAM_BYTES) {
-    // The default (64 KiB) is lowered by two bytes: worth a debug line, not a line at every start.
-    const level = options.limits.maxDatagramBytes === 65536 ? 'debug' : 'info';
-    logger[level](
-      { path, configured: options.limits.maxDatagramBytes, effective: limits.maxDatagramBytes },
-      'datagram size limit lowered to what node-unix-socket receives untruncated',
-    );
-  }
+  let limits = receivableLimits(options.limits, path, logger);
 
-  await mkdir(dirname(path), { recursive: true, mode: 0o755 }).catch((err: unknown) => {
-    throw new SidecarError(ErrorCodes.DATAGRAM, `cannot create the directory of ${path}`, {
-      cause: err,
-    });
-  });
+  await makeSocketDir(dirname(path));
   await removeStaleSocket(path);
-  const gid = await resolveGid(options.group);
+  const php = await publisherIdentity(options.php, logger);
+  const gid = await socketGid(options.group, php);
 
   // node-unix-socket 0.2.x never sets FD_CLOEXEC (its set_clo_exec calls F_SETFL, a no-op for
   // that flag), and Node cannot set it: every child spawned after this point (a managed
@@ -151,12 +171,21 @@ export async function startDatagramIngress(
   }
   const ownInode = inode;
   logger.info(
-    { socket: path, mode: options.mode.toString(8), group: options.group || undefined },
+    {
+      socket: path,
+      mode: options.mode.toString(8),
+      group: options.group || (gid === undefined ? undefined : String(gid)),
+      php: php === undefined || php.guessed ? undefined : describeIdentity(php.identity),
+    },
     'datagram ingress listening',
   );
+  if (php !== undefined) warnIfRefused(path, options.mode, php, logger);
 
   return {
     path,
+    reconfigure(next: DatagramLimits): void {
+      limits = receivableLimits(next, path, logger);
+    },
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
@@ -165,6 +194,27 @@ export async function startDatagramIngress(
       await unlinkIfOurs(path, ownInode);
     },
   };
+}
+
+/** The configured limits with the size capped to what the library receives untruncated. */
+function receivableLimits(
+  configured: DatagramLimits,
+  path: string,
+  logger: Logger,
+): DatagramLimits {
+  const limits: DatagramLimits = {
+    ...configured,
+    maxDatagramBytes: Math.min(configured.maxDatagramBytes, MAX_ACCEPTED_DATAGRAM_BYTES),
+  };
+  if (configured.maxDatagramBytes > MAX_ACCEPTED_DATAGRAM_BYTES) {
+    // The default (64 KiB) is lowered by two bytes: worth a debug line, not a line at every start.
+    const level = configured.maxDatagramBytes === 65536 ? 'debug' : 'info';
+    logger[level](
+      { path, configured: configured.maxDatagramBytes, effective: limits.maxDatagramBytes },
+      'datagram size limit lowered to what node-unix-socket receives untruncated',
+    );
+  }
+  return limits;
 }
 
 /** Unlinks the socket file only if it is still the one we bound (a newer process may own it). */
@@ -234,23 +284,98 @@ function probe(path: string): Promise<string> {
   });
 }
 
-/** '' → undefined (keep); digits → that gid; a name → looked up in /etc/group. */
-async function resolveGid(group: string): Promise<number | undefined> {
-  if (group === '') return undefined;
-  if (/^\d+$/.test(group)) return Number(group);
-  // Node has no getgrnam(); /etc/group covers local groups, which is what a socket group is.
-  const text = await readFile('/etc/group', 'utf8').catch((err: unknown) => {
-    throw new SidecarError(ErrorCodes.DATAGRAM, `cannot read /etc/group to resolve ${group}`, {
+/**
+ * Creates the socket's directory. Directories it creates are chmod-ed to 0755 whatever the umask
+ * (a UMask=0077 unit would make them 0700): PHP's workers run as another user and must search it.
+ */
+async function makeSocketDir(dir: string): Promise<void> {
+  try {
+    const first = await mkdir(dir, { recursive: true, mode: 0o755 });
+    if (first === undefined) return;
+    for (let d = dir; d.length >= first.length; d = dirname(d)) {
+      await chmod(d, 0o755);
+      if (d === first) break;
+    }
+  } catch (err) {
+    throw new SidecarError(ErrorCodes.DATAGRAM, `cannot create the directory of ${dir}`, {
       cause: err,
     });
-  });
-  for (const line of text.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
   }
-  throw new SidecarError(
-    ErrorCodes.DATAGRAM,
-    `group ${JSON.stringify(group)} for the datagram socket is not in /etc/group`,
+}
+
+interface ResolvedPublisher {
+  identity: PhpIdentity;
+  source: string;
+  /** True when the identity is an assumption (no fpm.user, and www-data missing): never acted on. */
+  guessed: boolean;
+}
+
+/** Resolves `php`. Throws ConfigError (naming fpm.user or fpm.group) for an unknown or root one. */
+async function publisherIdentity(
+  php: PhpPublisher | undefined,
+  logger: Logger,
+): Promise<ResolvedPublisher | undefined> {
+  if (php === undefined) return undefined;
+  const { identity, fellBackFrom } = resolvePhpIdentity(php, await loadUserDatabase());
+  // No www-data here and no fpm.user: a guess about an FPM elsewhere would only mislead. (The
+  // managed pool warns about its own fallback, and its workers do run as that user.)
+  const guessed = fellBackFrom !== undefined && php.source !== MANAGED_SOURCE;
+  if (guessed) {
+    logger.debug(
+      { missing: fellBackFrom },
+      'no www-data user: the datagram socket keeps its group',
+    );
+  }
+  return { identity, source: php.source, guessed };
+}
+
+/**
+ * The gid to give the socket: broadcast.socket_group when set; else, as root, the PHP workers'
+ * group (only root may chown to a group it is not in; FPM's workers need it to connect, since
+ * sending needs write permission); else undefined (the sidecar's own group).
+ */
+async function socketGid(
+  group: string,
+  php: ResolvedPublisher | undefined,
+): Promise<number | undefined> {
+  if (group !== '') {
+    if (/^\d+$/.test(group)) return Number(group);
+    try {
+      return lookupGid(group, await loadUserDatabase(), 'broadcast.socket_group');
+    } catch (err) {
+      throw new SidecarError(
+        ErrorCodes.DATAGRAM,
+        `group ${JSON.stringify(group)} for the datagram socket is not in /etc/group`,
+        { cause: err },
+      );
+    }
+  }
+  if (php === undefined || php.guessed || process.getuid?.() !== 0) return undefined;
+  return php.identity.gid;
+}
+
+/**
+ * One warning at start when the PHP workers could not publish: the socket's group or mode, or a
+ * directory on the way, refuses them. askr_broadcast() would return false with "Permission
+ * denied" on every call, which the sidecar never sees.
+ */
+function warnIfRefused(path: string, mode: number, php: ResolvedPublisher, logger: Logger): void {
+  if (php.guessed) return;
+  const obstacle = accessObstacle(path, php.identity, Access.W);
+  if (obstacle === null) return;
+  const who = describeIdentity(php.identity);
+  logger.warn(
+    {
+      socket: path,
+      php: who,
+      source: php.source,
+      mode: mode.toString(8).padStart(4, '0'),
+      obstacle,
+    },
+    `PHP workers running as ${who} (${php.source}) cannot publish to the datagram socket: ${obstacle}. ` +
+      `askr_broadcast() will fail with "Permission denied". Give the socket a group they are in ` +
+      `(broadcast.socket_group, mode 0660; as root it defaults to fpm.group), make its directory ` +
+      `searchable by them, or set fpm.user/fpm.group to the user PHP really runs as`,
   );
 }
 
@@ -309,14 +434,40 @@ class RejectLog {
   }
 }
 
-/** The ingress settings of a config ([broadcast] and the [sse] channel limits), for one home. */
-export function ingressSettings(config: {
-  broadcast: { socket_mode: string; socket_group: string; max_datagram_size: number };
-  sse: { max_channel_name_length: number; max_channels_per_connection: number };
-}): Pick<DatagramIngressOptions, 'mode' | 'group' | 'limits'> {
+/** Who publishes, as ingressSettings describes it. */
+function phpPublisher(
+  fpm: { user: string; group: string },
+  managed: boolean,
+  uid: number | undefined,
+): PhpPublisher | undefined {
+  // A managed pool not started as root cannot switch users: PHP is the sidecar, nothing to check.
+  if (managed && uid !== 0) return undefined;
+  if (fpm.user !== '' || fpm.group !== '') return { ...fpm, source: 'fpm.user/fpm.group' };
+  if (managed) return { ...fpm, source: MANAGED_SOURCE };
+  return { ...fpm, source: 'a stock php-fpm pool (assumed; set fpm.user/fpm.group)' };
+}
+
+/**
+ * The ingress settings of a config ([broadcast], the [sse] channel limits, and who PHP runs as),
+ * for one home. `uid` is the sidecar's (a parameter for tests). Who publishes: fpm.user/fpm.group
+ * when set; else a managed pool (fastcgi.address empty) started as root runs www-data; a managed
+ * pool not started as root runs PHP as the sidecar itself (nothing to check); an external FPM is
+ * assumed to be a stock pool (www-data, as Debian's and the Docker php images' pools are).
+ */
+export function ingressSettings(
+  config: {
+    broadcast: { socket_mode: string; socket_group: string; max_datagram_size: number };
+    sse: { max_channel_name_length: number; max_channels_per_connection: number };
+    fastcgi: { address: string };
+    fpm: { user: string; group: string };
+  },
+  uid: number | undefined = process.getuid?.(),
+): Pick<DatagramIngressOptions, 'mode' | 'group' | 'limits' | 'php'> {
+  const php = phpPublisher(config.fpm, config.fastcgi.address === '', uid);
   return {
     mode: Number.parseInt(config.broadcast.socket_mode, 8),
     group: config.broadcast.socket_group,
+    php,
     limits: {
       maxDatagramBytes: config.broadcast.max_datagram_size,
       maxChannelNameLength: config.sse.max_channel_name_length,

@@ -6,9 +6,10 @@
  * Invariant: events leave in the order they arrived; nothing from a publisher or Redis crashes it.
  */
 import type { Logger } from 'pino';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { SidecarConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
+import { namingListenKey } from '../http/listen.ts';
 import {
   ingressSettings,
   startDatagramIngress,
@@ -16,6 +17,7 @@ import {
 } from '../broadcast/datagram-ingress.ts';
 import type { DatagramMessage } from '../broadcast/datagram-codec.ts';
 import { startAdminServer, unixSocketPresent } from '../observability/admin-server.ts';
+import { registerBuildInfo, registerNodeMetrics } from '../observability/metrics.ts';
 import { RateLimitedLog } from '../observability/rate-limited-log.ts';
 import { defaultNodeId, RedisBus } from './redis-bus.ts';
 
@@ -44,7 +46,8 @@ export async function startRelay(
     );
   }
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerNodeMetrics(registry);
+  registerBuildInfo(registry);
   const forwarded = new Counter({
     name: 'askr_relay_forwarded_total',
     help: 'Events the relay sent to the cluster bus.',
@@ -148,17 +151,21 @@ export async function startRelay(
   await bus.start(3000);
   let ingress: DatagramIngress;
   try {
-    ingress = await startDatagramIngress({
-      path: socketPath,
-      ...ingressSettings(config),
-      logger,
-      onReject: (reason) => rejected.inc({ reason }),
-      onMessage: (message) => {
-        // Order: while anything waits, new events wait behind it.
-        enqueue(message);
-        if (bus.state === 'up') void flush();
-      },
-    });
+    ingress = await namingListenKey(
+      'broadcast.socket',
+      socketPath,
+      startDatagramIngress({
+        path: socketPath,
+        ...ingressSettings(config),
+        logger,
+        onReject: (reason) => rejected.inc({ reason }),
+        onMessage: (message) => {
+          // Order: while anything waits, new events wait behind it.
+          enqueue(message);
+          if (bus.state === 'up') void flush();
+        },
+      }),
+    );
   } catch (err) {
     await bus.close();
     throw err;

@@ -1,12 +1,13 @@
 /**
- * Config loading: defaults, TOML, env and flag precedence, unit parsing, and the precise error
- * messages (file/line, key, value, what is allowed). Also guards the generated files against drift.
+ * Config loading: defaults, TOML, env and flag precedence with the source of every value, unit
+ * parsing, and the precise error messages (file/line, key, value with secrets masked, what is
+ * allowed, "did you mean"). Also guards the generated files against drift.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from './load.ts';
+import { loadConfig, loadConfigWithProvenance } from './load.ts';
 import { renderMarkdown, renderToml } from './render.ts';
 import { renderReadmeSections, spliceGenerated } from './readme-sections.ts';
 import { parseDurationMs, parseSizeBytes } from './units.ts';
@@ -85,8 +86,21 @@ describe('loadConfig', () => {
   });
 
   it.each([
-    ['[server]\nport = 1\n', /: unknown key "port" in \[server\]; allowed keys: listen, /],
-    ['[nope]\n', /unknown section \[nope\]; allowed sections: server, static, fastcgi/],
+    ['[server]\nport = 1\n', /:2: unknown key "port" in \[server\]; allowed keys: listen, /],
+    [
+      '[server]\nlisten = "x:1"\n\nlisten_addr = "x"\n',
+      /:4: unknown key "listen_addr" in \[server\]; did you mean "listen"\? Allowed keys: listen, /,
+    ],
+    [
+      '[sse]\ngrant_secert = "x"\n',
+      /:2: unknown key "grant_secert" in \[sse\]; did you mean "grant_secret"\? Allowed keys:/,
+    ],
+    [
+      '[server]\nredis_url = "x"\n',
+      /unknown key "redis_url" in \[server\]; did you mean \[cluster\] redis_url\? \(that key belongs in another section\)/,
+    ],
+    ['[nope]\n', /:1: unknown section \[nope\]; allowed sections: server, static, fastcgi/],
+    ['[servr]\n', /:1: unknown section \[servr\]; did you mean \[server\]\? Allowed sections:/],
     ['[server]\nmax_connections = "10"\n', /server\.max_connections = "10": expected an integer/],
     [
       '[server]\nmax_connections = 0\n',
@@ -104,12 +118,80 @@ describe('loadConfig', () => {
       '[server]\nsemi_space_size = "512KiB"\n',
       /server\.semi_space_size = "512KiB": expected 0 or at least 1MiB/,
     ],
-    ['listen = "x"\n', /top-level key "listen" must be a \[section\]/],
+    [
+      'listen = "x"\n',
+      /:1: top-level key "listen" must be a \[section\]; it belongs under \[server\] or \[metrics\]/,
+    ],
     ['[server\n', /sidecar\.toml:1:\d+: TOML syntax error/],
+    [
+      '[server]\nlisten = "127.0.0.1:80\n',
+      /sidecar\.toml:2:10: TOML syntax error: unclosed string \("\) in the value of listen at line 2, column 10/,
+    ],
+    [
+      '[server]\nlisten = "1.2.3.4:99999"\n',
+      /server\.listen = "1\.2\.3\.4:99999": expected .*0-65535/,
+    ],
   ])('rejects %j with a precise message', (text, message) => {
     const path = file(text);
     expect(() => loadConfig({ file: path, env: {} })).toThrow(message);
     expect(() => loadConfig({ file: path, env: {} })).toThrow(path);
+  });
+
+  it.each([
+    ['[sse]\ngrant_secret = 12345\n', 'sse.grant_secret = ****: expected a string', '12345'],
+    ['[sse]\ngrant_secret = "s3cr3t\n', 'unclosed string', 's3cr3t'],
+    [
+      '[cluster]\nredis_url = "redis://:hunter2@h:99999"\n',
+      'cluster.redis_url = "redis://:***@h:99999"',
+      'hunter2',
+    ],
+  ])('an error about %j never prints the secret', (text, message, secret) => {
+    const path = file(text);
+    let error = '';
+    try {
+      loadConfig({ file: path, env: {} });
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    expect(error).toContain(message);
+    expect(error).not.toContain(secret);
+  });
+
+  it('an unknown env key suggests the variable; a flag names itself', () => {
+    expect(() => loadConfig({ env: { ASKR_SSE_GRANT_SECERT: 'x' } })).toThrow(
+      'environment ASKR_SSE_GRANT_SECERT: unknown key "grant_secert" in [sse]; did you mean ASKR_SSE_GRANT_SECRET?',
+    );
+    expect(() =>
+      loadConfig({
+        env: {},
+        overrides: { 'server.listen': 'nowhere' },
+        flags: { 'server.listen': '--listen' },
+      }),
+    ).toThrow('flag --listen: server.listen = "nowhere": expected');
+  });
+
+  it('records the source of every value, weakest first', () => {
+    const path = file('[server]\nindex = "app.php"\n\nlisten = "127.0.0.1:1111"\n');
+    const loaded = loadConfigWithProvenance({
+      file: path,
+      env: { ASKR_SERVER_LISTEN: '127.0.0.1:2222', ASKR_SOCKET: '/x', ASKR_SERVR_ROOT: '/y' },
+      overrides: { 'server.listen': '127.0.0.1:3333' },
+      flags: { 'server.listen': '--listen' },
+    });
+    expect(loaded.provenance.get('server.listen')).toEqual([
+      { kind: 'default' },
+      { kind: 'file', file: path, line: 4 },
+      { kind: 'env', name: 'ASKR_SERVER_LISTEN' },
+      { kind: 'flag', flag: '--listen' },
+    ]);
+    expect(loaded.provenance.get('server.index')).toEqual([
+      { kind: 'default' },
+      { kind: 'file', file: path, line: 2 },
+    ]);
+    expect(loaded.provenance.get('server.root')).toEqual([{ kind: 'default' }]);
+    expect(loaded.raw.get('server.listen')).toBe('127.0.0.1:3333');
+    expect(loaded.unusedEnv.sort()).toEqual(['ASKR_SERVR_ROOT', 'ASKR_SOCKET']);
+    expect(loaded.baseDir).toBe(join(path, '..'));
   });
 
   it('a missing file is a clear error', () => {

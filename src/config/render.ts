@@ -55,8 +55,10 @@ export function renderMarkdown(): string {
     'tables are `key=value,key=value`), the TOML file (`--config FILE`, default `./sidecar.toml` when',
     'present), then the defaults below. Durations are strings such as `"500ms"`, `"30s"`, `"5m"`,',
     '`"1h"` (or `"0"`); sizes are strings such as `"512"`, `"64KiB"`, `"8MiB"`. Unknown keys, wrong',
-    'types and bad values stop the start with the file (and line for syntax errors), the key, the value',
-    'and what is allowed; `askr-sidecar check-config` runs the same validation without starting.',
+    'types and bad values stop the start with the file and line, the key, the value (secrets masked)',
+    'and what is allowed ("did you mean" for a misspelt key); `askr-sidecar check-config` runs the same',
+    'validation without starting, and `check-config --print` shows the value of every key and where',
+    'it came from.',
     'Keys marked "restart" are not changed by a SIGHUP reload.',
     '',
   ];

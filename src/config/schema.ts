@@ -18,6 +18,11 @@ interface FieldBase<K extends FieldKind, T> {
   check?: (value: T) => string | null;
   /** Marks keys that SIGHUP cannot change (documented; reload reports them). */
   restart?: boolean;
+  /**
+   * Marks keys holding a secret: "value" is never printed (check-config --print and error
+   * messages show "****" and its length), "url" has the password of its URL masked.
+   */
+  secret?: 'value' | 'url';
   /** Resolved type marker (never set at run time). */
   readonly __type?: T;
 }
@@ -32,7 +37,11 @@ export type Field =
   | FieldBase<'string[]', string[]>
   | FieldBase<'map', Record<string, string>>;
 
-type Opts<T> = { check?: (value: T) => string | null; restart?: boolean };
+type Opts<T> = {
+  check?: (value: T) => string | null;
+  restart?: boolean;
+  secret?: 'value' | 'url';
+};
 
 const str = (def: string, doc: string, o: Opts<string> = {}): FieldBase<'string', string> => ({
   kind: 'string',
@@ -94,10 +103,19 @@ const map = (
 const positive = (v: number): string | null => (v > 0 ? null : 'a value greater than 0');
 const nonNegative = (v: number): string | null => (v >= 0 ? null : 'a value of 0 or more');
 const listenAddress = (v: string): string | null =>
-  /^unix:\/.+/.test(v) || /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]*):\d{1,5}$/.test(v)
+  /^unix:\/.+/.test(v) ||
+  (/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]*):\d{1,5}$/.test(v) &&
+    Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535)
     ? null
-    : '"HOST:PORT", "[IPv6]:PORT" or "unix:/absolute/path"';
+    : '"HOST:PORT", "[IPv6]:PORT" or "unix:/absolute/path", with a port of 0-65535';
 const fpmAddress = (v: string): string | null => (v === '' ? null : listenAddress(v));
+// PHP never runs as root: php-fpm refuses uid/gid 0 for its workers unless -R, never passed.
+const phpAccount = (v: string): string | null =>
+  v === 'root' || v === '0'
+    ? 'a user or group other than root: PHP never runs as root'
+    : v === '' || /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(v)
+      ? null
+      : 'a user or group name, or a numeric id';
 const octalMode = (v: string): string | null =>
   /^0?[0-7]{3}$/.test(v) ? null : 'an octal file mode such as "0660"';
 const redisUrl = (v: string): string | null => {
@@ -359,6 +377,16 @@ export const schema = {
       'php-fpm binary for the managed mode; empty searches PATH and /usr/sbin for php-fpm, php-fpm8.x.',
       { restart: true },
     ),
+    user: str(
+      '',
+      'User PHP runs as. Managed pool started as root: its workers run as this user (empty: www-data, or nobody where there is no www-data; never root). External FPM: the user its workers run as, so the datagram socket gets their group and is checked. A managed pool not started as root runs PHP as the sidecar user.',
+      { check: phpAccount, restart: true },
+    ),
+    group: str(
+      '',
+      "Group of PHP's workers (empty: fpm.user's primary group; never root). The datagram socket's group defaults to it when the sidecar runs as root.",
+      { check: phpAccount, restart: true },
+    ),
     max_children: int(8, 'pm.max_children of the managed pool (static pm).', {
       check: positive,
       restart: true,
@@ -380,7 +408,7 @@ export const schema = {
     restart_backoff_max: duration(
       '30s',
       'Longest pause between restarts of a managed php-fpm that keeps dying.',
-      { check: positive },
+      { check: positive, restart: true },
     ),
   },
   proxy: {
@@ -449,7 +477,9 @@ export const schema = {
       { check: urlPath },
     ),
     publish_path: str('/askr/publish', 'Path of the HTTP publish endpoint.', { check: urlPath }),
-    publish_token: str('', 'Bearer token for HTTP publish; empty turns HTTP publish off.'),
+    publish_token: str('', 'Bearer token for HTTP publish; empty turns HTTP publish off.', {
+      secret: 'value',
+    }),
     auth_path: str(
       '/broadcasting/auth',
       "The app's channel authorization route for private-/presence- channels (Laravel's shape).",
@@ -500,6 +530,7 @@ export const schema = {
     grant_secret: str(
       '',
       'Secret signing subscription grants (HMAC-SHA256; use 32+ random characters, e.g. `openssl rand -hex 32`); the same on every cluster node (env ASKR_SSE_GRANT_SECRET). Empty: a random secret per process, so grants do not survive a restart.',
+      { secret: 'value' },
     ),
     grant_ttl: duration(
       '5m',
@@ -528,7 +559,7 @@ export const schema = {
     }),
     socket_group: str(
       '',
-      'Group owning the datagram socket (e.g. www-data); empty keeps the default.',
+      "Group owning the datagram socket (a name or gid; mode 0660 lets its members publish). Empty: as root, the group of PHP's workers (fpm.group, else fpm.user's, else www-data: the managed pool's and a stock php-fpm pool's); not root, the sidecar's own group. A warning at start names whatever would refuse PHP.",
       { restart: true },
     ),
     max_datagram_size: size('64KiB', 'Largest datagram accepted.', { check: positive }),
@@ -537,7 +568,7 @@ export const schema = {
     redis_url: str(
       '',
       'Redis (or Valkey) shared by every sidecar and relay: "redis://[:password@]host:6379/0" or "rediss://…". Every publish goes through it, ids and history are cluster-wide, presence too. Empty: a single node.',
-      { check: redisUrl, restart: true },
+      { check: redisUrl, restart: true, secret: 'url' },
     ),
     key_prefix: str('askr:', 'Prefix of every Redis key and channel the cluster uses.', {
       check: (v) => (/^[\w:.-]{1,64}$/.test(v) ? null : '1-64 of A-Z a-z 0-9 _ : . -'),
@@ -580,11 +611,15 @@ export const schema = {
     jwt_key: str(
       '',
       'Key verifying both publishers\' and subscribers\' tokens: an HMAC secret (HS256/384/512) or a PEM public key (RSA, EC, Ed25519), inline or as "file:/path". Usually set by env ASKR_MERCURE_JWT_KEY.',
+      { secret: 'value' },
     ),
-    publisher_jwt_key: str('', "Publishers' key (overrides jwt_key for publishing); same forms."),
+    publisher_jwt_key: str('', "Publishers' key (overrides jwt_key for publishing); same forms.", {
+      secret: 'value',
+    }),
     subscriber_jwt_key: str(
       '',
       "Subscribers' key (overrides jwt_key for subscribing); same forms.",
+      { secret: 'value' },
     ),
     jwt_algorithms: list(
       [],
@@ -648,6 +683,7 @@ export const schema = {
     publish_key: str(
       '',
       'Key of Pushpin-compatible publishing (POST /publish/ on the metrics listener; @fanoutio/grip\'s Publisher with control_uri pointed there): the Publisher\'s `key`. With control_iss it signs a JWT (HS256/384/512), verified here; without, it is sent as a bearer token and compared. "base64:…" for a binary key. Usually set by env ASKR_GRIP_PUBLISH_KEY. Publishing is off while this and publish_user are empty.',
+      { secret: 'value' },
     ),
     publish_iss: str(
       '',
@@ -658,7 +694,9 @@ export const schema = {
       "Basic auth user of Pushpin-compatible publishing (the Publisher's user); needs publish_password.",
       { check: (v) => (v.includes(':') ? 'a user name without ":"' : null) },
     ),
-    publish_password: str('', "Basic auth password (the Publisher's pass)."),
+    publish_password: str('', "Basic auth password (the Publisher's pass).", {
+      secret: 'value',
+    }),
     max_publish_size: size(
       '1MB',
       "Largest publish request body (Pushpin's push_in_http_max_body_size); larger gets 413.",

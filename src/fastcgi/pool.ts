@@ -72,7 +72,9 @@ export interface FcgiPoolHooks {
   onWorkersFreed?(count: number): void;
 }
 
-type Tunables = Omit<FcgiPoolOptions, 'address' | 'hooks' | 'keepAlive'>;
+/** What reconfigure() may change: the cap, the queue and the timeouts (not the address or mode). */
+export type FcgiPoolTunables = Omit<FcgiPoolOptions, 'address' | 'hooks' | 'keepAlive'>;
+type Tunables = FcgiPoolTunables;
 
 const TUNABLE_KEYS = [
   'maxConnections',
@@ -82,7 +84,11 @@ const TUNABLE_KEYS = [
   'idleTimeoutMs',
 ] as const satisfies ReadonlyArray<keyof Tunables>;
 
-function validate(options: Tunables): void {
+/**
+ * Throws ConfigError for a value reconfigure() would refuse, so a reload can check every component
+ * before it applies anything.
+ */
+export function checkPoolTunables(options: Tunables): void {
   const check = (name: keyof Tunables, min: number): void => {
     const value = options[name];
     if (!Number.isInteger(value) || value < min) {
@@ -139,7 +145,7 @@ export class FcgiPool {
       connectTimeoutMs: options.connectTimeoutMs,
       idleTimeoutMs: options.idleTimeoutMs,
     };
-    validate(this.#options);
+    checkPoolTunables(this.#options);
     this.#callHost = {
       hooks: this.#hooks,
       keepAlive: this.#keepAlive,
@@ -249,7 +255,7 @@ export class FcgiPool {
       const value = options[key];
       if (value !== undefined) next[key] = value;
     }
-    validate(next);
+    checkPoolTunables(next);
     const idleChanged = next.idleTimeoutMs !== this.#options.idleTimeoutMs;
     this.#options = next;
     // Over the (lowered) cap: shed idle sockets now, busy ones as they finish (see #release).

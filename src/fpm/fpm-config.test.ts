@@ -54,6 +54,39 @@ describe('renderFpmConfig', () => {
     expect(conf).not.toMatch(/^user\s*=/m);
   });
 
+  it("as root: runs the workers as the given user and keeps the listen socket the sidecar's", () => {
+    const lines = renderFpmConfig({
+      ...base,
+      workers: { user: 'www-data', group: 'www-data', listenUid: 0, listenGid: 0 },
+    }).split('\n');
+    for (const line of [
+      'user = www-data',
+      'group = www-data',
+      'listen.owner = 0',
+      'listen.group = 0',
+      'listen.mode = 0600',
+    ]) {
+      expect(lines).toContain(line);
+    }
+  });
+
+  it.each([
+    ['root', { user: 'root', group: 'www-data', listenUid: 0, listenGid: 0 }, /never run as root/],
+    ['gid 0', { user: 'www-data', group: '0', listenUid: 0, listenGid: 0 }, /never run as root/],
+    [
+      'a directive',
+      { user: 'a\nlisten = 0.0.0.0:9000', group: 'g', listenUid: 0, listenGid: 0 },
+      /not a valid name/,
+    ],
+    [
+      'a negative owner',
+      { user: 'www-data', group: 'www-data', listenUid: -1, listenGid: 0 },
+      /owner id/,
+    ],
+  ])('refuses workers with %s', (_name, workers, message) => {
+    expect(() => renderFpmConfig({ ...base, workers })).toThrow(message);
+  });
+
   it('lets [fpm].ini override the log_errors default', () => {
     const conf = renderFpmConfig({ ...base, ini: { log_errors: '0' } });
     expect(conf).toContain('php_value[log_errors] = "0"');

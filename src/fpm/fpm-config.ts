@@ -18,6 +18,11 @@ export interface FpmConfigInput {
   /** Names passed to workers as `env[NAME] = $NAME` (values travel in the master's environment). */
   envNames: readonly string[];
   statusPath?: string | undefined;
+  /**
+   * Set when the sidecar runs as root: the workers' user and group (never root), and who owns
+   * the listen socket (the sidecar's uid and gid). Unset: FPM runs PHP as the sidecar's user.
+   */
+  workers?: { user: string; group: string; listenUid: number; listenGid: number } | undefined;
 }
 
 /** Environment variables workers get by default when the sidecar has them (none carries secrets). */
@@ -27,6 +32,8 @@ const MASTER_ENV_DROP = ['NOTIFY_SOCKET', 'FPM_SOCKETS'] as const;
 const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A user or group name as useradd/groupadd accept it (Samba's trailing $ too), or an id. */
+const ACCOUNT_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/;
 const INI_NAME = /^[A-Za-z0-9_.-]+$/;
 
 function invalid(message: string): SidecarError {
@@ -76,6 +83,34 @@ export function fpmEnvironment(
   return { masterEnv, workerNames: [...names] };
 }
 
+/**
+ * The pool's user/group lines. As root FPM switches workers to `user`/`group` (initgroups
+ * included) and refuses uid or gid 0 without -R, which the sidecar never passes: PHP never runs
+ * as root. Without them (not root) FPM keeps the sidecar's user, as it must.
+ */
+function workerLines(workers: FpmConfigInput['workers']): string[] {
+  if (workers === undefined) return [];
+  for (const [key, name] of [
+    ['user', workers.user],
+    ['group', workers.group],
+  ] as const) {
+    if (!ACCOUNT_NAME.test(name)) throw invalid(`fpm.${key} is not a valid name: ${name}`);
+    if (name === 'root' || name === '0')
+      throw invalid(`fpm.${key} = ${name}: PHP must never run as root`);
+  }
+  for (const id of [workers.listenUid, workers.listenGid]) {
+    if (!Number.isSafeInteger(id) || id < 0) throw invalid(`invalid listen socket owner id ${id}`);
+  }
+  return [
+    `user = ${workers.user}`,
+    `group = ${workers.group}`,
+    // The master (root) creates the socket; it stays the sidecar's, so workers cannot be reached
+    // by anyone else, and a php-fpm default never hands it to the workers' user.
+    `listen.owner = ${workers.listenUid}`,
+    `listen.group = ${workers.listenGid}`,
+  ];
+}
+
 /** Renders the whole php-fpm.conf (global section and the `[askr]` pool). Throws FPM_START on bad input. */
 export function renderFpmConfig(input: FpmConfigInput): string {
   const intAtLeast = (name: string, v: number, min: number): number => {
@@ -113,10 +148,7 @@ export function renderFpmConfig(input: FpmConfigInput): string {
     `listen = "${input.socketPath}"`,
     // Only the sidecar's user may connect; the directory is 0700 as well.
     'listen.mode = 0600',
-    // No user/group: as non-root FPM ignores them. As root the sidecar passes -R and the pool runs
-    // as root too: it is the sidecar's own private pool (a dev machine, the demo app); the Docker
-    // image runs the sidecar as a non-root user, and production setups point [fastcgi].address at
-    // their own FPM.
+    ...workerLines(input.workers),
     'pm = static',
     `pm.max_children = ${maxChildren}`,
     `pm.max_requests = ${maxRequests}`,

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes, SidecarError, toError } from '../errors.ts';
 import { createFpmLogForwarder, type FpmLogForwarder } from './fpm-log.ts';
 import type { ManagedFpm, ManagedFpmOptions } from './managed-fpm.ts';
+import { describeIdentity, type PhpIdentity } from './php-identity.ts';
 import { signalGroup } from './process-group.ts';
 
 const START_TIMEOUT_MS = 10_000;
@@ -81,6 +82,7 @@ function probe(socketPath: string): Promise<boolean> {
 export class FpmSupervisor implements ManagedFpm {
   readonly address: string;
   readonly binary: string;
+  readonly workers: PhpIdentity | undefined;
   readonly #args: string[];
   readonly #env: Record<string, string>;
   readonly #socketPath: string;
@@ -114,8 +116,10 @@ export class FpmSupervisor implements ManagedFpm {
     socketPath: string,
     pidFile: string,
     options: ManagedFpmOptions,
+    workers?: PhpIdentity,
   ) {
     this.binary = binary;
+    this.workers = workers;
     this.address = `unix:${socketPath}`;
     this.#args = args;
     this.#env = env;
@@ -158,7 +162,13 @@ export class FpmSupervisor implements ManagedFpm {
     this.#healthySince = Date.now();
     this.#readyGate.resolve();
     this.#logger.info(
-      { pid: run.pid, binary: this.binary, address: this.address },
+      {
+        pid: run.pid,
+        binary: this.binary,
+        address: this.address,
+        // Who PHP runs as: the pool's user as root, else the sidecar's own.
+        phpUser: this.workers === undefined ? 'the sidecar user' : describeIdentity(this.workers),
+      },
       'managed php-fpm started',
     );
   }

@@ -167,8 +167,12 @@ const REMOTE_USER_NONE = param('REMOTE_USER', '');
 const REDIRECT_STATUS = param('REDIRECT_STATUS', '200');
 const PATH_INFO_NONE = param('PATH_INFO', '');
 
-/** The params a CgiServerInfo fixes, cleaned and built once per object. */
+/**
+ * The params a CgiServerInfo fixes, cleaned and built once per object and values. A reload
+ * updates the running object in place, so the raw values they were built from are compared.
+ */
 interface ServerParams {
+  readonly from: readonly [string, string, string];
   readonly documentRoot: Param;
   readonly serverSoftware: Param;
   /** SERVER_NAME when configured; null: from the Host header. */
@@ -178,8 +182,14 @@ const serverParams = new WeakMap<CgiServerInfo, ServerParams>();
 
 function serverParamsOf(server: CgiServerInfo): ServerParams {
   let fixed = serverParams.get(server);
-  if (fixed === undefined) {
+  if (
+    fixed === undefined ||
+    fixed.from[0] !== server.documentRoot ||
+    fixed.from[1] !== server.serverSoftware ||
+    fixed.from[2] !== server.serverName
+  ) {
     fixed = {
+      from: [server.documentRoot, server.serverSoftware, server.serverName],
       documentRoot: param('DOCUMENT_ROOT', clean(server.documentRoot)),
       serverSoftware: param('SERVER_SOFTWARE', clean(server.serverSoftware)),
       serverName: server.serverName === '' ? null : param('SERVER_NAME', clean(server.serverName)),
@@ -200,7 +210,8 @@ function serverParamsOf(server: CgiServerInfo): ServerParams {
  * REMOTE_PORT is the peer's port only when REMOTE_ADDR is the peer (nginx realip: a forwarded
  * address without a port leaves $remote_port empty).
  *
- * A CgiServerInfo is treated as immutable: what is derived from it is computed once per object.
+ * What is derived from a CgiServerInfo is computed once per object and again when a reload changes
+ * its values.
  * The pairs are read-only: the constant ones are shared by every request.
  */
 export function buildCgiParams(

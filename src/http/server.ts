@@ -13,6 +13,7 @@
  */
 import { redactTarget } from './log-redact.ts';
 import { writeAccessLine } from '../observability/logger.ts';
+import { RateLimitedLog } from '../observability/rate-limited-log.ts';
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { randomFillSync } from 'node:crypto';
@@ -55,6 +56,8 @@ export interface HttpServerDeps {
   upstream?: () => UpstreamProxy | null;
   /** The open-file cache (static.open_file_cache) for route lookups and static files; null: none. */
   fileCache?: () => OpenFileCache | null;
+  /** Called once per client connection accepted (metrics: open and accepted connections). */
+  onConnection?(socket: Socket): void;
   /** Called once per finished request (metrics). */
   onRequestDone?(ctx: RequestDone, status: number, durationMs: number): void;
   /**
@@ -162,6 +165,17 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     });
   });
   server.maxConnections = config.server.max_connections;
+  server.on('connection', (socket: Socket) => deps.onConnection?.(socket));
+  // Past server.max_connections Node closes the new connection at once (nginx: worker_connections
+  // are not enough): counted, and logged at most every 10 s, never per connection.
+  const dropLog = new RateLimitedLog(deps.logger, 'warn');
+  server.on('drop', (data?: { remoteAddress?: string }) => {
+    deps.onRejected?.('max_connections');
+    dropLog.log(
+      { limit: server.maxConnections, remote: data?.remoteAddress },
+      'connection refused: server.max_connections client connections are open',
+    );
+  });
 
   /** The access-log line, the metrics, the in-flight count: once per request. */
   function requestDone(

@@ -157,3 +157,13 @@ export function clientFromForwarded(
   }
   return { clientAddress, https };
 }
+
+/**
+ * The trust of a config (`server.trusted_proxies`): the one mapping used at start and at reload.
+ * @throws ConfigError naming the first bad entry.
+ */
+export function proxyTrustFrom(config: {
+  server: { trusted_proxies: readonly string[] };
+}): ProxyTrust {
+  return parseTrustedProxies(config.server.trusted_proxies);
+}

@@ -10,7 +10,8 @@ import net from 'node:net';
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { ConfigError, toError } from '../errors.ts';
+import { toError } from '../errors.ts';
+import { listenOn, parseListenAddress } from '../http/listen.ts';
 import { parseFcgiAddress } from '../fastcgi/address.ts';
 
 /** A readiness check: resolves null when ready, else a short reason. May throw (= not ready). */
@@ -30,7 +31,7 @@ export interface AdminServerOptions {
   logger: Logger;
   /** A check not settled after this long fails with "timed out"; default 2000 ms. */
   checkTimeoutMs?: number;
-  /** Extra GET routes by exact path (the status page and its stream). */
+  /** Extra GET and HEAD routes by exact path (the status page, its panel and /status.json). */
   routes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
   /**
    * Routes by exact path that take any method and answer for themselves, 405 included
@@ -131,7 +132,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, head: bool
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { listen, registry, checks, logger } = options;
   const checkTimeoutMs = options.checkTimeoutMs ?? 2000;
-  const bind = parseListen(listen);
+  const bind = parseListenAddress('metrics.listen', listen);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const target = req.url ?? '/';
@@ -208,25 +209,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void =>
-      reject(
-        new ConfigError(
-          `metrics.listen = ${JSON.stringify(listen)}: cannot listen (${err.message})`,
-          {
-            cause: err,
-          },
-        ),
-      );
-    server.once('error', onError);
-    const ready = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    if ('path' in bind) server.listen(bind.path, ready);
-    else server.listen(bind.port, bind.host, ready);
-  });
-  server.on('error', (err) => logger.error({ err }, 'admin server error'));
+  await listenOn(server, 'metrics.listen', listen, (err) =>
+    logger.error({ err }, 'admin server error'),
+  );
 
   const info = server.address();
   const url =
@@ -246,16 +231,4 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       return closing;
     },
   };
-}
-
-function parseListen(listen: string): { path: string } | { host: string; port: number } {
-  if (listen.startsWith('unix:/')) return { path: listen.slice('unix:'.length) };
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(listen);
-  const port = Number(match?.[3]);
-  if (match === null || port > 65535)
-    throw new ConfigError(
-      `metrics.listen = ${JSON.stringify(listen)}: expected "HOST:PORT", "[IPv6]:PORT" or "unix:/absolute/path"`,
-    );
-  // An empty host means every interface, as for server.listen.
-  return { host: match[1] ?? (match[2] === '' ? '0.0.0.0' : (match[2] ?? '0.0.0.0')), port };
 }

@@ -1,9 +1,11 @@
 /**
  * Scrapes PHP-FPM's own status page (`pm.status_path`, `?json`) over FastCGI on a timer and mirrors
- * it as askr_fpm_* gauges. Invariants: at most one scrape in flight; a failed scrape sets
- * askr_fpm_status_up to 0, counts askr_fpm_status_scrape_errors_total and keeps the last good
- * values; nothing here throws after start (the sidecar never dies of a status page); the timer is
- * unref'd. The scrape goes through the pool, so it queues like any request when FPM is saturated.
+ * it as askr_fpm_* metrics (docs/metrics.md maps them to php-fpm_exporter's). Invariants: at most
+ * one scrape in flight; FPM's cumulative numbers are counters (they restart from 0 with php-fpm,
+ * which rate() reads as a counter reset); a failed scrape sets askr_fpm_status_up to 0, counts
+ * askr_fpm_status_scrape_errors_total and takes every value series out of the registry until a
+ * scrape succeeds again (unknown is absent, never 0); nothing here throws after start; the timer
+ * is unref'd. The scrape goes through the pool, so it queues like any request when FPM is saturated.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -32,6 +34,12 @@ export interface FpmStatusPoller {
   lastError(): string | null;
   /** Scrapes now (or joins the scrape in flight); resolves with lastError(). Never rejects. */
   scrapeNow(): Promise<string | null>;
+  /**
+   * FPM's figures from the last scrape and when it finished (`at`, ms since the epoch, so a
+   * reader can show their age); null when no scrape finished yet or the last one failed
+   * (lastError() says why), as the askr_fpm_* series are absent then.
+   */
+  lastStatus(): { sample: FpmStatus; at: number } | null;
 }
 
 /** The fields of FPM's JSON status page the sidecar exposes. */
@@ -73,8 +81,8 @@ export function parseFpmStatus(body: string): FpmStatus | string {
   const out = {} as FpmStatus;
   for (const [field, key] of FIELDS) {
     const value = record[key];
-    if (typeof value !== 'number' || !Number.isFinite(value))
-      return `status page JSON lacks a numeric "${key}"`;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+      return `status page JSON lacks a non-negative numeric "${key}"`;
     out[field] = value;
   }
   return out;
@@ -106,55 +114,64 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
     ['REMOTE_ADDR', '127.0.0.1'],
   ];
 
-  const registers = [registry];
+  // Value series are created unregistered: show() registers them while FPM's numbers are known.
+  const values: Array<readonly [string, Gauge | Counter]> = [];
+  const gauge = (name: string, help: string): Gauge => {
+    const metric = new Gauge({ name, help, registers: [] });
+    values.push([name, metric]);
+    return metric;
+  };
+  const counter = (name: string, help: string): Counter => {
+    const metric = new Counter({ name, help, registers: [] });
+    values.push([name, metric]);
+    return metric;
+  };
   const processes = new Gauge({
     name: 'askr_fpm_processes',
     help: 'php-fpm worker processes by state, from its status page.',
     labelNames: ['state'] as const,
-    registers,
+    registers: [],
   });
-  const single = (name: string, help: string): Gauge => new Gauge({ name, help, registers });
-  const listenQueue = single(
+  values.push(['askr_fpm_processes', processes]);
+  const listenQueue = gauge(
     'askr_fpm_listen_queue',
     "Connections waiting in php-fpm's accept queue.",
   );
-  const maxListenQueue = single(
+  // A high-water mark, not a count of events: a gauge (php-fpm_exporter types it a counter).
+  const maxListenQueue = gauge(
     'askr_fpm_max_listen_queue',
     'Largest php-fpm accept queue since php-fpm started.',
   );
-  const maxChildrenReached = single(
-    'askr_fpm_max_children_reached',
-    'Times php-fpm hit pm.max_children since it started.',
+  const maxChildrenReached = counter(
+    'askr_fpm_max_children_reached_total',
+    'Times php-fpm hit pm.max_children since it started (resets when php-fpm restarts).',
   );
-  const slowRequests = single(
-    'askr_fpm_slow_requests',
-    'Requests over request_slowlog_timeout since php-fpm started.',
+  const slowRequests = counter(
+    'askr_fpm_slow_requests_total',
+    'Requests over request_slowlog_timeout since php-fpm started (resets when php-fpm restarts).',
   );
-  const accepted = single(
-    'askr_fpm_accepted_connections',
+  const accepted = counter(
+    'askr_fpm_accepted_connections_total',
     'Connections php-fpm accepted since it started (resets when php-fpm restarts).',
   );
-  const up = single(
-    'askr_fpm_status_up',
-    '1 if the last scrape of the php-fpm status page succeeded.',
-  );
+  const up = new Gauge({
+    name: 'askr_fpm_status_up',
+    help: '1 if the last scrape of the php-fpm status page succeeded; the other askr_fpm_* status series are absent while it is 0.',
+    registers: [registry],
+  });
   const scrapeErrors = new Counter({
     name: 'askr_fpm_status_scrape_errors_total',
     help: 'Failed scrapes of the php-fpm status page.',
-    registers,
+    registers: [registry],
   });
   const names = [
-    'askr_fpm_processes',
-    'askr_fpm_listen_queue',
-    'askr_fpm_max_listen_queue',
-    'askr_fpm_max_children_reached',
-    'askr_fpm_slow_requests',
-    'askr_fpm_accepted_connections',
+    ...values.map(([name]) => name),
     'askr_fpm_status_up',
     'askr_fpm_status_scrape_errors_total',
   ];
 
   let error: string | null = null;
+  let last: { sample: FpmStatus; at: number } | null = null;
   let stopped = false;
   let inFlight: Promise<string | null> | null = null;
   let timer: NodeJS.Timeout | undefined;
@@ -165,9 +182,25 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
     processes.set({ state: 'total' }, s.totalProcesses);
     listenQueue.set(s.listenQueue);
     maxListenQueue.set(s.maxListenQueue);
-    maxChildrenReached.set(s.maxChildrenReached);
-    slowRequests.set(s.slowRequests);
-    accepted.set(s.acceptedConnections);
+    // FPM keeps these totals; a counter has no set(), so it is reset and raised to FPM's value
+    // (synchronously: no scrape of /metrics can see the 0 in between).
+    for (const [metric, value] of [
+      [maxChildrenReached, s.maxChildrenReached],
+      [slowRequests, s.slowRequests],
+      [accepted, s.acceptedConnections],
+    ] as const) {
+      metric.reset();
+      metric.inc(value);
+    }
+  };
+
+  /** Puts the value series in the registry (FPM's numbers known) or takes them out (unknown). */
+  const show = (known: boolean): void => {
+    for (const [name, metric] of values) {
+      const present = registry.getSingleMetric(name) !== undefined;
+      if (known && !present) registry.registerMetric(metric);
+      else if (!known && present) registry.removeSingleMetric(name);
+    }
   };
 
   const fetchStatus = async (): Promise<FpmStatus | string> => {
@@ -191,15 +224,19 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
     const previous = error;
     if (typeof result === 'string') {
       error = result;
+      last = null;
       scrapeErrors.inc();
       up.set(0);
+      show(false);
       // Log transitions only: a down FPM would otherwise log every interval.
       if (previous !== result)
         logger.warn({ statusPath, error: result }, 'php-fpm status scrape failed');
     } else {
       error = null;
+      last = { sample: result, at: Date.now() };
       up.set(1);
       apply(result);
+      show(true);
       if (previous !== null) logger.info({ statusPath }, 'php-fpm status scrape recovered');
     }
     return error;
@@ -231,5 +268,6 @@ export function startFpmStatusPoller(options: FpmStatusPollerOptions): FpmStatus
     },
     lastError: () => error,
     scrapeNow,
+    lastStatus: () => last,
   };
 }

@@ -4,8 +4,11 @@
  * values stay inside their allow-lists whatever strings the callers pass (a regression here would
  * show as one series per path or channel name: unbounded memory in every Prometheus).
  */
+import { once } from 'node:events';
+import { Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { VERSION } from '../version.ts';
 import type { RequestContext } from '../http/request-context.ts';
 import { parseFpmStatus } from './fpm-status.ts';
 import {
@@ -231,9 +234,63 @@ describe('createMetrics', () => {
     const text = await withDefaults.metrics();
     expect(text).toMatch(/^process_cpu_user_seconds_total /m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+    expect(text).toMatch(/^# TYPE nodejs_active_handles gauge$/m);
     expect(text).not.toContain('askr_process_');
     const { registry } = setup();
     expect(await registry.metrics()).not.toContain('process_cpu_user_seconds_total');
+  });
+
+  it('drops the three Node gauges named *_total that promtool rejects (sum the labelled ones)', async () => {
+    const withDefaults = new Registry();
+    createMetrics(withDefaults);
+    const text = await withDefaults.metrics();
+    // A recurrence shows as: promtool check metrics exits 3, 'non-counter metrics should not
+    // have "_total" suffix'.
+    expect(text).not.toMatch(/^nodejs_active_(handles|requests|resources)_total/m);
+    const gaugesNamedTotal = text
+      .split('\n')
+      .filter((l) => /^# TYPE \S+_total (gauge|histogram|summary)$/.test(l));
+    expect(gaugesNamedTotal).toEqual([]);
+  });
+
+  it('exports askr_build_info = 1 with the version, git revision and Node version', async () => {
+    const registry = new Registry();
+    createMetrics(registry, {
+      defaultMetrics: false,
+      buildInfo: { version: '1.2.3', revision: 'unknown', nodeVersion: 'v24.0.0' },
+    });
+    expect(
+      await value(registry, 'askr_build_info', {
+        version: '1.2.3',
+        revision: 'unknown',
+        node_version: 'v24.0.0',
+      }),
+    ).toBe(1);
+    const { registry: defaults } = setup();
+    expect(await labelValues(defaults, 'askr_build_info', 'version')).toEqual([VERSION]);
+    expect(await labelValues(defaults, 'askr_build_info', 'node_version')).toEqual([
+      process.version,
+    ]);
+    expect((await labelValues(defaults, 'askr_build_info', 'revision'))[0]).toMatch(
+      /^(?:[0-9a-f]{7,64}|unknown)$/,
+    );
+  });
+
+  it('counts client connections: open until the socket closes, accepted for good', async () => {
+    const { metrics, registry } = setup();
+    const { onConnection } = metrics.httpHooks();
+    // Unconnected sockets: destroy() emits 'close' as a client's disconnect does.
+    const sockets = [new Socket(), new Socket(), new Socket()];
+    for (const socket of sockets) onConnection(socket);
+    expect(await value(registry, 'askr_http_client_connections')).toBe(3);
+    for (const socket of sockets.slice(0, 2)) {
+      const closed = once(socket, 'close');
+      socket.destroy();
+      await closed;
+    }
+    expect(await value(registry, 'askr_http_client_connections')).toBe(1);
+    expect(await value(registry, 'askr_http_client_connections_accepted_total')).toBe(3);
+    sockets[2]?.destroy();
   });
 
   it('refuses a second createMetrics on the same registry', () => {
@@ -279,6 +336,7 @@ describe('parseFpmStatus', () => {
       /total processes/,
     ],
     ['a string field', JSON.stringify({ ...good, 'listen queue': '1' }), /listen queue/],
+    ['a negative total', JSON.stringify({ ...good, 'accepted conn': -1 }), /accepted conn/],
   ])('reports %s', (_name, body, message) => {
     const result = parseFpmStatus(body);
     expect(typeof result).toBe('string');

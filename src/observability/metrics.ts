@@ -1,12 +1,13 @@
 /**
- * The sidecar's Prometheus metrics (docs/architecture.md, Design notes: Operations): one
- * `createMetrics(registry)` per registry, with hook adapters for the pool, the hub, the HTTP
- * server, the datagram ingress and the FPM supervisor.
- * Invariants: every label value comes from a fixed allow-list (never a path, channel or client
- * string), so the number of series is bounded; hooks never throw; gauges of pool/hub state are read
- * at scrape time (collect()), so the hot path only touches counters and histograms.
+ * The sidecar's Prometheus metrics (docs/metrics.md): one `createMetrics(registry)` per registry,
+ * with hook adapters for the pool, the hub, the HTTP server, the datagram ingress and the FPM
+ * supervisor. Invariants: every label value comes from a fixed allow-list (never a path, channel
+ * or client string), so the number of series is bounded; hooks never throw; gauges of pool/hub
+ * state are read at scrape time (collect()), so the hot path only touches counters and
+ * histograms; the whole output passes `promtool check metrics` (test/metrics-promtool.test.ts).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { readBuildInfo, type BuildInfo } from './build-info.ts';
 import { DATAGRAM_REJECT_REASONS as CODEC_REJECT_REASONS } from '../broadcast/datagram-codec.ts';
 import { IGNORED_FORMATS } from '../broadcast/grip-items.ts';
 import type { GripHooks, GripItemOutcome } from '../broadcast/pushpin-publish.ts';
@@ -34,6 +35,7 @@ export const REQUEST_KINDS = [
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
 /** Reasons the HTTP side reports through onRejected; anything else is counted as `other`. */
 export const REQUEST_REJECT_REASONS = [
+  'max_connections',
   'body_too_large',
   'header_too_large',
   'header_timeout',
@@ -101,8 +103,39 @@ const QUEUE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 const LAG_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
 export interface MetricsOptions {
-  /** Register prom-client's Node process metrics (standard names process_*, nodejs_*); default true. */
+  /** Register Node's process metrics (registerNodeMetrics: process_*, nodejs_*); default true. */
   defaultMetrics?: boolean;
+  /** The labels of askr_build_info; default readBuildInfo(). */
+  buildInfo?: BuildInfo;
+}
+
+/**
+ * prom-client's gauges that promtool rejects for their `_total` suffix (prometheus/client_js#283).
+ * Each only sums its labelled sibling: sum(nodejs_active_handles) is the same number.
+ */
+const REDUNDANT_NODE_TOTALS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
+
+/** Registers prom-client's Node process metrics (process_*, nodejs_*) less REDUNDANT_NODE_TOTALS. */
+export function registerNodeMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of REDUNDANT_NODE_TOTALS) registry.removeSingleMetric(name);
+}
+
+/**
+ * Registers askr_build_info: always 1, its labels say what runs (version, revision,
+ * node_version), the convention of prometheus_build_info. Throws if already registered.
+ */
+export function registerBuildInfo(registry: Registry, info: BuildInfo = readBuildInfo()): void {
+  new Gauge({
+    name: 'askr_build_info',
+    help: 'Always 1; the labels name the askr-sidecar version, the git revision it was built from ("unknown" when the build did not know it) and the Node.js version.',
+    labelNames: ['version', 'revision', 'node_version'] as const,
+    registers: [registry],
+  }).set({ version: info.version, revision: info.revision, node_version: info.nodeVersion }, 1);
 }
 
 /** Where collect()-time gauges read pool and hub state; either may be bound later or not at all. */
@@ -128,8 +161,11 @@ export interface Metrics {
   phpHooks(): Required<PhpHandlerHooks>;
   /** Pass as HubOptions.hooks. */
   hubHooks(): HubHooks;
-  /** Spread into createHttpServer's deps: request counts, latency, upstream time, rejections. */
-  httpHooks(): Required<Pick<HttpServerDeps, 'onRequestDone' | 'onRejected'>>;
+  /**
+   * Spread into createHttpServer's deps: client connections, request counts, latency, upstream
+   * time, rejections.
+   */
+  httpHooks(): Required<Pick<HttpServerDeps, 'onConnection' | 'onRequestDone' | 'onRejected'>>;
   /** One finished client request. `sse` durations go to askr_sse_stream_duration_seconds. */
   onRequestDone(kind: RouteKind, status: number, durationMs: number): void;
   /** A refused request; reasons outside REQUEST_REJECT_REASONS count as `other`. */
@@ -163,7 +199,7 @@ export function statusClass(status: number): (typeof STATUS_CLASSES)[number] {
 }
 
 /**
- * Creates and registers every askr_* metric on `registry` (plus Node's default metrics unless
+ * Creates and registers every askr_* metric on `registry` (plus Node's process metrics unless
  * `options.defaultMetrics` is false). Throws if this registry already holds them: one call per
  * registry.
  */
@@ -171,10 +207,26 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
   const registers = [registry];
   let sources: MetricSources = {};
   let passthroughOpen = 0;
+  let clientConnectionsOpen = 0;
 
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics !== false) registerNodeMetrics(registry);
+  registerBuildInfo(registry, options.buildInfo);
 
   // --- HTTP ---
+  // nginx's stub_status "Active connections" and "accepts" (docs/metrics.md).
+  const clientConnections: Gauge = new Gauge({
+    name: 'askr_http_client_connections',
+    help: 'Open client TCP (or unix socket) connections on the main listener, idle keep-alive and held streams included.',
+    registers,
+    collect: () => {
+      clientConnections.set(clientConnectionsOpen);
+    },
+  });
+  const clientConnectionsAccepted = new Counter({
+    name: 'askr_http_client_connections_accepted_total',
+    help: 'Client connections accepted by the main listener (those server.max_connections refused are not).',
+    registers,
+  });
   const requests = new Counter({
     name: 'askr_http_requests_total',
     help: 'Client requests finished, by route kind and status class (499 = client went away).',
@@ -547,6 +599,13 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
       onLost: (reason) => lost.inc({ reason: pick(LOST_REASONS, reason, 'unknown_id') }),
     }),
     httpHooks: () => ({
+      onConnection: (socket) => {
+        clientConnectionsAccepted.inc();
+        clientConnectionsOpen += 1;
+        socket.once('close', () => {
+          clientConnectionsOpen -= 1;
+        });
+      },
       onRequestDone: (ctx, status, durationMs) => {
         onRequestDone(ctx.kind, status, durationMs);
         if (ctx.upstreamMs !== null) observeUpstream(ctx.upstreamMs);

@@ -256,6 +256,8 @@ type TunableKey = Exclude<
   'logger' | 'hooks' | 'epoch' | 'now' | 'defer' | 'state'
 >;
 type Tunables = Record<TunableKey, number>;
+/** What reconfigure() may change: limits, intervals and history bounds. */
+export type HubTunables = Partial<Tunables>;
 
 interface Subscriber {
   readonly id: number;
@@ -328,7 +330,11 @@ export function mercureEventId(epoch: string, seq: number): string {
 }
 const noop = (): void => {};
 
-function checkTunables(values: Partial<Tunables>): void {
+/**
+ * Throws ConfigError for a value reconfigure() would refuse, so a reload can check every component
+ * before it applies anything.
+ */
+export function checkHubTunables(values: HubTunables): void {
   for (const key of TUNABLE_KEYS) {
     const value = values[key];
     if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
@@ -389,7 +395,7 @@ export class Hub {
       const value = options[key];
       if (value !== undefined) opts[key] = value;
     }
-    checkTunables(opts);
+    checkHubTunables(opts);
     this.#opts = opts;
     this.#admission = new Admission(() => this.#opts);
     this.#retryFrame = encodeFrame({ retryMs: opts.retryMs });
@@ -730,10 +736,8 @@ export class Hub {
 
   /** Applies reloadable options (limits, intervals, history bounds).
    * @throws ConfigError for a negative or non-finite value (nothing is applied then). */
-  reconfigure(
-    options: Partial<Omit<HubOptions, 'logger' | 'hooks' | 'epoch' | 'now' | 'defer' | 'state'>>,
-  ): void {
-    checkTunables(options);
+  reconfigure(options: HubTunables): void {
+    checkHubTunables(options);
     const previous = this.#opts;
     const next = { ...previous };
     for (const key of TUNABLE_KEYS) {

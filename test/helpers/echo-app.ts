@@ -5,12 +5,12 @@
  * metrics, a fixed grant secret and a state file, so a restart keeps ids and grants. Pages open
  * /echo (session guard, signed in through the login form) or /echo-token (token guard).
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { assertLaravelInstalled, makeLaravelApp } from './laravel-app.ts';
+import { phpTempDir } from './php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './sidecar.ts';
 
 const ECHO_DIST = fileURLToPath(new URL('../../node_modules/laravel-echo/dist/', import.meta.url));
@@ -37,7 +37,7 @@ export interface EchoApp {
  */
 export async function startEchoApp(settings: Record<string, string> = {}): Promise<EchoApp> {
   await assertLaravelInstalled();
-  const tmp = await mkdtemp(join(tmpdir(), 'askr-echo-'));
+  const tmp = await phpTempDir('askr-echo-');
   const socket = join(tmp, 'askr.sock');
   const app = await makeLaravelApp(tmp, socket);
   const vendor = join(app, 'public/vendor/laravel-echo');

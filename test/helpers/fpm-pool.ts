@@ -15,6 +15,7 @@ import { Agent, request } from 'undici';
 import { findPhpFpm } from '../../src/fpm/find-php-fpm.ts';
 import { livePidsInGroup, signalGroup } from '../../src/fpm/process-group.ts';
 import { parseFpmStatus, type FpmStatus } from '../../src/observability/fpm-status.ts';
+import { phpWorkers } from './php-temp.ts';
 import { endProcess, readTextOr } from './process.ts';
 import { rawFastCgiRequest } from './raw-fastcgi.ts';
 import { startTestSidecar, type TestSidecar } from './sidecar.ts';
@@ -86,6 +87,9 @@ function renderPool(dir: string, shape: FpmPoolShape): string {
     'daemonize = no',
     '',
     '[www]',
+    // As root the workers run as www-data, as in Debian's stock pool (PHP never runs as root; no
+    // -R); the socket stays the master's (root's), 0600 in a 0700 dir: only the sidecar connects.
+    ...workerLines(),
     `listen = "${path.join(dir, 'php-fpm.sock')}"`,
     'listen.mode = 0600',
     ...pm,
@@ -94,6 +98,19 @@ function renderPool(dir: string, shape: FpmPoolShape): string {
     'catch_workers_output = yes',
     '',
   ].join('\n');
+}
+
+/** The pool's user/group lines as root (phpWorkers()); none otherwise, FPM keeps our user. */
+function workerLines(): string[] {
+  const who = phpWorkers();
+  if (who === undefined) return [];
+  const [uid, gid] = [process.getuid?.() ?? 0, process.getgid?.() ?? 0];
+  return [
+    `user = ${who.user}`,
+    `group = ${who.group}`,
+    `listen.owner = ${uid}`,
+    `listen.group = ${gid}`,
+  ];
 }
 
 function canConnect(socketPath: string): Promise<boolean> {
@@ -127,7 +144,7 @@ async function waitReady(child: ChildProcess, socketPath: string, logPath: strin
 }
 
 /**
- * Starts php-fpm (foreground, -R as root so the pool may run as the current user) with a pool of
+ * Starts php-fpm (foreground; as root its workers run as www-data, see workerLines) with a pool of
  * `shape` and resolves once its socket accepts. Rejects with php-fpm's log when it does not start.
  * The caller stops it; a test worker that exits first SIGKILLs the group on its way out.
  */
@@ -139,7 +156,7 @@ export async function startFpmPool(shape: FpmPoolShape): Promise<FpmPool> {
   const confPath = path.join(dir, 'php-fpm.conf');
   fs.writeFileSync(confPath, renderPool(dir, shape));
 
-  const args = ['-F', '-y', confPath, ...(process.getuid?.() === 0 ? ['-R'] : [])];
+  const args = ['-F', '-y', confPath];
   // detached: php-fpm leads its own process group, which its workers join: one kill reaches all.
   const child = spawn(binary, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -1,14 +1,16 @@
 /**
  * The Laravel fixture app (fixtures-php/laravel on Debian's php-laravel-framework) for the Laravel
  * tests: a private copy per test file, so its .env, SQLite file, storage/ and sidecar socket are
- * that file's own (the php-fpm is shared with other test files running at the same time).
+ * that file's own (the php-fpm is shared with other test files running at the same time). As in a
+ * deploy, storage/, bootstrap/cache and database/ belong to PHP's user, and artisan runs as it.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, cp, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { asPhpUser, givePhp } from './php-temp.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures-php/laravel', import.meta.url));
 const PHP_PACKAGE = fileURLToPath(new URL('../../php', import.meta.url));
@@ -29,8 +31,8 @@ export async function assertLaravelInstalled(): Promise<void> {
 /**
  * Copies the fixture app to `<tmp>/app` and returns that path: a fresh .env (new APP_KEY, the
  * askr broadcaster on `socket`, sync queue), a migrated and seeded SQLite database, askr-echo.js
- * published. vendor/askr/sidecar links to php/, as Composer's path repository does. Rejects when
- * a copy or an artisan command fails.
+ * published. vendor/askr/sidecar links to php/, as Composer's path repository does. `tmp` must
+ * be searchable by PHP's workers (phpTempDir). Rejects when a copy or an artisan command fails.
  */
 export async function makeLaravelApp(tmp: string, socket: string): Promise<string> {
   const app = join(tmp, 'app');
@@ -61,22 +63,21 @@ export async function makeLaravelApp(tmp: string, socket: string): Promise<strin
       '',
     ].join('\n'),
   );
-  // FPM usually runs as www-data: what PHP writes must be writable by it.
-  const writable = async (dir: string): Promise<void> => {
-    await chmod(dir, 0o777);
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) await writable(join(dir, entry.name));
-    }
-  };
-  for (const dir of ['storage', 'bootstrap/cache', 'database']) await writable(join(app, dir));
-  await chmod(database, 0o666);
+  // PHP (www-data as root) writes logs, sessions, caches and the SQLite file (and its journal,
+  // beside it): these belong to it, as `chown -R www-data storage bootstrap/cache` in a deploy.
+  await givePhp(...['storage', 'bootstrap/cache', 'database'].map((dir) => join(app, dir)));
   await artisan(app, ['migrate', '--seed', '--force']);
-  await artisan(app, ['vendor:publish', '--tag=askr-js', '--force']);
+  // A build step that writes into public/, which PHP may not: run as this process's user.
+  await run('php', ['artisan', 'vendor:publish', '--tag=askr-js', '--force'], {
+    cwd: app,
+    timeout: 30_000,
+  });
   return app;
 }
 
 /**
- * Runs `php artisan <args>` in `app` with this process's environment plus `env` (a real
+ * Runs `php artisan <args>` in `app` as PHP's workers run (asPhpUser: www-data as root, so what
+ * it writes in storage/ stays writable by FPM), with this process's environment plus `env` (a real
  * environment variable wins over .env). Rejects, with `code`, `stdout` and `stderr` on the error,
  * when the command exits non-zero or runs longer than 30 s.
  */
@@ -89,5 +90,6 @@ export async function artisan(
     cwd: app,
     env: { ...process.env, ...env },
     timeout: 30_000,
+    ...asPhpUser(),
   });
 }

@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { phpTempDir } from './php-temp.ts';
 import { endProcess, readTextOr } from './process.ts';
 import { findProgram } from './programs.ts';
 
@@ -80,7 +80,7 @@ const quote = (s: string): string => `'${s.replace(/[\\']/g, (c) => `\\${c}`)}'`
 
 /**
  * Makes a datadir with mariadb-install-db, starts mariadbd as root on a Unix socket in a new temp
- * dir, waits for its handshake, creates `database` and a user with a random password that owns
+ * dir PHP's workers may search (phpTempDir), waits for its handshake, creates `database` and a user with a random password that owns
  * it. Rejects with the install output or the server's error log when a step fails (and cleans up).
  */
 export async function startMariaDb(options: TestMariaDbOptions = {}): Promise<TestMariaDb> {
@@ -89,7 +89,8 @@ export async function startMariaDb(options: TestMariaDbOptions = {}): Promise<Te
   const client = requireProgram('mariadb', 'mysql');
   const database = options.database ?? 'wordpress';
   const readyTimeoutMs = options.readyTimeoutMs ?? 20_000;
-  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'askr-mariadb-')));
+  // PHP's workers (www-data as root) connect to the socket in it; the datadir inside stays 0700.
+  const dir = fs.realpathSync(await phpTempDir('askr-mariadb-'));
   const datadir = path.join(dir, 'data');
   const socket = path.join(dir, 'mysqld.sock');
   const errorLog = path.join(dir, 'error.log');

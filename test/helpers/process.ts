@@ -3,7 +3,7 @@
  * Redis, php-fpm): a free loopback port, stopping a child with a SIGKILL fallback, reading a log
  * that may be gone.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -57,4 +57,34 @@ export function readTextOr(file: string, missing: string): string {
   } catch {
     return missing;
   }
+}
+
+/** What a finished command printed and how it ended. */
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `argv` to its end with this process's environment minus every ASKR_* variable (the test
+ * runner's own must not leak into a CLI under test), plus `env`; collects stdout and stderr.
+ */
+export async function runCommand(
+  argv: readonly string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<CommandResult> {
+  const base = Object.entries(process.env).filter(([k]) => !k.startsWith('ASKR_'));
+  const [cmd = '', ...args] = argv;
+  const child = spawn(cmd, args, {
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    env: { ...Object.fromEntries(base), ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
 }

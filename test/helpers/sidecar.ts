@@ -20,6 +20,20 @@ export interface TestSidecar extends Sidecar {
   logs: Array<Record<string, unknown>>;
 }
 
+/** A pino destination that parses each JSON line into `logs`, for assertions on log records. */
+export function jsonLogSink(): { logs: Array<Record<string, unknown>>; sink: Writable } {
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      cb();
+    },
+  });
+  return { logs, sink };
+}
+
 /** `overrides` keys are "section.key" with TOML-style values (e.g. "2s", "1MiB"). */
 export async function startTestSidecar(
   overrides: Record<string, unknown> = {},
@@ -35,15 +49,7 @@ export async function startTestSidecar(
       ...overrides,
     },
   });
-  const logs: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      cb();
-    },
-  });
+  const { logs, sink } = jsonLogSink();
   const logger = pino({ level: config.log.level === 'info' ? 'debug' : config.log.level }, sink);
   const sidecar = await startSidecar(config, logger);
   return Object.assign(sidecar, { config, logs });

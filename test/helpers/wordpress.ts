@@ -7,12 +7,13 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { chmod, mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import type { TestMariaDb } from './mariadb.ts';
+import { asPhpUser, givePhp } from './php-temp.ts';
 import { readTextOr } from './process.ts';
 
 const run = promisify(execFile);
@@ -56,7 +57,8 @@ export function privateLoopback(): string {
  * directories they lead to (`<tmp>/share/javascript` -> /usr/share/javascript, …), so they leave
  * the root exactly as in /usr/share. Its wp-content is a copy of Debian's WP_CONTENT_DIR
  * (/var/lib/wordpress/wp-content: themes and plugins are symlinks to the packaged ones), as
- * Debian's recipe aliases /wp-content to it, writable for uploads. Resolves the root's path.
+ * Debian's recipe aliases /wp-content to it, owned by PHP's user for uploads. `tmp` must be
+ * searchable by PHP's workers (phpTempDir). Resolves the root's path.
  */
 export async function makeWordPressRoot(tmp: string): Promise<string> {
   const share = path.join(tmp, 'share');
@@ -65,8 +67,9 @@ export async function makeWordPressRoot(tmp: string): Promise<string> {
   await run('cp', ['-a', WORDPRESS_SHARE, share], { timeout: 60_000 });
   await rm(path.join(root, 'wp-content'), { recursive: true, force: true });
   await run('cp', ['-a', DEBIAN_CONTENT, path.join(root, 'wp-content')], { timeout: 60_000 });
-  // FPM usually runs as www-data: what WordPress writes must be writable by it.
-  for (const dir of ['wp-content', 'wp-content/uploads']) await chmod(path.join(root, dir), 0o777);
+  // PHP writes uploads there: Debian's package gives wp-content to www-data, and so does this
+  // (cp -a keeps that owner only as root; givePhp does nothing when PHP runs as this user).
+  await givePhp(path.join(root, 'wp-content'));
 
   const outside = new Set<string>();
   for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
@@ -94,7 +97,7 @@ export interface WordPressConfigOptions {
   db: TestMariaDb;
   /** `$table_prefix`, so two sites can share the database (default `wp_`). */
   tablePrefix?: string;
-  /** Where WordPress's debug.log goes. */
+  /** Where WordPress's debug.log goes: a directory PHP's user may write (givePhp). */
   logDir: string;
 }
 
@@ -204,8 +207,10 @@ echo json_encode(['user_id' => $result['user_id'], 'permalink_structure' => get_
 
 /**
  * Installs the site whose config names `url`'s host with PHP CLI (wp_install(), as the installer
- * does), then sets siteurl/home to `url` and `permalinkStructure`. Independent of the server in
- * front: the tests of the web installer use a site of their own. Rejects with PHP's output.
+ * does) as PHP's workers run (asPhpUser, as `sudo -u www-data wp core install`: what it writes,
+ * debug.log included, stays theirs), then sets siteurl/home to `url` and `permalinkStructure`.
+ * Independent of the server in front: the tests of the web installer use a site of their own.
+ * Rejects with PHP's output.
  */
 export async function installWordPress(
   root: string,
@@ -216,7 +221,10 @@ export async function installWordPress(
 ): Promise<void> {
   const args = [root, url, title, admin.user, admin.password, admin.email, permalinkStructure];
   try {
-    const { stdout } = await run('php', ['-r', INSTALL_PHP, '--', ...args], { timeout: 60_000 });
+    const { stdout } = await run('php', ['-r', INSTALL_PHP, '--', ...args], {
+      timeout: 60_000,
+      ...asPhpUser(),
+    });
     const result = JSON.parse(stdout.slice(stdout.indexOf('{'))) as Record<string, unknown>;
     if (result['permalink_structure'] !== permalinkStructure) {
       throw new Error(`permalink_structure is ${JSON.stringify(result['permalink_structure'])}`);
