@@ -8,7 +8,7 @@
  * private Unix sockets only; every process is stopped at the end, on errors and on Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
@@ -203,6 +203,8 @@ async function main(): Promise<number> {
   requirePrograms(settings);
   const processes = new ProcessSet();
   const tmp = mkdtempSync(join(tmpdir(), 'askr-bench-protect-'));
+  // PHP runs as www-data when the benchmark runs as root: it must reach the document root.
+  chmodSync(tmp, 0o755);
   const removeTmp = (): void => {
     if (settings.keepTmp) log(`kept ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });

@@ -10,7 +10,7 @@
  * measurement waits (bounded) for a quiet machine; everything binds 127.0.0.1; every process is
  * stopped at the end, on error and on Ctrl-C. Settings: BENCH_* variables (docs/benchmarks.md).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
@@ -129,6 +129,8 @@ async function main(): Promise<number> {
   requirePrograms(settings);
   const processes = new ProcessSet();
   const tmp = mkdtempSync(join(tmpdir(), 'askr-bench-'));
+  // PHP runs as www-data when the benchmark runs as root: it must reach the document root.
+  chmodSync(tmp, 0o755);
   const removeTmp = (): void => {
     if (settings.keepTmp) process.stderr.write(`bench: kept ${tmp}\n`);
     else rmSync(tmp, { recursive: true, force: true });

@@ -59,6 +59,8 @@ const dirs: string[] = [];
 /** A fresh temp directory, removed by removeTempDirs(). */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `askr-bench-${prefix}-`));
+  // PHP runs as www-data when the benchmark runs as root: it must reach what is in here.
+  chmodSync(dir, 0o755);
   dirs.push(dir);
   return dir;
 }
