@@ -55,7 +55,7 @@ describe('verified tokens (mercure.token_cache_size)', () => {
     expect((await publish(s, { topic: 'orders' }, { token })).status).toBe(200);
     expect((await publish(s, { topic: 'orders' }, { token })).status).toBe(200);
     const rotated = 'rotated-secret-0123456789abcdefghijklmno';
-    s.reload({ ...s.config, mercure: { ...s.config.mercure, jwt_key: rotated } });
+    await s.reload({ ...s.config, mercure: { ...s.config.mercure, jwt_key: rotated } });
     const fresh = await hubToken(s, [detail(['publish'], ['*'])], { key: rotated });
     // The new keys are imported asynchronously: wait until they serve.
     await eventually(
