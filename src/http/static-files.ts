@@ -194,17 +194,7 @@ function serveSmallSync(
         );
       }
     }
-    const headers: OutgoingHttpHeaders = {
-      ...validatorHeaders(fresh, options),
-      'Accept-Ranges': 'bytes',
-      'X-Content-Type-Options': 'nosniff',
-      'Content-Type': contentType,
-      'Content-Length': fresh.size,
-    };
-    if (rep.encoding !== null) headers['Content-Encoding'] = rep.encoding;
-    res.writeHead(200, headers);
-    res.end(body ?? undefined);
-    return { status: 200, bytes: body?.length ?? 0 };
+    return sendWhole(res, fresh, body, rep.encoding, contentType, options);
   } catch (err) {
     throw err instanceof SidecarError ? err : fileError('read', rep.path, err);
   } finally {
@@ -234,6 +224,28 @@ function serveCached(
   }
   const { stat, body } = found;
   if (decide(req.headers, stat, rep.encoding === null).kind !== 'full') return null;
+  return sendWhole(
+    res,
+    stat,
+    req.method === 'HEAD' ? null : body,
+    rep.encoding,
+    contentType,
+    options,
+  );
+}
+
+/**
+ * A whole file in one 200: its validators and content headers, then `body` (null for HEAD).
+ * Headers and body leave in one write: end() corks the socket around both.
+ */
+function sendWhole(
+  res: ServerResponse,
+  stat: Stats,
+  body: Buffer | null,
+  encoding: Encoding | null,
+  contentType: string,
+  options: StaticOptions,
+): StaticResult {
   const headers: OutgoingHttpHeaders = {
     ...validatorHeaders(stat, options),
     'Accept-Ranges': 'bytes',
@@ -241,15 +253,10 @@ function serveCached(
     'Content-Type': contentType,
     'Content-Length': stat.size,
   };
-  if (rep.encoding !== null) headers['Content-Encoding'] = rep.encoding;
-  // Headers and body leave in one write: end() corks the socket around both.
+  if (encoding !== null) headers['Content-Encoding'] = encoding;
   res.writeHead(200, headers);
-  if (req.method === 'HEAD') {
-    res.end();
-    return { status: 200, bytes: 0 };
-  }
-  res.end(body);
-  return { status: 200, bytes: body.length };
+  res.end(body ?? undefined);
+  return { status: 200, bytes: body?.length ?? 0 };
 }
 
 /** Answers from an open descriptor and its fstat, which may differ from the caller's stat. */
