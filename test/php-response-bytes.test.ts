@@ -5,11 +5,11 @@
  * text conversion that is not byte for byte (UTF-8 instead of latin1) changes it. A recurrence
  * looks like a body longer than its Content-Length, or bytes above 0x7f replaced.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { phpTempDir } from './helpers/php-temp.ts';
 import { startTestSidecar, type TestSidecar } from './helpers/sidecar.ts';
 
 /** The bytes bytes.php prints for ?n=N: byte i is (i * 7 + 3) mod 256. */
@@ -22,7 +22,7 @@ function expected(n: number): Buffer {
 let root: string;
 let sidecar: TestSidecar;
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'askr-bytes-'));
+  root = await phpTempDir('askr-bytes-');
   await writeFile(
     join(root, 'bytes.php'),
     [
