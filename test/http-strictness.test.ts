@@ -248,4 +248,24 @@ describe('ordinary requests still reach PHP', () => {
     // The body may come chunked: look for the field, not at the framing.
     expect(reply.body).toContain('"input_length": 11');
   });
+  it('a client that resets its connection is not counted as a refused request', async () => {
+    // Regression: a reset (ECONNRESET) reached clientError and was counted as bad_request, so a
+    // browser closing idle keep-alive connections looked like a stream of malformed requests.
+    const total = async (): Promise<number> => {
+      const metric = s.registry.getSingleMetric('askr_rejected_requests_total');
+      if (metric === undefined) throw new Error('askr_rejected_requests_total is not registered');
+      return (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+    };
+    const before = await total();
+    const socket = connect(s.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\nX-Half: ');
+    await new Promise<void>((resolve) => socket.write('', () => resolve()));
+    socket.resetAndDestroy();
+    await once(socket, 'close');
+    // A malformed request on a new connection afterwards: its 400 is the one refusal counted.
+    const reply = await send(['GET / HTTP/9.9\r\nHost: x\r\n\r\n']);
+    expect(reply.statusLine).toMatch(/^HTTP\/1\.1 (400|505) /);
+    expect(await total()).toBe(before + 1);
+  });
 });

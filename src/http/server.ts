@@ -269,15 +269,16 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       endBrokenBody(exchange, socket, code, (err as { reason?: unknown }).reason);
       return;
     }
+    // The client went away (a reset, often an idle keep-alive connection closed by a browser):
+    // nothing was refused, so nothing is counted as a rejection and nothing is answered.
+    if (code === 'ECONNRESET' || code === 'EPIPE') {
+      socket.destroy();
+      return;
+    }
     const answer = CLIENT_ERRORS[code] ?? BAD_REQUEST;
     deps.onRejected?.(answer.reason);
-    if (code !== 'ECONNRESET' && code !== 'EPIPE') {
-      deps.logger.debug({ code, remote: socket.remoteAddress }, 'client error');
-    }
-    if (
-      !socket.writable ||
-      ((err as { bytesParsed?: number }).bytesParsed === 0 && code === 'ECONNRESET')
-    ) {
+    deps.logger.debug({ code, remote: socket.remoteAddress }, 'client error');
+    if (!socket.writable) {
       socket.destroy();
       return;
     }
