@@ -112,16 +112,21 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...running].reverse().map((s) => s.stop()));
 }
 
-/** Resolves once `host:port` accepts a TCP connection; throws with the server's output after `timeoutMs`. */
-export async function waitForPort(
-  server: Server,
+/**
+ * Resolves once `host:port` accepts a TCP connection; throws with `what` and `output()` when
+ * `exited()` says the process ended or after `timeoutMs`.
+ */
+export async function waitForListening(
   host: string,
   port: number,
+  exited: () => boolean,
+  what: string,
+  output: () => string,
   timeoutMs = 15_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (server.child.exitCode !== null) break;
+    if (exited()) break;
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, host);
       s.once('connect', () => {
@@ -133,7 +138,24 @@ export async function waitForPort(
     if (ok) return;
     await sleep(100);
   }
-  throw new Error(`${server.name} did not listen on ${host}:${port}:\n${server.output()}`);
+  throw new Error(`${what} did not listen on ${host}:${port}:\n${output()}`);
+}
+
+/** Resolves once `host:port` accepts a TCP connection; throws with the server's output after `timeoutMs`. */
+export function waitForPort(
+  server: Server,
+  host: string,
+  port: number,
+  timeoutMs = 15_000,
+): Promise<void> {
+  return waitForListening(
+    host,
+    port,
+    () => server.child.exitCode !== null,
+    server.name,
+    () => server.output(),
+    timeoutMs,
+  );
 }
 
 /** A free TCP port on 127.0.0.1 (bound and released at once). */
